@@ -1,0 +1,86 @@
+/* Configuration: one static table of keys (name, type, default, offset into
+ * hb_config_t, help), read from a `key = value` file, then overridden by
+ * HOOKBRIDGE_* environment variables. See DESIGN.md section 2.
+ *
+ * Errors are returned as -1 with a message in err ("file:line: key: why").
+ * hb_config_t is plain data, owned by the caller; free with hb_config_free.
+ * Thread safety: load at start-up (and on SIGHUP on the main thread) only. */
+#ifndef HB_CONFIG_H
+#define HB_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef enum { HB_ACK_DURABLE = 0, HB_ACK_WRITTEN, HB_ACK_PUBLISHED } hb_ack_mode_t;
+
+enum { HB_SINK_FILE = 1 << 0, HB_SINK_KAFKA = 1 << 1, HB_SINK_REDIS = 1 << 2 };
+
+typedef struct hb_kv {
+    char *key;
+    char *value;
+} hb_kv_t;
+
+typedef struct hb_config {
+    char *listen;
+    char *tls_cert;
+    char *tls_key;
+    char *tls_min_version;
+    char *admin_listen;
+    char *data_dir;
+    char *intercom_path;
+    char *intercom_secret; /* comma list; secret: never logged */
+    int intercom_verify;
+    char *sinks_str;
+    int sinks; /* HB_SINK_* bits, derived from sinks_str */
+    char *kafka_brokers;
+    char *kafka_topic;
+    char *kafka_key;
+    char *kafka_dead_letter_topic;
+    char *redis_url; /* may hold a password: never logged */
+    char *redis_stream;
+    int64_t redis_maxlen;
+    char *file_path;
+    char *journal_dir;
+    int64_t journal_max_bytes;
+    char *ack_str;
+    hb_ack_mode_t ack;
+    int64_t max_body;
+    int64_t shutdown_grace_ms;
+    int64_t workers; /* 0 = number of CPUs */
+    int dedup;
+    int64_t dedup_window_ms;
+    int64_t max_connections;
+    int64_t read_timeout_ms;
+    char *log_level;
+    char *log_format;
+
+    hb_kv_t *kafka_props; /* librdkafka pass-through, in file order */
+    size_t n_kafka_props;
+    char *path; /* the file it was read from, or NULL */
+} hb_config_t;
+
+void hb_config_init(hb_config_t *cfg);  /* every key at its default */
+void hb_config_free(hb_config_t *cfg);  /* accepts a half-built config */
+
+/* Read `path`; keys not in the file keep their value. */
+int hb_config_load_file(hb_config_t *cfg, const char *path, char *err, size_t errlen);
+/* Set one key from text, as the file parser does; `origin` prefixes errors. */
+int hb_config_set(hb_config_t *cfg, const char *key, const char *value, const char *origin,
+                  char *err, size_t errlen);
+/* Apply HOOKBRIDGE_* overrides from the environment `envp` (NULL = environ). */
+int hb_config_apply_env(hb_config_t *cfg, char **envp, char *err, size_t errlen);
+/* Cross-key checks and derived fields; call after file and env. */
+int hb_config_finish(hb_config_t *cfg, char *err, size_t errlen);
+
+/* Everything in one call: defaults, file (if path), env, finish. */
+int hb_config_load(hb_config_t *cfg, const char *path, char *err, size_t errlen);
+
+/* Print every key with its default and help (for --help). */
+void hb_config_print_help(FILE *out);
+/* Name of key i, or NULL past the end (tests check config/hookbridge.conf). */
+const char *hb_config_key_name(size_t i);
+/* The environment variable for a key: HOOKBRIDGE_ + upper, '.'/'-' -> '_'. */
+void hb_config_env_name(const char *key, char *buf, size_t len);
+
+#endif

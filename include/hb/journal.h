@@ -1,0 +1,95 @@
+/* The durable journal: append-only segment files of records (see
+ * record.h), one writer thread with group commit, and one cursor per sink.
+ *
+ * Threads:
+ *  - hb_journal_append / hb_journal_full / stats: any thread, never block
+ *    on I/O (a mutex held for a list push only).
+ *  - the writer thread (owned here) writes batches, calls fdatasync once
+ *    per batch, calls each append's done callback, wakes the readers,
+ *    persists cursors and deletes segments every sink is past.
+ *  - a reader belongs to one sink thread; hb_journal_reader_next does
+ *    blocking pread on that thread.
+ *
+ * On open, segments are scanned: a torn or corrupt tail of the newest
+ * segment is cut off with a warning; corruption anywhere else refuses to
+ * start (the error says which file to move away). */
+#ifndef HB_JOURNAL_H
+#define HB_JOURNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hb/record.h"
+
+typedef struct hb_journal hb_journal_t;
+typedef struct hb_journal_reader hb_journal_reader_t;
+
+#define HB_JOURNAL_MAX_SINKS 8
+
+typedef enum {
+    HB_STAGE_WRITTEN = 0, /* done after write(2), before fdatasync */
+    HB_STAGE_DURABLE      /* done after fdatasync */
+} hb_stage_t;
+
+/* One append. Owned by the caller, lent to the journal from
+ * hb_journal_append until done() is called (on the writer thread; done must
+ * not block). buf holds a record from hb_record_prepare; the writer seals
+ * it in place. */
+typedef struct hb_append {
+    struct hb_append *next; /* journal's while queued */
+    unsigned char *buf;
+    size_t len;
+    hb_stage_t stage;
+    uint64_t seq; /* out: the record's sequence number */
+    int err;      /* out: 0, ENOSPC (journal full) or the errno of a failed write/sync */
+    void (*done)(struct hb_append *a);
+} hb_append_t;
+
+typedef struct hb_journal_opts {
+    const char *dir;
+    uint64_t max_bytes;
+    uint64_t segment_bytes; /* 0 = derived from max_bytes */
+    const char *const *sinks; /* names, for the cursor file */
+    size_t n_sinks;
+    /* Called for each record found while opening (dedup rebuild); may be NULL. */
+    void (*on_record)(const hb_record_t *r, void *arg);
+    void *on_record_arg;
+} hb_journal_opts_t;
+
+hb_journal_t *hb_journal_open(const hb_journal_opts_t *opts, char *err, size_t errlen);
+/* Stops the writer after the queued appends are done, persists cursors. */
+void hb_journal_close(hb_journal_t *j);
+
+/* Queue an append. Always accepted: a refusal (full, I/O error) arrives
+ * through done() with err set. */
+void hb_journal_append(hb_journal_t *j, hb_append_t *a);
+/* Non-blocking hint for the front end: 1 while the journal is over its
+ * limit and has not drained below the low-water mark yet. */
+int hb_journal_full(const hb_journal_t *j);
+/* 1 after a write or sync failure until a later batch succeeds. */
+int hb_journal_failed(const hb_journal_t *j);
+
+/* Sink `idx` has published every record up to and including seq. */
+void hb_journal_ack(hb_journal_t *j, size_t idx, uint64_t seq);
+uint64_t hb_journal_cursor(const hb_journal_t *j, size_t idx);
+/* Lowest cursor over all sinks: every record <= it is published everywhere. */
+uint64_t hb_journal_min_cursor(const hb_journal_t *j);
+/* Highest durable sequence number. */
+uint64_t hb_journal_durable_seq(const hb_journal_t *j);
+uint64_t hb_journal_bytes(const hb_journal_t *j);
+uint64_t hb_journal_max_bytes(const hb_journal_t *j);
+size_t hb_journal_segments(const hb_journal_t *j);
+
+/* Register a function the writer calls after each durable batch and after
+ * cursors move (e.g. to wake the sink threads or answer ack=published
+ * requests). Must not block. Register before traffic starts. */
+void hb_journal_on_progress(hb_journal_t *j, void (*fn)(void *arg), void *arg);
+
+/* A reader of durable records after `after_seq` (usually the sink cursor). */
+hb_journal_reader_t *hb_journal_reader_new(hb_journal_t *j, uint64_t after_seq);
+void hb_journal_reader_free(hb_journal_reader_t *r);
+/* 1: rec filled (valid until the next call), 0: nothing durable yet,
+ * -1: I/O error or corruption (logged). */
+int hb_journal_reader_next(hb_journal_reader_t *r, hb_record_t *rec);
+
+#endif

@@ -1,0 +1,59 @@
+/* Journal record encoding: pure functions, no I/O.
+ *
+ * A record is a 24-byte header and a payload, all integers little-endian:
+ *
+ *   header:  u32 magic "HBJ1" | u32 payload_len | u64 seq | u32 payload_crc | u32 header_crc
+ *   payload: u64 received_at_ms | i64 delivery_attempts | i64 created_at
+ *            | u16 topic_len | u16 app_id_len | u16 id_len | u16 flags | u32 body_len
+ *            | topic | app_id | id | body
+ *
+ * payload_crc (CRC-32C of the payload) is computed by the thread that
+ * prepares the record; the journal writer assigns seq and seals the header
+ * (header_crc covers its first 20 bytes), so the writer's work per record
+ * is constant. A missing app_id or id is flagged, not stored as "". */
+#ifndef HB_RECORD_H
+#define HB_RECORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HB_RECORD_HEADER 24
+#define HB_RECORD_FIXED 40 /* fixed part of the payload */
+#define HB_RECORD_MAGIC 0x314A4248u /* "HBJ1" read little-endian */
+#define HB_RECORD_MAX_PAYLOAD (64u << 20)
+
+#define HB_REC_HAS_APP_ID 1
+#define HB_REC_HAS_ID 2
+
+typedef struct hb_record {
+    uint64_t seq;
+    uint64_t received_at_ms;
+    int64_t delivery_attempts; /* -1 when absent */
+    int64_t created_at;        /* -1 when absent */
+    const char *topic;         /* not NUL-terminated in a decoded view */
+    size_t topic_len;
+    const char *app_id; /* NULL when absent */
+    size_t app_id_len;
+    const char *id; /* NULL when absent */
+    size_t id_len;
+    const unsigned char *body;
+    size_t body_len;
+} hb_record_t;
+
+/* Bytes needed to encode r (header included). */
+size_t hb_record_size(const hb_record_t *r);
+/* Encode r into buf (>= hb_record_size) with seq 0 and the header unsealed. */
+size_t hb_record_prepare(const hb_record_t *r, unsigned char *buf);
+/* Set seq and the header checksum of a prepared record. */
+void hb_record_seal(unsigned char *buf, uint64_t seq);
+
+typedef enum {
+    HB_DECODE_OK = 1,
+    HB_DECODE_SHORT = 0,    /* need more bytes (a torn tail if at EOF) */
+    HB_DECODE_CORRUPT = -1  /* bad magic, length or checksum */
+} hb_decode_t;
+
+/* Decode one record from buf; on OK fills r (pointing into buf) and *used. */
+hb_decode_t hb_record_decode(const unsigned char *buf, size_t avail, hb_record_t *r, size_t *used);
+
+#endif

@@ -1,0 +1,44 @@
+/* Requests on the HTTPS listener: method and path, limits, signature,
+ * envelope, the journal append, and every answer with its status code,
+ * JSON body and log line.
+ *
+ * hb_route_t is shared by all HTTP threads (read-mostly: the key set is
+ * swapped atomically on SIGHUP, the journal pointer is set once when it is
+ * open). hb_route_loop_t is one per HTTP thread and lives on that thread's
+ * event_base: it receives journal completions from the writer thread and
+ * answers them on its own thread. */
+#ifndef HB_ROUTE_H
+#define HB_ROUTE_H
+
+#include <stddef.h>
+
+#include "hb/config.h"
+#include "hb/journal.h"
+#include "hb/verify.h"
+
+struct event_base;
+struct evhttp_request;
+
+typedef struct hb_route hb_route_t;
+typedef struct hb_route_loop hb_route_loop_t;
+
+/* cfg must outlive the route; takes ownership of ks (may be NULL when
+ * intercom.verify = off). */
+hb_route_t *hb_route_new(const hb_config_t *cfg, hb_keyset_t *ks);
+void hb_route_free(hb_route_t *r);
+/* Until set, POSTs are answered 503 (journal not open yet). Create every
+ * loop first. Loops must be freed only after the journal is closed (its
+ * progress callbacks point at them). */
+void hb_route_set_journal(hb_route_t *r, hb_journal_t *j);
+/* Swap the secrets (takes ownership of ks); requests in flight finish
+ * with the set they started with. */
+void hb_route_set_keyset(hb_route_t *r, hb_keyset_t *ks);
+
+hb_route_loop_t *hb_route_loop_new(hb_route_t *r, struct event_base *base);
+void hb_route_loop_free(hb_route_loop_t *l);
+/* The evhttp general callback; arg is the hb_route_loop_t. */
+void hb_route_handle(struct evhttp_request *req, void *arg);
+/* Requests accepted but not answered yet (waiting for the journal). */
+size_t hb_route_loop_pending(const hb_route_loop_t *l);
+
+#endif

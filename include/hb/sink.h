@@ -1,0 +1,93 @@
+/* Sinks: where journal records are published. Each sink runs on its own
+ * thread with its own event_base (so a slow or blocking sink never holds
+ * up the HTTP threads or another sink), reads the journal from its own
+ * cursor, and publishes through a table of function pointers
+ * (Fluent Bit's output plugins). The front end and the journal never see
+ * rdkafka.h or hiredis.h.
+ *
+ * Ownership: each record in flight to a sink is one hb_msg_t, owned by the
+ * sink runner. The implementation gets it in publish() and gives it back
+ * exactly once with hb_sink_done(); msg must not be touched after that.
+ * The runner advances the journal cursor over the contiguous prefix of
+ * acknowledged messages, so acknowledgements may arrive in any order.
+ *
+ * @locality: every ops function and hb_sink_done run on the sink thread. */
+#ifndef HB_SINK_H
+#define HB_SINK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hb/config.h"
+#include "hb/journal.h"
+
+struct event_base;
+typedef struct hb_sink hb_sink_t;
+
+typedef struct hb_msg {
+    uint64_t seq;
+    uint64_t received_at_ms;
+    int64_t delivery_attempts; /* -1 when absent */
+    const char *topic;         /* NUL-terminated */
+    const char *app_id;        /* NULL when absent */
+    const char *id;            /* NULL when absent */
+    const unsigned char *body; /* raw bytes as received */
+    size_t body_len;
+    struct hb_msg *impl_next; /* free for the sink implementation's own lists */
+    void *impl;               /* likewise */
+    /* runner bookkeeping */
+    hb_sink_t *sink;
+    struct hb_msg *next, *retry_next;
+    uint64_t sent_ms;
+    int attempts;
+    int acked;
+} hb_msg_t;
+
+typedef enum {
+    HB_SINK_OK = 0, /* durably accepted by the destination */
+    HB_SINK_RETRY,  /* transient failure: publish again later */
+    HB_SINK_REJECT  /* permanent failure for this message (poison) */
+} hb_sink_result_t;
+
+typedef struct hb_sink_ops {
+    const char *name;
+    /* Create private state on the sink thread's base; NULL + err on failure
+     * of the configuration (a server that is down is not a failure: report
+     * it through ready() and HB_SINK_RETRY). */
+    void *(*open)(hb_sink_t *sink, const hb_config_t *cfg, struct event_base *base, char *err,
+                  size_t errlen);
+    void (*publish)(void *state, hb_msg_t *msg);
+    /* End of a batch of publish() calls; may be NULL. */
+    void (*flush)(void *state);
+    /* Give up on everything in flight (report it with RETRY) and free. */
+    void (*close)(void *state);
+} hb_sink_ops_t;
+
+extern const hb_sink_ops_t hb_sink_file_ops;
+
+/* Start a sink thread publishing records after the journal cursor `idx`. */
+hb_sink_t *hb_sink_start(const hb_sink_ops_t *ops, size_t idx, const hb_config_t *cfg,
+                         hb_journal_t *j, char *err, size_t errlen);
+/* Publish until caught up with the journal or grace_ms passed, then stop
+ * the thread. Whatever is unpublished stays in the journal. */
+void hb_sink_stop(hb_sink_t *s, uint64_t grace_ms);
+/* Free a stopped sink, after the journal is closed (the journal's progress
+ * callback points at it until then). */
+void hb_sink_free(hb_sink_t *s);
+
+void hb_sink_done(hb_msg_t *msg, hb_sink_result_t res, const char *reason);
+/* Connection state for /readyz and the log (a change is logged once). */
+void hb_sink_set_status(hb_sink_t *s, int ok, const char *reason);
+
+/* Any thread. */
+const char *hb_sink_name(const hb_sink_t *s);
+size_t hb_sink_index(const hb_sink_t *s);
+int hb_sink_ready(hb_sink_t *s, char *why, size_t whylen);
+typedef struct hb_sink_stats {
+    uint64_t published, retries, rejected;
+    uint64_t pending; /* durable records not yet acknowledged */
+    uint64_t inflight;
+} hb_sink_stats_t;
+void hb_sink_stats(hb_sink_t *s, hb_sink_stats_t *out);
+
+#endif

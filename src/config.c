@@ -1,0 +1,508 @@
+/* Configuration table and parser. See include/hb/config.h.
+ *
+ * The table below is the single source of truth for keys: --help prints it,
+ * tests check config/hookbridge.conf against it, and the environment
+ * override names are derived from it. Types parse their own text so that
+ * every error names the key and says what was expected. */
+#include "hb/fmacros.h"
+
+#include "hb/config.h"
+#include "hb/log.h"
+#include "hb/template.h"
+#include "hb/util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+extern char **environ;
+
+typedef enum { T_STRING, T_INT, T_SIZE, T_DURATION, T_BOOL, T_ENUM, T_TEMPLATE } ctype_t;
+
+#define F_SECRET 1 /* value may be file:/path and is never printed */
+
+typedef struct {
+    const char *name;
+    ctype_t type;
+    size_t offset;
+    const char *def;
+    const char *choices; /* T_ENUM: "a|b|c" */
+    int64_t min, max;    /* numeric types */
+    int flags;
+    const char *help;
+} key_t_;
+
+#define OFF(f) offsetof(hb_config_t, f)
+#define BIG INT64_MAX
+
+static const key_t_ keys[] = {
+    {"listen", T_STRING, OFF(listen), "0.0.0.0:8443", NULL, 0, 0, 0,
+     "address:port of the HTTPS listener"},
+    {"tls.cert", T_STRING, OFF(tls_cert), "", NULL, 0, 0, 0,
+     "PEM certificate chain; with tls.cert and tls.key unset a self-signed pair is generated "
+     "under data.dir"},
+    {"tls.key", T_STRING, OFF(tls_key), "", NULL, 0, 0, 0, "PEM private key"},
+    {"tls.min_version", T_ENUM, OFF(tls_min_version), "1.2", "1.2|1.3", 0, 0, 0,
+     "lowest TLS version accepted"},
+    {"admin.listen", T_STRING, OFF(admin_listen), "127.0.0.1:9090", NULL, 0, 0, 0,
+     "plain HTTP listener for /healthz, /readyz and /metrics"},
+    {"data.dir", T_STRING, OFF(data_dir), "data", NULL, 0, 0, 0,
+     "directory for generated state (the self-signed TLS pair)"},
+    {"intercom.path", T_STRING, OFF(intercom_path), "/webhooks/intercom", NULL, 0, 0, 0,
+     "path of the webhook endpoint"},
+    {"intercom.secret", T_STRING, OFF(intercom_secret), "", NULL, 0, 0, F_SECRET,
+     "the app's client secret; several, comma-separated, are all accepted (rotation); "
+     "file:/path reads it from a file"},
+    {"intercom.verify", T_BOOL, OFF(intercom_verify), "on", NULL, 0, 0, 0,
+     "on, or off to accept unsigned deliveries"},
+    {"sinks", T_STRING, OFF(sinks_str), "file", NULL, 0, 0, 0,
+     "comma list of kafka, redis, file"},
+    {"kafka.brokers", T_STRING, OFF(kafka_brokers), "", NULL, 0, 0, 0, "bootstrap servers"},
+    {"kafka.topic", T_TEMPLATE, OFF(kafka_topic), "intercom.{topic}", NULL, 0, 0, 0,
+     "topic template ({app_id}, {workspace}, {topic}, {id})"},
+    {"kafka.key", T_TEMPLATE, OFF(kafka_key), "{app_id}", NULL, 0, 0, 0,
+     "message key template"},
+    {"kafka.dead_letter_topic", T_STRING, OFF(kafka_dead_letter_topic), "intercom.dead-letter",
+     NULL, 0, 0, 0, "topic for events the broker rejects for good"},
+    {"redis.url", T_STRING, OFF(redis_url), "", NULL, 0, 0, F_SECRET,
+     "redis://[user:password@]host:port[/db]"},
+    {"redis.stream", T_TEMPLATE, OFF(redis_stream), "intercom:{app_id}:{topic}", NULL, 0, 0, 0,
+     "stream key template"},
+    {"redis.maxlen", T_INT, OFF(redis_maxlen), "1000000", NULL, 0, BIG, 0,
+     "approximate MAXLEN ~ trim of each stream; 0 = none"},
+    {"file.path", T_STRING, OFF(file_path), "data/events.jsonl", NULL, 0, 0, 0,
+     "JSON-lines output of the file sink"},
+    {"journal.dir", T_STRING, OFF(journal_dir), "data/journal", NULL, 0, 0, 0,
+     "directory of the durable journal"},
+    {"journal.max_bytes", T_SIZE, OFF(journal_max_bytes), "1073741824", NULL, 16384, BIG, 0,
+     "journal size at which new deliveries get 503 + Retry-After (k, m, g suffixes allowed)"},
+    {"ack", T_ENUM, OFF(ack_str), "durable", "durable|written|published", 0, 0, 0,
+     "when to answer 200: durable (after fdatasync), written (after write), published (after "
+     "every sink acknowledged)"},
+    {"limits.max_body", T_SIZE, OFF(max_body), "1048576", NULL, 64, 1 << 30, 0,
+     "larger bodies get 413"},
+    {"limits.max_connections", T_INT, OFF(max_connections), "10000", NULL, 1, 1000000, 0,
+     "connection cap of the HTTPS listener"},
+    {"limits.read_timeout_ms", T_INT, OFF(read_timeout_ms), "10000", NULL, 100, 3600000, 0,
+     "idle or slow clients are closed after this many milliseconds"},
+    {"shutdown.grace_ms", T_INT, OFF(shutdown_grace_ms), "10000", NULL, 0, 3600000, 0,
+     "how long SIGTERM waits for sinks to flush"},
+    {"workers", T_INT, OFF(workers), "0", NULL, 0, 256, 0,
+     "event-loop threads serving the HTTPS listener; 0 = number of CPUs"},
+    {"dedup", T_BOOL, OFF(dedup), "on", NULL, 0, 0, 0,
+     "answer a repeated notification id 200 without publishing it again"},
+    {"dedup.window", T_DURATION, OFF(dedup_window_ms), "24h", NULL, 0, BIG, 0,
+     "how long notification ids are remembered (ms, s, m, h, d suffixes)"},
+    {"log.level", T_ENUM, OFF(log_level), "info", "debug|info|warn|error", 0, 0, 0,
+     "lowest level logged"},
+    {"log.format", T_ENUM, OFF(log_format), "text", "text|json", 0, 0, 0, "log line format"},
+};
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+const char *hb_config_key_name(size_t i)
+{
+    return i < NKEYS ? keys[i].name : NULL;
+}
+
+void hb_config_env_name(const char *key, char *buf, size_t len)
+{
+    size_t n = (size_t)snprintf(buf, len, "HOOKBRIDGE_");
+    for (; *key && n + 1 < len; key++)
+        buf[n++] = (*key == '.' || *key == '-') ? '_' : (char)toupper((unsigned char)*key);
+    buf[n] = '\0';
+}
+
+static const key_t_ *find_key(const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(keys[i].name, name) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+/* Parse a signed integer with an optional unit from `units`; the whole
+ * string must be used. */
+typedef struct {
+    const char *suffix;
+    int64_t mult;
+} unit_t;
+
+static const unit_t size_units[] = {{"", 1},         {"b", 1},         {"k", 1024},
+                                    {"kb", 1024},    {"kib", 1024},    {"m", 1048576},
+                                    {"mb", 1048576}, {"mib", 1048576}, {"g", 1073741824},
+                                    {"gb", 1073741824}, {"gib", 1073741824}, {NULL, 0}};
+static const unit_t dur_units[] = {{"", 1000},     {"ms", 1},        {"s", 1000}, {"m", 60000},
+                                   {"h", 3600000}, {"d", 86400000}, {NULL, 0}};
+static const unit_t int_units[] = {{"", 1}, {NULL, 0}};
+
+static int parse_number(const char *s, const unit_t *units, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    while (isspace((unsigned char)*s))
+        s++;
+    if (!isdigit((unsigned char)*s) && *s != '-')
+        return -1;
+    long long v = strtoll(s, &end, 10);
+    if (errno == ERANGE || end == s)
+        return -1;
+    for (const unit_t *u = units; u->suffix; u++) {
+        if (strcasecmp(end, u->suffix) == 0) {
+            if (v != 0 && (v > INT64_MAX / u->mult || v < INT64_MIN / u->mult))
+                return -1;
+            *out = (int64_t)v * u->mult;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int enum_has(const char *choices, const char *v)
+{
+    size_t vl = strlen(v);
+    for (const char *p = choices; *p;) {
+        const char *bar = strchr(p, '|');
+        size_t l = bar ? (size_t)(bar - p) : strlen(p);
+        if (l == vl && strncmp(p, v, l) == 0)
+            return 1;
+        if (!bar)
+            break;
+        p = bar + 1;
+    }
+    return 0;
+}
+
+/* A value `file:/path` of a secret key is replaced by the file's content
+ * with trailing whitespace removed (Docker secrets end with a newline). */
+static int resolve_secret(const char *value, char **out, char *err, size_t errlen,
+                          const char *origin, const char *key)
+{
+    if (strncmp(value, "file:", 5) != 0) {
+        *out = hb_strdup(value);
+        return 0;
+    }
+    size_t len;
+    char *content = hb_read_file(value + 5, &len);
+    if (!content)
+        return fail(err, errlen, "%s: %s: cannot read secret file %s: %s", origin, key,
+                    value + 5, strerror(errno));
+    while (len > 0 && isspace((unsigned char)content[len - 1]))
+        content[--len] = '\0';
+    *out = content;
+    return 0;
+}
+
+static int set_key(hb_config_t *cfg, const key_t_ *k, const char *value, const char *origin,
+                   char *err, size_t errlen)
+{
+    void *field = (char *)cfg + k->offset;
+    int64_t n;
+    switch (k->type) {
+    case T_STRING:
+    case T_ENUM:
+    case T_TEMPLATE: {
+        char *v;
+        if (k->type == T_ENUM && !enum_has(k->choices, value))
+            return fail(err, errlen, "%s: %s: '%s' is not one of %s", origin, k->name, value,
+                        k->choices);
+        if (k->type == T_TEMPLATE) {
+            char terr[128];
+            if (hb_template_check(value, terr, sizeof(terr)) < 0)
+                return fail(err, errlen, "%s: %s: %s", origin, k->name, terr);
+        }
+        if (k->flags & F_SECRET) {
+            if (resolve_secret(value, &v, err, errlen, origin, k->name) < 0)
+                return -1;
+        } else {
+            v = hb_strdup(value);
+        }
+        free(*(char **)field);
+        *(char **)field = v;
+        return 0;
+    }
+    case T_BOOL:
+        if (!strcasecmp(value, "on") || !strcasecmp(value, "true") || !strcasecmp(value, "yes") ||
+            !strcmp(value, "1"))
+            *(int *)field = 1;
+        else if (!strcasecmp(value, "off") || !strcasecmp(value, "false") ||
+                 !strcasecmp(value, "no") || !strcmp(value, "0"))
+            *(int *)field = 0;
+        else
+            return fail(err, errlen, "%s: %s: '%s' is not on or off", origin, k->name, value);
+        return 0;
+    case T_INT:
+    case T_SIZE:
+    case T_DURATION: {
+        const unit_t *u = k->type == T_SIZE ? size_units
+                          : k->type == T_DURATION ? dur_units
+                                                  : int_units;
+        const char *what = k->type == T_SIZE       ? "a size (e.g. 1048576 or 1m)"
+                           : k->type == T_DURATION ? "a duration (e.g. 500ms, 30s, 24h)"
+                                                   : "an integer";
+        if (parse_number(value, u, &n) < 0)
+            return fail(err, errlen, "%s: %s: '%s' is not %s", origin, k->name, value, what);
+        if (n < k->min || n > k->max)
+            return fail(err, errlen, "%s: %s: %" PRId64 " is out of range [%" PRId64 ", %" PRId64
+                        "]", origin, k->name, n, k->min, k->max);
+        *(int64_t *)field = n;
+        return 0;
+    }
+    }
+    return fail(err, errlen, "%s: %s: internal error", origin, k->name);
+}
+
+/* Keys under kafka. that hookbridge does not own go to librdkafka as they
+ * are; librdkafka itself validates them when the sink starts. */
+static void set_kafka_prop(hb_config_t *cfg, const char *prop, const char *value)
+{
+    for (size_t i = 0; i < cfg->n_kafka_props; i++) {
+        if (strcmp(cfg->kafka_props[i].key, prop) == 0) {
+            free(cfg->kafka_props[i].value);
+            cfg->kafka_props[i].value = hb_strdup(value);
+            return;
+        }
+    }
+    cfg->kafka_props =
+        hb_realloc(cfg->kafka_props, (cfg->n_kafka_props + 1) * sizeof(*cfg->kafka_props));
+    cfg->kafka_props[cfg->n_kafka_props].key = hb_strdup(prop);
+    cfg->kafka_props[cfg->n_kafka_props].value = hb_strdup(value);
+    cfg->n_kafka_props++;
+}
+
+int hb_config_set(hb_config_t *cfg, const char *key, const char *value, const char *origin,
+                  char *err, size_t errlen)
+{
+    const key_t_ *k = find_key(key);
+    if (k)
+        return set_key(cfg, k, value, origin, err, errlen);
+    if (strncmp(key, "kafka.", 6) == 0 && key[6] != '\0') {
+        const char *prop = key + 6;
+        for (const char *p = prop; *p; p++)
+            if (!(isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-'))
+                return fail(err, errlen, "%s: %s: not a librdkafka property name", origin, key);
+        if (strncmp(value, "file:", 5) == 0 && (strstr(prop, "password") || strstr(prop, "secret"))) {
+            char *v;
+            if (resolve_secret(value, &v, err, errlen, origin, key) < 0)
+                return -1;
+            set_kafka_prop(cfg, prop, v);
+            free(v);
+        } else {
+            set_kafka_prop(cfg, prop, value);
+        }
+        return 0;
+    }
+    return fail(err, errlen, "%s: unknown key '%s' (see hookbridge --help)", origin, key);
+}
+
+void hb_config_init(hb_config_t *cfg)
+{
+    char err[256];
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < NKEYS; i++)
+        if (set_key(cfg, &keys[i], keys[i].def, "default", err, sizeof(err)) < 0)
+            hb_oom(err); /* a bad default is a programming error */
+}
+
+void hb_config_free(hb_config_t *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < NKEYS; i++) {
+        ctype_t t = keys[i].type;
+        if (t == T_STRING || t == T_ENUM || t == T_TEMPLATE) {
+            char **f = (char **)((char *)cfg + keys[i].offset);
+            free(*f);
+            *f = NULL;
+        }
+    }
+    for (size_t i = 0; i < cfg->n_kafka_props; i++) {
+        free(cfg->kafka_props[i].key);
+        free(cfg->kafka_props[i].value);
+    }
+    free(cfg->kafka_props);
+    cfg->kafka_props = NULL;
+    cfg->n_kafka_props = 0;
+    free(cfg->path);
+    cfg->path = NULL;
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+int hb_config_load_file(hb_config_t *cfg, const char *path, char *err, size_t errlen)
+{
+    char *text = hb_read_file(path, NULL);
+    if (!text)
+        return fail(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+    int rc = 0, lineno = 0;
+    char *save = NULL;
+    /* strtok_r would skip empty lines and so miscount; split by hand. */
+    for (char *line = text; line && rc == 0; line = save) {
+        char *nl = strchr(line, '\n');
+        save = nl ? nl + 1 : NULL;
+        if (nl)
+            *nl = '\0';
+        lineno++;
+        char *s = trim(line);
+        if (*s == '\0' || *s == '#')
+            continue;
+        char origin[512];
+        snprintf(origin, sizeof(origin), "%s:%d", path, lineno);
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            rc = fail(err, errlen, "%s: expected 'key = value'", origin);
+            break;
+        }
+        *eq = '\0';
+        char *key = trim(s), *value = trim(eq + 1);
+        if (*key == '\0') {
+            rc = fail(err, errlen, "%s: missing key before '='", origin);
+            break;
+        }
+        rc = hb_config_set(cfg, key, value, origin, err, errlen);
+    }
+    free(text);
+    if (rc == 0) {
+        free(cfg->path);
+        cfg->path = hb_strdup(path);
+    }
+    return rc;
+}
+
+static const char *const kafka_owned_env[] = {"HOOKBRIDGE_KAFKA_BROKERS", "HOOKBRIDGE_KAFKA_TOPIC",
+                                              "HOOKBRIDGE_KAFKA_KEY",
+                                              "HOOKBRIDGE_KAFKA_DEAD_LETTER_TOPIC", NULL};
+
+int hb_config_apply_env(hb_config_t *cfg, char **envp, char *err, size_t errlen)
+{
+    char name[128];
+    if (!envp)
+        envp = environ;
+    /* Known keys: look up each key's own variable name. */
+    for (size_t i = 0; i < NKEYS; i++) {
+        hb_config_env_name(keys[i].name, name, sizeof(name));
+        size_t nl = strlen(name);
+        for (char **e = envp; *e; e++) {
+            if (strncmp(*e, name, nl) == 0 && (*e)[nl] == '=') {
+                if (set_key(cfg, &keys[i], *e + nl + 1, name, err, errlen) < 0)
+                    return -1;
+            }
+        }
+    }
+    /* librdkafka pass-through: HOOKBRIDGE_KAFKA_COMPRESSION_TYPE -> compression.type */
+    for (char **e = envp; *e; e++) {
+        if (strncmp(*e, "HOOKBRIDGE_KAFKA_", 17) != 0)
+            continue;
+        const char *eq = strchr(*e, '=');
+        if (!eq)
+            continue;
+        size_t nl = (size_t)(eq - *e);
+        int owned = 0;
+        for (const char *const *o = kafka_owned_env; *o; o++)
+            if (strlen(*o) == nl && strncmp(*e, *o, nl) == 0)
+                owned = 1;
+        if (owned || nl == 17 || nl - 17 >= sizeof(name))
+            continue;
+        char prop[128];
+        size_t pl = 0;
+        for (const char *p = *e + 17; p < eq; p++)
+            prop[pl++] = *p == '_' ? '.' : (char)tolower((unsigned char)*p);
+        prop[pl] = '\0';
+        char key[160];
+        snprintf(key, sizeof(key), "kafka.%s", prop);
+        snprintf(name, sizeof(name), "%.*s", (int)nl, *e);
+        if (hb_config_set(cfg, key, eq + 1, name, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int hb_config_finish(hb_config_t *cfg, char *err, size_t errlen)
+{
+    /* sinks: a non-empty comma list of known names, each at most once. */
+    cfg->sinks = 0;
+    char *copy = hb_strdup(cfg->sinks_str), *save = NULL;
+    int rc = 0;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        char *n = trim(t);
+        int bit = !strcmp(n, "file") ? HB_SINK_FILE
+                  : !strcmp(n, "kafka") ? HB_SINK_KAFKA
+                  : !strcmp(n, "redis") ? HB_SINK_REDIS
+                                        : 0;
+        if (!bit) {
+            rc = fail(err, errlen, "sinks: unknown sink '%s' (kafka, redis, file)", n);
+            break;
+        }
+        cfg->sinks |= bit;
+    }
+    free(copy);
+    if (rc < 0)
+        return rc;
+    if (!cfg->sinks)
+        return fail(err, errlen, "sinks: at least one sink is required");
+    cfg->ack = !strcmp(cfg->ack_str, "durable")   ? HB_ACK_DURABLE
+               : !strcmp(cfg->ack_str, "written") ? HB_ACK_WRITTEN
+                                                  : HB_ACK_PUBLISHED;
+    if (cfg->intercom_verify && cfg->intercom_secret[0] == '\0')
+        return fail(err, errlen,
+                    "intercom.secret: required (or set intercom.verify = off to accept unsigned "
+                    "deliveries)");
+    if (cfg->intercom_path[0] != '/')
+        return fail(err, errlen, "intercom.path: must start with '/'");
+    if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0'))
+        return fail(err, errlen, "%s: tls.cert and tls.key must be set together",
+                    cfg->tls_cert[0] ? "tls.key" : "tls.cert");
+    if ((cfg->sinks & HB_SINK_KAFKA) && cfg->kafka_brokers[0] == '\0')
+        return fail(err, errlen, "kafka.brokers: required when sinks includes kafka");
+    if ((cfg->sinks & HB_SINK_REDIS) && strncmp(cfg->redis_url, "redis://", 8) != 0)
+        return fail(err, errlen, "redis.url: required as redis://host:port[/db] when sinks "
+                                 "includes redis");
+    return 0;
+}
+
+int hb_config_load(hb_config_t *cfg, const char *path, char *err, size_t errlen)
+{
+    hb_config_init(cfg);
+    if (path && hb_config_load_file(cfg, path, err, errlen) < 0)
+        return -1;
+    if (hb_config_apply_env(cfg, NULL, err, errlen) < 0)
+        return -1;
+    return hb_config_finish(cfg, err, errlen);
+}
+
+void hb_config_print_help(FILE *out)
+{
+    char env[128];
+    fprintf(out, "Configuration keys (file: key = value; environment: HOOKBRIDGE_<KEY>):\n\n");
+    for (size_t i = 0; i < NKEYS; i++) {
+        hb_config_env_name(keys[i].name, env, sizeof(env));
+        fprintf(out, "  %-26s %s\n  %-26s default: %s%s%s   env: %s\n\n", keys[i].name,
+                keys[i].help, "", keys[i].def[0] ? keys[i].def : "(none)",
+                keys[i].choices ? "   one of: " : "", keys[i].choices ? keys[i].choices : "",
+                env);
+    }
+    fprintf(out, "  kafka.<property>           any librdkafka producer property, passed as is\n"
+                 "  %-26s env: HOOKBRIDGE_KAFKA_<PROPERTY with _ for .>\n", "");
+}

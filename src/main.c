@@ -1,0 +1,276 @@
+/* hookbridge: receive webhooks over HTTPS, make each verified one durable,
+ * answer at once, publish to the configured sinks.
+ *
+ * Start-up order: configuration, TLS, the listener (answering 503 until
+ * the journal is open), the journal (recovery), the sinks, then the main
+ * loop (admin endpoints and signals). Shutdown runs it backwards: stop
+ * accepting and answer what is in flight, let the sinks catch up for up to
+ * shutdown.grace_ms, close the journal (cursors persisted), exit 0. */
+#include "hb/fmacros.h"
+
+#include "hb/admin.h"
+#include "hb/config.h"
+#include "hb/journal.h"
+#include "hb/log.h"
+#include "hb/route.h"
+#include "hb/server.h"
+#include "hb/sink.h"
+#include "hb/tls.h"
+#include "hb/util.h"
+#include "hb/verify.h"
+#include "hb/version.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <openssl/ssl.h>
+
+#define C "main"
+
+typedef struct app {
+    hb_config_t cfg;
+    const char *config_path;
+    struct event_base *base;
+    hb_tls_t *tls;
+    hb_route_t *route;
+    hb_server_t *server;
+    hb_admin_t *admin;
+    hb_journal_t *journal;
+    hb_sink_t *sinks[HB_JOURNAL_MAX_SINKS];
+    size_t n_sinks;
+} app_t;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: hookbridge [-c|--config FILE] [--check-config] [--version] [--help]\n\n"
+            "Receives Intercom webhooks over HTTPS, verifies X-Hub-Signature, makes each\n"
+            "delivery durable in a local journal, answers 200, and publishes it to Kafka,\n"
+            "Redis Streams and/or a JSON-lines file.\n\n"
+            "  -c, --config FILE   read configuration from FILE (key = value lines)\n"
+            "      --check-config  validate the configuration and exit 0 or 1\n"
+            "      --version       print the version and exit\n"
+            "  -h, --help          print this help and exit\n\n");
+    hb_config_print_help(out);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg);
+
+/* SIGHUP: secrets and the TLS pair are read again; anything that fails
+ * keeps the old value and says why. Other keys need a restart. */
+static void reload(app_t *app)
+{
+    hb_config_t fresh;
+    char err[512];
+    if (hb_config_load(&fresh, app->config_path, err, sizeof(err)) < 0) {
+        hb_error(C, "SIGHUP: configuration not reloaded: %s", err);
+        hb_config_free(&fresh);
+        return;
+    }
+    if (fresh.intercom_verify) {
+        hb_keyset_t *ks = hb_keyset_new(fresh.intercom_secret);
+        if (ks) {
+            size_t n = hb_keyset_count(ks);
+            hb_route_set_keyset(app->route, ks);
+            hb_info(C, "SIGHUP: reloaded %zu intercom secret(s)", n);
+        }
+    }
+    if (hb_tls_reload(app->tls, &fresh, err, sizeof(err)) < 0)
+        hb_error(C, "SIGHUP: TLS certificate not reloaded (keeping the old one): %s", err);
+    else
+        hb_info(C, "SIGHUP: reloaded the TLS certificate and key");
+    hb_config_free(&fresh);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    app_t *app = arg;
+    if (sig == SIGHUP) {
+        reload(app);
+        return;
+    }
+    hb_info(C, "%s: stopping (grace %lld ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+            (long long)app->cfg.shutdown_grace_ms);
+    event_base_loopbreak(app->base);
+}
+
+static const hb_sink_ops_t *sink_ops_for(int bit)
+{
+    switch (bit) {
+    case HB_SINK_FILE:
+        return &hb_sink_file_ops;
+    default:
+        return NULL;
+    }
+}
+
+static int start_sinks(app_t *app, char *err, size_t errlen)
+{
+    static const int order[] = {HB_SINK_KAFKA, HB_SINK_REDIS, HB_SINK_FILE};
+    size_t idx = 0;
+    for (size_t i = 0; i < 3; i++) {
+        if (!(app->cfg.sinks & order[i]))
+            continue;
+        const hb_sink_ops_t *ops = sink_ops_for(order[i]);
+        if (!ops) {
+            snprintf(err, errlen, "sinks: this build has no %s sink yet",
+                     order[i] == HB_SINK_KAFKA ? "kafka" : "redis");
+            return -1;
+        }
+        app->sinks[app->n_sinks] = hb_sink_start(ops, idx++, &app->cfg, app->journal, err, errlen);
+        if (!app->sinks[app->n_sinks])
+            return -1;
+        app->n_sinks++;
+    }
+    return 0;
+}
+
+static int open_journal(app_t *app, char *err, size_t errlen)
+{
+    static const int order[] = {HB_SINK_KAFKA, HB_SINK_REDIS, HB_SINK_FILE};
+    static const char *const names[] = {"kafka", "redis", "file"};
+    const char *sinks[3];
+    size_t n = 0;
+    for (size_t i = 0; i < 3; i++)
+        if (app->cfg.sinks & order[i])
+            sinks[n++] = names[i];
+    hb_journal_opts_t o = {
+        .dir = app->cfg.journal_dir,
+        .max_bytes = (uint64_t)app->cfg.journal_max_bytes,
+        .sinks = sinks,
+        .n_sinks = n,
+    };
+    app->journal = hb_journal_open(&o, err, errlen);
+    return app->journal ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"check-config", no_argument, NULL, 'k'},
+                                         {"version", no_argument, NULL, 'v'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    app_t app;
+    char err[1024];
+    int check = 0, c, rc = 1;
+    memset(&app, 0, sizeof(app));
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            app.config_path = optarg;
+            break;
+        case 'k':
+            check = 1;
+            break;
+        case 'v':
+            printf("hookbridge %s (libevent %s, %s)\n", HB_VERSION, event_get_version(),
+                   OpenSSL_version(OPENSSL_VERSION));
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "hookbridge: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return 2;
+    }
+    if (hb_config_load(&app.cfg, app.config_path, err, sizeof(err)) < 0) {
+        fprintf(stderr, "hookbridge: configuration error: %s\n", err);
+        hb_config_free(&app.cfg);
+        return 1;
+    }
+    if (check) {
+        printf("hookbridge: configuration OK\n");
+        hb_config_free(&app.cfg);
+        return 0;
+    }
+    hb_log_level_t level;
+    hb_log_parse_level(app.cfg.log_level, &level);
+    hb_log_set_level(level);
+    hb_log_set_json(strcmp(app.cfg.log_format, "json") == 0);
+    hb_log_hook_libevent();
+    signal(SIGPIPE, SIG_IGN);
+    if (evthread_use_pthreads() < 0) {
+        hb_error(C, "libevent threading support unavailable");
+        return 1;
+    }
+    hb_info(C, "hookbridge %s starting: sinks=%s ack=%s journal=%s max_bytes=%lld workers=%lld "
+            "verify=%s secrets=%s",
+            HB_VERSION, app.cfg.sinks_str, app.cfg.ack_str, app.cfg.journal_dir,
+            (long long)app.cfg.journal_max_bytes, (long long)app.cfg.workers,
+            app.cfg.intercom_verify ? "on" : "off",
+            app.cfg.intercom_secret[0] ? "(set)" : "(none)");
+
+    struct event *sigs[3] = {NULL, NULL, NULL};
+    app.base = event_base_new();
+    if (!app.base)
+        hb_oom("event_base_new");
+    app.tls = hb_tls_new(&app.cfg, err, sizeof(err));
+    if (!app.tls)
+        goto fail;
+    hb_keyset_t *ks = app.cfg.intercom_verify ? hb_keyset_new(app.cfg.intercom_secret) : NULL;
+    app.route = hb_route_new(&app.cfg, ks);
+    app.server = hb_server_new(&app.cfg, app.tls, app.route, err, sizeof(err));
+    if (!app.server)
+        goto fail;
+    app.admin = hb_admin_new(app.base, app.cfg.admin_listen, err, sizeof(err));
+    if (!app.admin)
+        goto fail;
+    if (hb_server_start(app.server, err, sizeof(err)) < 0)
+        goto fail;
+    if (open_journal(&app, err, sizeof(err)) < 0)
+        goto fail;
+    if (start_sinks(&app, err, sizeof(err)) < 0)
+        goto fail;
+    hb_route_set_journal(app.route, app.journal);
+    hb_admin_set_journal(app.admin, app.journal);
+    hb_admin_set_sinks(app.admin, app.sinks, app.n_sinks);
+
+    int signums[3] = {SIGTERM, SIGINT, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+        sigs[i] = evsignal_new(app.base, signums[i], on_signal, &app);
+        event_add(sigs[i], NULL);
+    }
+    hb_info(C, "ready: POST https://%s%s", app.cfg.listen, app.cfg.intercom_path);
+    event_base_dispatch(app.base);
+    rc = 0;
+    goto shutdown;
+
+fail:
+    hb_error(C, "cannot start: %s", err);
+    rc = 1;
+shutdown: {
+    uint64_t grace = (uint64_t)app.cfg.shutdown_grace_ms, t0 = hb_mono_ms();
+    hb_server_stop(app.server, grace);
+    uint64_t spent = hb_mono_ms() - t0;
+    for (size_t i = 0; i < app.n_sinks; i++)
+        hb_sink_stop(app.sinks[i], grace > spent ? grace - spent : 0);
+    hb_journal_close(app.journal);
+    for (size_t i = 0; i < app.n_sinks; i++)
+        hb_sink_free(app.sinks[i]);
+    hb_server_free(app.server);
+    hb_admin_free(app.admin);
+    hb_route_free(app.route);
+    hb_tls_free(app.tls);
+    for (int i = 0; i < 3; i++)
+        if (sigs[i])
+            event_free(sigs[i]);
+    event_base_free(app.base);
+    if (rc == 0)
+        hb_info(C, "stopped");
+    hb_config_free(&app.cfg);
+    libevent_global_shutdown();
+}
+    return rc;
+}

@@ -1,0 +1,200 @@
+/* Metrics in Prometheus text format. See include/hb/metrics.h.
+ *
+ * Everything is a relaxed atomic counter; histograms keep cumulative-free
+ * bucket counts and are summed when rendered. Gauges that belong to other
+ * modules (journal size, sink backlog) are read from them at render time,
+ * so there is one source of truth for each figure. */
+#include "hb/fmacros.h"
+
+#include "hb/metrics.h"
+#include "hb/journal.h"
+#include "hb/sink.h"
+#include "hb/version.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+static const int statuses[] = {200, 400, 401, 404, 405, 413, 500, 503, 0};
+#define NSTATUS (sizeof(statuses) / sizeof(statuses[0]))
+static const char *const route_names[HB_EP_N] = {"intercom", "other"};
+
+static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                 0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+#define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
+
+typedef struct histogram {
+    atomic_ullong counts[NBUCKETS + 1]; /* last: +Inf */
+    atomic_ullong sum_us;
+} histogram_t;
+
+static atomic_ullong requests[HB_EP_N][NSTATUS];
+static histogram_t request_latency;
+static atomic_ullong verify_failures, duplicates;
+static histogram_t sink_latency[HB_JOURNAL_MAX_SINKS];
+static atomic_ullong sink_errors[HB_JOURNAL_MAX_SINKS], sink_reconnects[HB_JOURNAL_MAX_SINKS];
+
+static void observe(histogram_t *h, double s)
+{
+    size_t i = 0;
+    while (i < NBUCKETS && s > buckets[i])
+        i++;
+    atomic_fetch_add_explicit(&h->counts[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_us, (unsigned long long)(s * 1e6), memory_order_relaxed);
+}
+
+void hb_metrics_request(hb_endpoint_t route, int status, double seconds)
+{
+    size_t i = 0;
+    while (statuses[i] && statuses[i] != status)
+        i++;
+    atomic_fetch_add_explicit(&requests[route][i], 1, memory_order_relaxed);
+    if (route == HB_EP_INTERCOM && seconds >= 0)
+        observe(&request_latency, seconds);
+}
+
+void hb_metrics_verify_failure(void)
+{
+    atomic_fetch_add_explicit(&verify_failures, 1, memory_order_relaxed);
+}
+
+void hb_metrics_duplicate(void)
+{
+    atomic_fetch_add_explicit(&duplicates, 1, memory_order_relaxed);
+}
+
+void hb_metrics_sink_publish(size_t idx, double seconds)
+{
+    if (idx < HB_JOURNAL_MAX_SINKS)
+        observe(&sink_latency[idx], seconds);
+}
+
+void hb_metrics_sink_error(size_t idx)
+{
+    if (idx < HB_JOURNAL_MAX_SINKS)
+        atomic_fetch_add_explicit(&sink_errors[idx], 1, memory_order_relaxed);
+}
+
+void hb_metrics_sink_reconnect(size_t idx)
+{
+    if (idx < HB_JOURNAL_MAX_SINKS)
+        atomic_fetch_add_explicit(&sink_reconnects[idx], 1, memory_order_relaxed);
+}
+
+static void render_histogram(struct evbuffer *o, const char *name, const char *labels,
+                             histogram_t *h)
+{
+    unsigned long long cum = 0;
+    const char *sep = labels[0] ? "," : "";
+    for (size_t i = 0; i <= NBUCKETS; i++) {
+        cum += atomic_load_explicit(&h->counts[i], memory_order_relaxed);
+        if (i < NBUCKETS)
+            evbuffer_add_printf(o, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep,
+                                buckets[i], cum);
+        else
+            evbuffer_add_printf(o, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, cum);
+    }
+    evbuffer_add_printf(o, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels,
+                        (double)atomic_load(&h->sum_us) / 1e6, name, labels, cum);
+}
+
+void hb_metrics_render(struct evbuffer *o, struct hb_journal *j, struct hb_sink *const *sinks,
+                       size_t n_sinks)
+{
+    evbuffer_add_printf(o, "# HELP hookbridge_build_info Build information.\n"
+                           "# TYPE hookbridge_build_info gauge\n"
+                           "hookbridge_build_info{version=\"%s\"} 1\n",
+                        HB_VERSION);
+    evbuffer_add_printf(o, "# HELP hookbridge_requests_total HTTP requests answered, by route "
+                           "and status.\n# TYPE hookbridge_requests_total counter\n");
+    for (int r = 0; r < HB_EP_N; r++) {
+        for (size_t i = 0; i < NSTATUS; i++) {
+            unsigned long long v = atomic_load(&requests[r][i]);
+            if (!v && statuses[i] != 200)
+                continue;
+            if (statuses[i])
+                evbuffer_add_printf(o, "hookbridge_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+                                    route_names[r], statuses[i], v);
+            else
+                evbuffer_add_printf(o, "hookbridge_requests_total{route=\"%s\",status=\"other\"} %llu\n",
+                                    route_names[r], v);
+        }
+    }
+    evbuffer_add_printf(o, "# HELP hookbridge_request_duration_seconds Time from a webhook's "
+                           "arrival to its answer.\n"
+                           "# TYPE hookbridge_request_duration_seconds histogram\n");
+    render_histogram(o, "hookbridge_request_duration_seconds", "", &request_latency);
+    evbuffer_add_printf(o, "# HELP hookbridge_verification_failures_total Deliveries refused "
+                           "for a missing or wrong signature.\n"
+                           "# TYPE hookbridge_verification_failures_total counter\n"
+                           "hookbridge_verification_failures_total %llu\n",
+                        (unsigned long long)atomic_load(&verify_failures));
+    evbuffer_add_printf(o, "# HELP hookbridge_duplicates_total Repeated notification ids "
+                           "answered without publishing.\n"
+                           "# TYPE hookbridge_duplicates_total counter\n"
+                           "hookbridge_duplicates_total %llu\n",
+                        (unsigned long long)atomic_load(&duplicates));
+    if (j) {
+        evbuffer_add_printf(
+            o,
+            "# HELP hookbridge_journal_bytes Bytes held in journal segments.\n"
+            "# TYPE hookbridge_journal_bytes gauge\nhookbridge_journal_bytes %llu\n"
+            "# HELP hookbridge_journal_max_bytes Journal size limit.\n"
+            "# TYPE hookbridge_journal_max_bytes gauge\nhookbridge_journal_max_bytes %llu\n"
+            "# HELP hookbridge_journal_segments Journal segment files.\n"
+            "# TYPE hookbridge_journal_segments gauge\nhookbridge_journal_segments %zu\n"
+            "# HELP hookbridge_journal_full 1 while new deliveries are refused for lack of room.\n"
+            "# TYPE hookbridge_journal_full gauge\nhookbridge_journal_full %d\n"
+            "# HELP hookbridge_journal_records_total Records made durable (last sequence number).\n"
+            "# TYPE hookbridge_journal_records_total counter\nhookbridge_journal_records_total %llu\n",
+            (unsigned long long)hb_journal_bytes(j), (unsigned long long)hb_journal_max_bytes(j),
+            hb_journal_segments(j), hb_journal_full(j),
+            (unsigned long long)hb_journal_durable_seq(j));
+    }
+    if (!n_sinks)
+        return;
+    evbuffer_add_printf(o, "# HELP hookbridge_sink_pending_records Durable records not yet "
+                           "acknowledged by the sink.\n"
+                           "# TYPE hookbridge_sink_pending_records gauge\n");
+    hb_sink_stats_t st[HB_JOURNAL_MAX_SINKS];
+    for (size_t i = 0; i < n_sinks; i++) {
+        hb_sink_stats(sinks[i], &st[i]);
+        evbuffer_add_printf(o, "hookbridge_sink_pending_records{sink=\"%s\"} %llu\n",
+                            hb_sink_name(sinks[i]), (unsigned long long)st[i].pending);
+    }
+    evbuffer_add_printf(o, "# HELP hookbridge_sink_published_total Records acknowledged by the "
+                           "sink.\n# TYPE hookbridge_sink_published_total counter\n");
+    for (size_t i = 0; i < n_sinks; i++)
+        evbuffer_add_printf(o, "hookbridge_sink_published_total{sink=\"%s\"} %llu\n",
+                            hb_sink_name(sinks[i]), (unsigned long long)st[i].published);
+    evbuffer_add_printf(o, "# HELP hookbridge_sink_errors_total Failed publish attempts (each is "
+                           "retried).\n# TYPE hookbridge_sink_errors_total counter\n");
+    for (size_t i = 0; i < n_sinks; i++)
+        evbuffer_add_printf(o, "hookbridge_sink_errors_total{sink=\"%s\"} %llu\n",
+                            hb_sink_name(sinks[i]),
+                            (unsigned long long)atomic_load(&sink_errors[hb_sink_index(sinks[i])]));
+    evbuffer_add_printf(o, "# HELP hookbridge_sink_reconnects_total Reconnections to the sink's "
+                           "server.\n# TYPE hookbridge_sink_reconnects_total counter\n");
+    for (size_t i = 0; i < n_sinks; i++)
+        evbuffer_add_printf(
+            o, "hookbridge_sink_reconnects_total{sink=\"%s\"} %llu\n", hb_sink_name(sinks[i]),
+            (unsigned long long)atomic_load(&sink_reconnects[hb_sink_index(sinks[i])]));
+    evbuffer_add_printf(o, "# HELP hookbridge_sink_ready 1 when the sink can publish.\n"
+                           "# TYPE hookbridge_sink_ready gauge\n");
+    for (size_t i = 0; i < n_sinks; i++) {
+        char why[256];
+        evbuffer_add_printf(o, "hookbridge_sink_ready{sink=\"%s\"} %d\n", hb_sink_name(sinks[i]),
+                            hb_sink_ready(sinks[i], why, sizeof(why)));
+    }
+    evbuffer_add_printf(o, "# HELP hookbridge_sink_publish_duration_seconds Time from handing a "
+                           "record to the sink to its acknowledgement.\n"
+                           "# TYPE hookbridge_sink_publish_duration_seconds histogram\n");
+    for (size_t i = 0; i < n_sinks; i++) {
+        char labels[64];
+        snprintf(labels, sizeof(labels), "sink=\"%s\"", hb_sink_name(sinks[i]));
+        render_histogram(o, "hookbridge_sink_publish_duration_seconds", labels,
+                         &sink_latency[hb_sink_index(sinks[i])]);
+    }
+}

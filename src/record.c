@@ -1,0 +1,125 @@
+/* Journal record encoding. See include/hb/record.h. */
+#include "hb/fmacros.h"
+
+#include "hb/record.h"
+#include "hb/crc32c.h"
+
+#include <string.h>
+
+static void put16(unsigned char *p, uint16_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint16_t get16(const unsigned char *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+size_t hb_record_size(const hb_record_t *r)
+{
+    return HB_RECORD_HEADER + HB_RECORD_FIXED + r->topic_len + (r->app_id ? r->app_id_len : 0) +
+           (r->id ? r->id_len : 0) + r->body_len;
+}
+
+size_t hb_record_prepare(const hb_record_t *r, unsigned char *buf)
+{
+    size_t total = hb_record_size(r);
+    unsigned char *p = buf + HB_RECORD_HEADER;
+    size_t alen = r->app_id ? r->app_id_len : 0, ilen = r->id ? r->id_len : 0;
+    uint16_t flags = (uint16_t)((r->app_id ? HB_REC_HAS_APP_ID : 0) | (r->id ? HB_REC_HAS_ID : 0));
+    put64(p, r->received_at_ms);
+    put64(p + 8, (uint64_t)r->delivery_attempts);
+    put64(p + 16, (uint64_t)r->created_at);
+    put16(p + 24, (uint16_t)r->topic_len);
+    put16(p + 26, (uint16_t)alen);
+    put16(p + 28, (uint16_t)ilen);
+    put16(p + 30, flags);
+    put32(p + 32, (uint32_t)r->body_len);
+    put32(p + 36, 0);
+    p += HB_RECORD_FIXED;
+    memcpy(p, r->topic, r->topic_len);
+    p += r->topic_len;
+    if (alen)
+        memcpy(p, r->app_id, alen);
+    p += alen;
+    if (ilen)
+        memcpy(p, r->id, ilen);
+    p += ilen;
+    memcpy(p, r->body, r->body_len);
+    uint32_t plen = (uint32_t)(total - HB_RECORD_HEADER);
+    put32(buf, HB_RECORD_MAGIC);
+    put32(buf + 4, plen);
+    put64(buf + 8, 0);
+    put32(buf + 16, hb_crc32c(0, buf + HB_RECORD_HEADER, plen));
+    put32(buf + 20, 0);
+    return total;
+}
+
+void hb_record_seal(unsigned char *buf, uint64_t seq)
+{
+    put64(buf + 8, seq);
+    put32(buf + 20, hb_crc32c(0, buf, 20));
+}
+
+hb_decode_t hb_record_decode(const unsigned char *buf, size_t avail, hb_record_t *r, size_t *used)
+{
+    if (avail < HB_RECORD_HEADER)
+        return HB_DECODE_SHORT;
+    if (get32(buf) != HB_RECORD_MAGIC || get32(buf + 20) != hb_crc32c(0, buf, 20))
+        return HB_DECODE_CORRUPT;
+    uint32_t plen = get32(buf + 4);
+    if (plen < HB_RECORD_FIXED || plen > HB_RECORD_MAX_PAYLOAD)
+        return HB_DECODE_CORRUPT;
+    if (avail < HB_RECORD_HEADER + (size_t)plen)
+        return HB_DECODE_SHORT;
+    const unsigned char *p = buf + HB_RECORD_HEADER;
+    if (hb_crc32c(0, p, plen) != get32(buf + 16))
+        return HB_DECODE_CORRUPT;
+    size_t tlen = get16(p + 24), alen = get16(p + 26), ilen = get16(p + 28);
+    uint16_t flags = get16(p + 30);
+    size_t blen = get32(p + 32);
+    if (HB_RECORD_FIXED + tlen + alen + ilen + blen != plen)
+        return HB_DECODE_CORRUPT;
+    r->seq = get64(buf + 8);
+    r->received_at_ms = get64(p);
+    r->delivery_attempts = (int64_t)get64(p + 8);
+    r->created_at = (int64_t)get64(p + 16);
+    p += HB_RECORD_FIXED;
+    r->topic = (const char *)p;
+    r->topic_len = tlen;
+    p += tlen;
+    r->app_id = flags & HB_REC_HAS_APP_ID ? (const char *)p : NULL;
+    r->app_id_len = alen;
+    p += alen;
+    r->id = flags & HB_REC_HAS_ID ? (const char *)p : NULL;
+    r->id_len = ilen;
+    p += ilen;
+    r->body = p;
+    r->body_len = blen;
+    *used = HB_RECORD_HEADER + plen;
+    return HB_DECODE_OK;
+}

@@ -1,0 +1,413 @@
+/* Request handling for the webhook endpoint. See include/hb/route.h.
+ *
+ * Order of checks for a POST, cheapest and least revealing first: path,
+ * method, journal state, body size, signature (before parsing, so that an
+ * unauthenticated client cannot make us parse anything), envelope, room in
+ * the journal. Only then is the record prepared (CRC computed here, on the
+ * HTTP thread, in parallel) and queued for the writer.
+ *
+ * An accepted request is owned by one pending_t until it is answered; the
+ * writer thread hands it back through the loop's queue, never answering
+ * on the writer thread itself. */
+#include "hb/fmacros.h"
+
+#include "hb/route.h"
+#include "hb/event.h"
+#include "hb/log.h"
+#include "hb/metrics.h"
+#include "hb/record.h"
+#include "hb/util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#define C "http"
+#define PUBLISHED_WAIT_MS 4000 /* below Intercom's 5 s answer deadline */
+
+struct hb_route {
+    const hb_config_t *cfg;
+    const hb_verifier_ops_t *verifier;
+    pthread_mutex_t ks_lock;
+    hb_keyset_t *ks;
+    _Atomic(hb_journal_t *) journal;
+    hb_stage_t stage;
+    hb_route_loop_t *loops[256]; /* registered before the journal is set */
+    size_t n_loops;
+};
+
+typedef struct pending {
+    hb_append_t a; /* first: the journal hands back &a */
+    struct pending *next;
+    hb_route_loop_t *loop;
+    struct evhttp_request *req;
+    uint64_t t0_us;
+    uint64_t deadline_ms; /* ack = published */
+} pending_t;
+
+struct hb_route_loop {
+    hb_route_t *r;
+    struct event_base *base;
+    struct event *done_ev, *progress_ev, *tick_ev;
+    pthread_mutex_t lock; /* done queue: writer thread -> this loop */
+    pending_t *done_head, *done_tail;
+    pending_t *wait_head, *wait_tail; /* ack = published, in seq order */
+    atomic_size_t pending;
+};
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void peer(struct evhttp_request *req, char *buf, size_t len)
+{
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    if (conn)
+        evhttp_connection_get_peer(conn, &addr, &port);
+    snprintf(buf, len, "%s:%u", addr ? addr : "?", (unsigned)port);
+}
+
+/* Answer with a short JSON body. `field` is "status" or "error". */
+static void reply(struct evhttp_request *req, int code, const char *field, const char *text,
+                  uint64_t t0_us)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    struct evbuffer *b = evbuffer_new();
+    if (!b)
+        hb_oom("evbuffer");
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD && field) {
+        evhttp_add_header(h, "Content-Type", "application/json");
+        evbuffer_add_printf(b, "{\"%s\":\"%s\"}\n", field, text);
+    }
+    if (code == 503)
+        evhttp_add_header(h, "Retry-After", "5");
+    const char *reason = code == 200   ? "OK"
+                         : code == 400 ? "Bad Request"
+                         : code == 401 ? "Unauthorized"
+                         : code == 404 ? "Not Found"
+                         : code == 405 ? "Method Not Allowed"
+                         : code == 413 ? "Payload Too Large"
+                         : code == 503 ? "Service Unavailable"
+                                       : "Error";
+    evhttp_send_reply(req, code, reason, b);
+    evbuffer_free(b);
+    hb_metrics_request(HB_EP_INTERCOM, code, (double)(now_us() - t0_us) / 1e6);
+}
+
+static void refuse(struct evhttp_request *req, int code, const char *error, const char *detail,
+                   uint64_t t0_us)
+{
+    char who[64];
+    peer(req, who, sizeof(who));
+    hb_warn(C, "%d to %s: %s%s%s", code, who, error, detail ? ": " : "", detail ? detail : "");
+    reply(req, code, "error", error, t0_us);
+}
+
+static void answer_pending(hb_route_loop_t *l, pending_t *p, int code, const char *field,
+                           const char *text)
+{
+    if (code == 200)
+        reply(p->req, code, field, text, p->t0_us);
+    else
+        refuse(p->req, code, text, NULL, p->t0_us);
+    atomic_fetch_sub(&l->pending, 1);
+    free(p);
+}
+
+/* Writer thread: hand the request back to its own loop. */
+static void on_appended(hb_append_t *a)
+{
+    pending_t *p = (pending_t *)a;
+    hb_route_loop_t *l = p->loop;
+    p->next = NULL;
+    pthread_mutex_lock(&l->lock);
+    if (l->done_tail)
+        l->done_tail->next = p;
+    else
+        l->done_head = p;
+    l->done_tail = p;
+    pthread_mutex_unlock(&l->lock);
+    event_active(l->done_ev, EV_READ, 0);
+}
+
+static void answer_published(hb_route_loop_t *l)
+{
+    hb_journal_t *j = atomic_load(&l->r->journal);
+    uint64_t published = j ? hb_journal_min_cursor(j) : 0, now = hb_mono_ms();
+    while (l->wait_head) {
+        pending_t *p = l->wait_head;
+        int done = p->a.seq <= published;
+        if (!done && now < p->deadline_ms)
+            break;
+        l->wait_head = p->next;
+        if (!l->wait_head)
+            l->wait_tail = NULL;
+        if (done)
+            answer_pending(l, p, 200, "status", "accepted");
+        else
+            answer_pending(l, p, 503, NULL, "durable but not yet published to every sink");
+    }
+}
+
+static void on_done(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    hb_route_loop_t *l = arg;
+    pthread_mutex_lock(&l->lock);
+    pending_t *p = l->done_head;
+    l->done_head = l->done_tail = NULL;
+    pthread_mutex_unlock(&l->lock);
+    while (p) {
+        pending_t *next = p->next;
+        p->next = NULL;
+        if (p->a.err == ENOSPC) {
+            answer_pending(l, p, 503, NULL, "journal full");
+        } else if (p->a.err) {
+            char why[128];
+            snprintf(why, sizeof(why), "journal write failed: %s", strerror(p->a.err));
+            answer_pending(l, p, 503, NULL, why);
+        } else if (l->r->cfg->ack == HB_ACK_PUBLISHED) {
+            p->deadline_ms = hb_mono_ms() + PUBLISHED_WAIT_MS;
+            if (l->wait_tail)
+                l->wait_tail->next = p;
+            else
+                l->wait_head = p;
+            l->wait_tail = p;
+        } else {
+            answer_pending(l, p, 200, "status", "accepted");
+        }
+        p = next;
+    }
+    if (l->wait_head)
+        answer_published(l);
+}
+
+static void on_progress_ev(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    answer_published(arg);
+}
+
+static void journal_progress(void *arg)
+{
+    hb_route_loop_t *l = arg;
+    event_active(l->progress_ev, EV_READ, 0);
+}
+
+static void handle_post(hb_route_loop_t *l, struct evhttp_request *req, uint64_t t0)
+{
+    hb_route_t *r = l->r;
+    const hb_config_t *cfg = r->cfg;
+    hb_journal_t *j = atomic_load(&r->journal);
+    char why[256];
+    if (!j) {
+        refuse(req, 503, "journal not open yet", NULL, t0);
+        return;
+    }
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    if ((int64_t)len > cfg->max_body) {
+        snprintf(why, sizeof(why), "%zu bytes, limit %" PRId64, len, cfg->max_body);
+        refuse(req, 413, "body too large", why, t0);
+        return;
+    }
+    const unsigned char *body = len ? evbuffer_pullup(in, -1) : (const unsigned char *)"";
+    if (cfg->intercom_verify) {
+        const char *sig = evhttp_find_header(evhttp_request_get_input_headers(req),
+                                             r->verifier->header);
+        pthread_mutex_lock(&r->ks_lock);
+        hb_keyset_t *ks = hb_keyset_ref(r->ks);
+        pthread_mutex_unlock(&r->ks_lock);
+        hb_verify_result_t v = r->verifier->verify(ks, sig, body, len);
+        hb_keyset_unref(ks);
+        if (v != HB_VERIFY_OK) {
+            hb_metrics_verify_failure();
+            refuse(req, 401, hb_verify_result_str(v), r->verifier->header, t0);
+            return;
+        }
+    }
+    hb_envelope_t env;
+    if (hb_envelope_parse((const char *)body, len, &env, why, sizeof(why)) < 0) {
+        refuse(req, 400, "body is not a JSON object with a string topic", why, t0);
+        return;
+    }
+    if (hb_journal_full(j) || hb_journal_failed(j)) {
+        hb_envelope_clear(&env);
+        refuse(req, 503, hb_journal_full(j) ? "journal full" : "journal write failing", NULL, t0);
+        return;
+    }
+    hb_record_t rec = {
+        .received_at_ms = hb_now_ms(),
+        .delivery_attempts = env.delivery_attempts,
+        .created_at = env.created_at,
+        .topic = env.topic,
+        .topic_len = strlen(env.topic),
+        .app_id = env.app_id,
+        .app_id_len = env.app_id ? strlen(env.app_id) : 0,
+        .id = env.id,
+        .id_len = env.id ? strlen(env.id) : 0,
+        .body = body,
+        .body_len = len,
+    };
+    if (rec.app_id_len > 0xffff || rec.id_len > 0xffff) {
+        hb_envelope_clear(&env);
+        refuse(req, 400, "app_id or id longer than 65535 bytes", NULL, t0);
+        return;
+    }
+    size_t size = hb_record_size(&rec);
+    pending_t *p = hb_malloc(sizeof(*p) + size);
+    memset(p, 0, sizeof(*p));
+    p->a.buf = (unsigned char *)(p + 1);
+    p->a.len = hb_record_prepare(&rec, p->a.buf);
+    p->a.stage = r->stage;
+    p->a.done = on_appended;
+    p->loop = l;
+    p->req = req;
+    p->t0_us = t0;
+    hb_envelope_clear(&env);
+    atomic_fetch_add(&l->pending, 1);
+    hb_journal_append(j, &p->a);
+}
+
+void hb_route_handle(struct evhttp_request *req, void *arg)
+{
+    hb_route_loop_t *l = arg;
+    const hb_config_t *cfg = l->r->cfg;
+    uint64_t t0 = now_us();
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (!path || strcmp(path, cfg->intercom_path) != 0) {
+        char who[64];
+        peer(req, who, sizeof(who));
+        hb_info(C, "404 to %s: no endpoint at %s", who, path ? path : "(bad uri)");
+        struct evbuffer *b = evbuffer_new();
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                          "application/json");
+        evbuffer_add_printf(b, "{\"error\":\"not found\"}\n");
+        evhttp_send_reply(req, 404, "Not Found", b);
+        evbuffer_free(b);
+        hb_metrics_request(HB_EP_OTHER, 404, -1);
+        return;
+    }
+    switch (evhttp_request_get_command(req)) {
+    case EVHTTP_REQ_HEAD:
+        /* Intercom's URL validation */
+        evhttp_send_reply(req, 200, "OK", NULL);
+        hb_metrics_request(HB_EP_INTERCOM, 200, -1);
+        return;
+    case EVHTTP_REQ_POST:
+        handle_post(l, req, t0);
+        return;
+    default:
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST, HEAD");
+        refuse(req, 405, "method not allowed", "use POST", t0);
+        return;
+    }
+}
+
+hb_route_t *hb_route_new(const hb_config_t *cfg, hb_keyset_t *ks)
+{
+    hb_route_t *r = hb_calloc(1, sizeof(*r));
+    r->cfg = cfg;
+    r->verifier = &hb_verifier_intercom;
+    r->ks = ks;
+    r->stage = cfg->ack == HB_ACK_WRITTEN ? HB_STAGE_WRITTEN : HB_STAGE_DURABLE;
+    pthread_mutex_init(&r->ks_lock, NULL);
+    return r;
+}
+
+void hb_route_free(hb_route_t *r)
+{
+    if (!r)
+        return;
+    hb_keyset_unref(r->ks);
+    pthread_mutex_destroy(&r->ks_lock);
+    free(r);
+}
+
+void hb_route_set_journal(hb_route_t *r, hb_journal_t *j)
+{
+    if (r->cfg->ack == HB_ACK_PUBLISHED)
+        for (size_t i = 0; i < r->n_loops; i++)
+            hb_journal_on_progress(j, journal_progress, r->loops[i]);
+    atomic_store(&r->journal, j);
+}
+
+void hb_route_set_keyset(hb_route_t *r, hb_keyset_t *ks)
+{
+    pthread_mutex_lock(&r->ks_lock);
+    hb_keyset_t *old = r->ks;
+    r->ks = ks;
+    pthread_mutex_unlock(&r->ks_lock);
+    hb_keyset_unref(old);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    hb_route_loop_t *l = arg;
+    if (l->wait_head)
+        answer_published(l);
+}
+
+hb_route_loop_t *hb_route_loop_new(hb_route_t *r, struct event_base *base)
+{
+    hb_route_loop_t *l = hb_calloc(1, sizeof(*l));
+    l->r = r;
+    l->base = base;
+    pthread_mutex_init(&l->lock, NULL);
+    l->done_ev = event_new(base, -1, 0, on_done, l);
+    l->progress_ev = event_new(base, -1, 0, on_progress_ev, l);
+    /* ack = published: time out waiting requests even when nothing moves */
+    l->tick_ev = event_new(base, -1, EV_PERSIST, on_tick, l);
+    if (!l->done_ev || !l->progress_ev || !l->tick_ev)
+        hb_oom("event_new");
+    if (r->cfg->ack == HB_ACK_PUBLISHED) {
+        struct timeval tv = {0, 250000};
+        event_add(l->tick_ev, &tv);
+    }
+    if (r->n_loops < sizeof(r->loops) / sizeof(r->loops[0]))
+        r->loops[r->n_loops++] = l;
+    return l;
+}
+
+void hb_route_loop_free(hb_route_loop_t *l)
+{
+    if (!l)
+        return;
+    /* Requests still here were never answered (shutdown past its grace);
+     * evhttp has freed their connections, so only our part is released. */
+    for (pending_t *lists[2] = {l->done_head, l->wait_head}, **li = lists; li < lists + 2; li++) {
+        for (pending_t *p = *li, *next; p; p = next) {
+            next = p->next;
+            free(p);
+        }
+    }
+    event_free(l->done_ev);
+    event_free(l->progress_ev);
+    event_free(l->tick_ev);
+    pthread_mutex_destroy(&l->lock);
+    free(l);
+}
+
+size_t hb_route_loop_pending(const hb_route_loop_t *l)
+{
+    return atomic_load(&((hb_route_loop_t *)l)->pending);
+}

@@ -1,0 +1,271 @@
+/* The HTTPS listener and its worker threads. See include/hb/server.h.
+ *
+ * One socket is bound once (a second process on the same port fails at
+ * start-up instead of silently sharing it, as SO_REUSEPORT would allow);
+ * every worker registers its own evconnlistener on a dup of it and accepts
+ * from it. TLS is terminated by bufferevent_openssl inside evhttp through
+ * the bufferevent callback. */
+#include "hb/fmacros.h"
+
+#include "hb/server.h"
+#include "hb/log.h"
+#include "hb/util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <openssl/ssl.h>
+
+#define C "server"
+
+typedef struct worker {
+    struct hb_server *srv;
+    int id;
+    pthread_t thread;
+    struct event_base *base;
+    struct evhttp *http;
+    struct evconnlistener *lev;
+    hb_route_loop_t *loop;
+    struct event *stop_ev, *drain_ev;
+    uint64_t deadline_ms;
+} worker_t;
+
+struct hb_server {
+    const hb_config_t *cfg;
+    hb_tls_t *tls;
+    hb_route_t *route;
+    int fd;
+    size_t n;
+    worker_t *workers;
+    int started;
+};
+
+int hb_parse_listen(const char *spec, struct sockaddr_storage *ss, int *sslen)
+{
+    char host[256];
+    const char *colon = strrchr(spec, ':');
+    if (!colon || colon == spec)
+        return -1;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 0 || port > 65535 || end == colon + 1)
+        return -1;
+    size_t hl = (size_t)(colon - spec);
+    if (spec[0] == '[' && hl >= 2 && spec[hl - 1] == ']') {
+        spec++;
+        hl -= 2;
+    }
+    if (hl >= sizeof(host))
+        return -1;
+    memcpy(host, spec, hl);
+    host[hl] = '\0';
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        *sslen = sizeof(*v4);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        *sslen = sizeof(*v6);
+        return 0;
+    }
+    return -1; /* numeric only: no DNS at start-up or on a loop */
+}
+
+static struct bufferevent *make_tls_bev(struct event_base *base, void *arg)
+{
+    worker_t *w = arg;
+    SSL *ssl = hb_tls_new_ssl(w->srv->tls);
+    if (!ssl)
+        return NULL;
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (bev)
+        /* clients that close without close_notify are normal for HTTP/1.1 */
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+static void on_drain(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker_t *w = arg;
+    size_t left = hb_route_loop_pending(w->loop);
+    if (left == 0 || hb_mono_ms() >= w->deadline_ms) {
+        if (left)
+            hb_warn(C, "worker %d: stopping with %zu request(s) unanswered after the grace "
+                    "period (they are not acknowledged)", w->id, left);
+        event_base_loopexit(w->base, NULL);
+    }
+}
+
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker_t *w = arg;
+    if (w->lev)
+        evconnlistener_disable(w->lev);
+    struct timeval tv = {0, 10000};
+    event_add(w->drain_ev, &tv);
+    on_drain(-1, 0, w);
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    event_base_dispatch(w->base);
+    return NULL;
+}
+
+static int worker_init(hb_server_t *s, worker_t *w, char *err, size_t errlen)
+{
+    const hb_config_t *cfg = s->cfg;
+    w->srv = s;
+    w->base = event_base_new();
+    w->http = w->base ? evhttp_new(w->base) : NULL;
+    if (!w->http)
+        hb_oom("evhttp_new");
+    w->loop = hb_route_loop_new(s->route, w->base);
+    evhttp_set_gencb(w->http, hb_route_handle, w->loop);
+    evhttp_set_bevcb(w->http, make_tls_bev, w);
+    /* evhttp refuses a larger body with 413 before reading it all */
+    evhttp_set_max_body_size(w->http, (ev_ssize_t)cfg->max_body);
+    evhttp_set_max_headers_size(w->http, 16384);
+    struct timeval tv = {(time_t)(cfg->read_timeout_ms / 1000),
+                         (suseconds_t)(cfg->read_timeout_ms % 1000) * 1000};
+    evhttp_set_timeout_tv(w->http, &tv);
+    evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    evhttp_set_default_content_type(w->http, "application/json");
+    int fd = dup(s->fd);
+    if (fd < 0) {
+        snprintf(err, errlen, "dup: %s", strerror(errno));
+        return -1;
+    }
+    evutil_make_socket_nonblocking(fd);
+    w->lev = evconnlistener_new(w->base, NULL, NULL,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+    if (!w->lev) {
+        close(fd);
+        snprintf(err, errlen, "evconnlistener_new failed");
+        return -1;
+    }
+    if (!evhttp_bind_listener(w->http, w->lev)) {
+        snprintf(err, errlen, "evhttp_bind_listener failed");
+        return -1;
+    }
+    w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
+    w->drain_ev = event_new(w->base, -1, EV_PERSIST, on_drain, w);
+    return 0;
+}
+
+hb_server_t *hb_server_new(const hb_config_t *cfg, hb_tls_t *tls, hb_route_t *route, char *err,
+                           size_t errlen)
+{
+    struct sockaddr_storage ss;
+    int sslen, one = 1;
+    if (hb_parse_listen(cfg->listen, &ss, &sslen) < 0) {
+        snprintf(err, errlen, "listen: '%s' is not a numeric address:port", cfg->listen);
+        return NULL;
+    }
+    hb_server_t *s = hb_calloc(1, sizeof(*s));
+    s->cfg = cfg;
+    s->tls = tls;
+    s->route = route;
+    s->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s->fd < 0 || setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        bind(s->fd, (struct sockaddr *)&ss, (socklen_t)sslen) < 0 || listen(s->fd, 1024) < 0) {
+        snprintf(err, errlen, "listen: cannot listen on %s: %s", cfg->listen, strerror(errno));
+        hb_server_free(s);
+        return NULL;
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    s->n = cfg->workers > 0 ? (size_t)cfg->workers : (size_t)(ncpu > 0 ? ncpu : 1);
+    s->workers = hb_calloc(s->n, sizeof(worker_t));
+    for (size_t i = 0; i < s->n; i++) {
+        s->workers[i].id = (int)i;
+        if (worker_init(s, &s->workers[i], err, errlen) < 0) {
+            hb_server_free(s);
+            return NULL;
+        }
+    }
+    return s;
+}
+
+int hb_server_start(hb_server_t *s, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0) {
+            snprintf(err, errlen, "cannot start HTTP worker thread");
+            return -1;
+        }
+        s->started++;
+    }
+    hb_info(C, "listening on https://%s with %zu worker thread(s)", s->cfg->listen, s->n);
+    return 0;
+}
+
+void hb_server_stop(hb_server_t *s, uint64_t grace_ms)
+{
+    if (!s)
+        return;
+    uint64_t deadline = hb_mono_ms() + grace_ms;
+    for (int i = 0; i < s->started; i++) {
+        s->workers[i].deadline_ms = deadline;
+        event_active(s->workers[i].stop_ev, EV_READ, 0);
+    }
+    for (int i = 0; i < s->started; i++)
+        pthread_join(s->workers[i].thread, NULL);
+    s->started = 0;
+    if (s->fd >= 0) {
+        close(s->fd);
+        s->fd = -1;
+    }
+}
+
+void hb_server_free(hb_server_t *s)
+{
+    if (!s)
+        return;
+    hb_server_stop(s, 0);
+    for (size_t i = 0; s->workers && i < s->n; i++) {
+        worker_t *w = &s->workers[i];
+        if (w->http)
+            evhttp_free(w->http); /* frees the bound listener too */
+        else if (w->lev)
+            evconnlistener_free(w->lev);
+        if (w->stop_ev)
+            event_free(w->stop_ev);
+        if (w->drain_ev)
+            event_free(w->drain_ev);
+        hb_route_loop_free(w->loop);
+        if (w->base)
+            event_base_free(w->base);
+    }
+    free(s->workers);
+    if (s->fd >= 0)
+        close(s->fd);
+    free(s);
+}

@@ -1,0 +1,398 @@
+/* The sink runner: one thread per sink. See include/hb/sink.h.
+ *
+ * The runner pulls durable records from its journal reader into a bounded
+ * window of in-flight messages (so memory stays bounded however long the
+ * destination is down: the backlog stays on disk), hands them to the sink,
+ * and moves the journal cursor over the acknowledged prefix. A message the
+ * sink reports as transiently failed is kept and published again after an
+ * exponential backoff; nothing is dropped. */
+#include "hb/fmacros.h"
+
+#include "hb/sink.h"
+#include "hb/log.h"
+#include "hb/metrics.h"
+#include "hb/util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#define C "sink"
+#define MAX_INFLIGHT 4096
+#define MAX_INFLIGHT_BYTES (32u << 20)
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 10000
+
+struct hb_sink {
+    const hb_sink_ops_t *ops;
+    void *state;
+    size_t idx;
+    hb_journal_t *j;
+    hb_journal_reader_t *reader;
+    const hb_config_t *cfg;
+
+    pthread_t thread;
+    struct event_base *base;
+    struct event *wake_ev, *retry_ev, *stop_ev;
+
+    hb_msg_t *head, *tail;   /* in flight, in sequence order */
+    hb_msg_t *retry;         /* to publish again, any order */
+    size_t inflight, inflight_bytes;
+    int backoff_ms;
+    int read_error;
+
+    atomic_int stopping;
+    uint64_t deadline_ms;
+    char open_err[256];
+    int open_rc;
+    pthread_mutex_t start_lock;
+    pthread_cond_t start_cond;
+    int started;
+
+    pthread_mutex_t status_lock;
+    int status_ok;
+    char status_why[256];
+
+    _Atomic uint64_t published, retries, rejected, inflight_n;
+};
+
+static void pump(hb_sink_t *s);
+
+static void free_msg(hb_msg_t *m)
+{
+    free(m);
+}
+
+/* One allocation per message: the struct followed by its strings and body. */
+static hb_msg_t *msg_from_record(hb_sink_t *s, const hb_record_t *r)
+{
+    size_t need = sizeof(hb_msg_t) + r->topic_len + 1 + (r->app_id ? r->app_id_len + 1 : 0) +
+                  (r->id ? r->id_len + 1 : 0) + r->body_len + 1;
+    hb_msg_t *m = hb_calloc(1, need);
+    char *p = (char *)(m + 1);
+    m->seq = r->seq;
+    m->received_at_ms = r->received_at_ms;
+    m->delivery_attempts = r->delivery_attempts;
+    m->sink = s;
+    memcpy(p, r->topic, r->topic_len);
+    p[r->topic_len] = '\0';
+    m->topic = p;
+    p += r->topic_len + 1;
+    if (r->app_id) {
+        memcpy(p, r->app_id, r->app_id_len);
+        p[r->app_id_len] = '\0';
+        m->app_id = p;
+        p += r->app_id_len + 1;
+    }
+    if (r->id) {
+        memcpy(p, r->id, r->id_len);
+        p[r->id_len] = '\0';
+        m->id = p;
+        p += r->id_len + 1;
+    }
+    memcpy(p, r->body, r->body_len);
+    p[r->body_len] = '\0';
+    m->body = (unsigned char *)p;
+    m->body_len = r->body_len;
+    return m;
+}
+
+void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
+{
+    hb_sink_t *s = m->sink;
+    if (res == HB_SINK_RETRY) {
+        atomic_fetch_add(&s->retries, 1);
+        hb_metrics_sink_error(s->idx);
+        if (m->attempts == 1 || m->attempts % 100 == 0)
+            hb_warn(C, "%s: record %" PRIu64 " not published (attempt %d): %s; will retry",
+                    s->ops->name, m->seq, m->attempts, reason ? reason : "unknown error");
+        m->retry_next = s->retry;
+        s->retry = m;
+        if (!evtimer_pending(s->retry_ev, NULL)) {
+            s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : BACKOFF_MIN_MS;
+            if (s->backoff_ms > BACKOFF_MAX_MS)
+                s->backoff_ms = BACKOFF_MAX_MS;
+            struct timeval tv = {s->backoff_ms / 1000, (s->backoff_ms % 1000) * 1000};
+            evtimer_add(s->retry_ev, &tv);
+        }
+        return;
+    }
+    if (res == HB_SINK_REJECT) {
+        /* TODO(issue 4): dead-letter destination. Until then a rejected
+         * message is retried like a transient failure: never dropped. */
+        atomic_fetch_add(&s->rejected, 1);
+        hb_error(C, "%s: record %" PRIu64 " rejected: %s", s->ops->name, m->seq,
+                 reason ? reason : "unknown");
+        m->attempts++;
+        hb_sink_done(m, HB_SINK_RETRY, reason);
+        return;
+    }
+    m->acked = 1;
+    s->backoff_ms = 0;
+    atomic_fetch_add(&s->published, 1);
+    hb_metrics_sink_publish(s->idx, (double)(hb_mono_ms() - m->sent_ms) / 1000.0);
+    uint64_t acked = 0;
+    while (s->head && s->head->acked) {
+        hb_msg_t *h = s->head;
+        s->head = h->next;
+        if (!s->head)
+            s->tail = NULL;
+        acked = h->seq;
+        s->inflight--;
+        s->inflight_bytes -= h->body_len;
+        free_msg(h);
+    }
+    atomic_store(&s->inflight_n, s->inflight);
+    if (acked) {
+        hb_journal_ack(s->j, s->idx, acked);
+        /* room in the window: read more on the next loop pass */
+        event_active(s->wake_ev, EV_READ, 0);
+    }
+}
+
+static void publish(hb_sink_t *s, hb_msg_t *m)
+{
+    m->attempts++;
+    m->sent_ms = hb_mono_ms();
+    s->ops->publish(s->state, m);
+}
+
+static void pump(hb_sink_t *s)
+{
+    int n = 0;
+    while (s->inflight < MAX_INFLIGHT && s->inflight_bytes < MAX_INFLIGHT_BYTES && !s->retry) {
+        hb_record_t r;
+        int rc = hb_journal_reader_next(s->reader, &r);
+        if (rc < 0) {
+            if (!s->read_error)
+                hb_sink_set_status(s, 0, "cannot read the journal (see log)");
+            s->read_error = 1;
+            break;
+        }
+        if (rc == 0)
+            break;
+        hb_msg_t *m = msg_from_record(s, &r);
+        if (s->tail)
+            s->tail->next = m;
+        else
+            s->head = m;
+        s->tail = m;
+        s->inflight++;
+        s->inflight_bytes += m->body_len;
+        publish(s, m);
+        n++;
+    }
+    atomic_store(&s->inflight_n, s->inflight);
+    if (n && s->ops->flush)
+        s->ops->flush(s->state);
+}
+
+static int caught_up(hb_sink_t *s)
+{
+    return s->inflight == 0 && hb_journal_cursor(s->j, s->idx) >= hb_journal_durable_seq(s->j);
+}
+
+static void check_stop(hb_sink_t *s)
+{
+    if (!atomic_load(&s->stopping))
+        return;
+    if (caught_up(s) || hb_mono_ms() >= s->deadline_ms)
+        event_base_loopbreak(s->base);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    hb_sink_t *s = arg;
+    pump(s);
+    check_stop(s);
+}
+
+/* Publish again, in sequence order, everything that failed transiently. */
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    hb_sink_t *s = arg;
+    hb_msg_t *list = s->retry;
+    s->retry = NULL;
+    /* reverse-free insertion sort by seq; the list is at most the window */
+    hb_msg_t *sorted = NULL;
+    while (list) {
+        hb_msg_t *m = list, **pp = &sorted;
+        list = list->retry_next;
+        while (*pp && (*pp)->seq < m->seq)
+            pp = &(*pp)->retry_next;
+        m->retry_next = *pp;
+        *pp = m;
+    }
+    int n = 0;
+    while (sorted) {
+        hb_msg_t *m = sorted;
+        sorted = sorted->retry_next;
+        m->retry_next = NULL;
+        publish(s, m);
+        n++;
+    }
+    if (n && s->ops->flush)
+        s->ops->flush(s->state);
+    pump(s);
+    check_stop(s);
+}
+
+static void on_stop_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    check_stop(arg);
+}
+
+static void journal_progress(void *arg)
+{
+    hb_sink_t *s = arg;
+    event_active(s->wake_ev, EV_READ, 0);
+}
+
+static void *sink_main(void *arg)
+{
+    hb_sink_t *s = arg;
+    s->state = s->ops->open(s, s->cfg, s->base, s->open_err, sizeof(s->open_err));
+    pthread_mutex_lock(&s->start_lock);
+    s->open_rc = s->state ? 0 : -1;
+    s->started = 1;
+    pthread_cond_signal(&s->start_cond);
+    pthread_mutex_unlock(&s->start_lock);
+    if (!s->state)
+        return NULL;
+    event_active(s->wake_ev, EV_READ, 0);
+    event_base_loop(s->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    s->ops->close(s->state); /* reports what is in flight with RETRY */
+    return NULL;
+}
+
+hb_sink_t *hb_sink_start(const hb_sink_ops_t *ops, size_t idx, const hb_config_t *cfg,
+                         hb_journal_t *j, char *err, size_t errlen)
+{
+    hb_sink_t *s = hb_calloc(1, sizeof(*s));
+    s->ops = ops;
+    s->idx = idx;
+    s->j = j;
+    s->cfg = cfg;
+    s->status_ok = 1;
+    pthread_mutex_init(&s->status_lock, NULL);
+    pthread_mutex_init(&s->start_lock, NULL);
+    pthread_cond_init(&s->start_cond, NULL);
+    s->base = event_base_new();
+    if (!s->base)
+        hb_oom("event_base");
+    s->wake_ev = event_new(s->base, -1, 0, on_wake, s);
+    s->retry_ev = evtimer_new(s->base, on_retry, s);
+    s->stop_ev = event_new(s->base, -1, EV_PERSIST, on_stop_tick, s);
+    s->reader = hb_journal_reader_new(j, hb_journal_cursor(j, idx));
+    hb_journal_on_progress(j, journal_progress, s);
+    if (pthread_create(&s->thread, NULL, sink_main, s) != 0) {
+        snprintf(err, errlen, "%s: cannot start thread", ops->name);
+        return NULL; /* the journal still references s: leak on purpose, we exit */
+    }
+    pthread_mutex_lock(&s->start_lock);
+    while (!s->started)
+        pthread_cond_wait(&s->start_cond, &s->start_lock);
+    pthread_mutex_unlock(&s->start_lock);
+    if (s->open_rc < 0) {
+        snprintf(err, errlen, "%s", s->open_err);
+        pthread_join(s->thread, NULL);
+        return NULL;
+    }
+    hb_info(C, "%s sink started at record %" PRIu64, ops->name, hb_journal_cursor(j, idx) + 1);
+    return s;
+}
+
+void hb_sink_stop(hb_sink_t *s, uint64_t grace_ms)
+{
+    if (!s)
+        return;
+    s->deadline_ms = hb_mono_ms() + grace_ms;
+    atomic_store(&s->stopping, 1);
+    /* re-check on a short tick too: the deadline must hold even while the
+     * destination is silent */
+    struct timeval tv = {0, 50000};
+    event_add(s->stop_ev, &tv);
+    event_active(s->wake_ev, EV_READ, 0);
+    pthread_join(s->thread, NULL);
+    uint64_t left = hb_journal_durable_seq(s->j) - hb_journal_cursor(s->j, s->idx);
+    if (left)
+        hb_warn(C, "%s: stopped with %" PRIu64 " record(s) unpublished; they stay in the journal "
+                "for the next start", s->ops->name, left);
+}
+
+void hb_sink_free(hb_sink_t *s)
+{
+    if (!s)
+        return;
+    /* everything in flight was handed back by close(); drop our copies */
+    while (s->head) {
+        hb_msg_t *m = s->head;
+        s->head = m->next;
+        free_msg(m);
+    }
+    hb_journal_reader_free(s->reader);
+    event_free(s->wake_ev);
+    event_free(s->retry_ev);
+    event_free(s->stop_ev);
+    event_base_free(s->base);
+    pthread_mutex_destroy(&s->status_lock);
+    pthread_mutex_destroy(&s->start_lock);
+    pthread_cond_destroy(&s->start_cond);
+    free(s);
+}
+
+const char *hb_sink_name(const hb_sink_t *s)
+{
+    return s->ops->name;
+}
+
+size_t hb_sink_index(const hb_sink_t *s)
+{
+    return s->idx;
+}
+
+void hb_sink_set_status(hb_sink_t *s, int ok, const char *reason)
+{
+    pthread_mutex_lock(&s->status_lock);
+    int changed = s->status_ok != ok || (!ok && strcmp(s->status_why, reason ? reason : "") != 0);
+    s->status_ok = ok;
+    snprintf(s->status_why, sizeof(s->status_why), "%s", ok ? "" : (reason ? reason : "down"));
+    pthread_mutex_unlock(&s->status_lock);
+    if (!changed)
+        return;
+    if (ok)
+        hb_info(C, "%s sink is ready", s->ops->name);
+    else
+        hb_warn(C, "%s sink is not ready: %s", s->ops->name, reason ? reason : "down");
+}
+
+int hb_sink_ready(hb_sink_t *s, char *why, size_t whylen)
+{
+    pthread_mutex_lock(&s->status_lock);
+    int ok = s->status_ok;
+    snprintf(why, whylen, "%s", s->status_why);
+    pthread_mutex_unlock(&s->status_lock);
+    return ok;
+}
+
+void hb_sink_stats(hb_sink_t *s, hb_sink_stats_t *out)
+{
+    out->published = atomic_load(&s->published);
+    out->retries = atomic_load(&s->retries);
+    out->rejected = atomic_load(&s->rejected);
+    out->inflight = atomic_load(&s->inflight_n);
+    uint64_t d = hb_journal_durable_seq(s->j), c = hb_journal_cursor(s->j, s->idx);
+    out->pending = d > c ? d - c : 0;
+}

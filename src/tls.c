@@ -1,0 +1,212 @@
+/* TLS context management. See include/hb/tls.h. */
+#include "hb/fmacros.h"
+
+#include "hb/tls.h"
+#include "hb/log.h"
+#include "hb/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/bn.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#define C "tls"
+
+struct hb_tls {
+    pthread_mutex_t lock;
+    SSL_CTX *ctx;
+};
+
+static void ssl_err(char *err, size_t errlen, const char *what, const char *path)
+{
+    unsigned long e = ERR_get_error();
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof(buf));
+    snprintf(err, errlen, "%s %s: %s", what, path, e ? buf : strerror(errno));
+    ERR_clear_error();
+}
+
+int hb_tls_generate_self_signed(const char *cert_path, const char *key_path, char *err,
+                                size_t errlen)
+{
+    int rc = -1, fd = -1;
+    FILE *fp = NULL;
+    X509 *x = NULL;
+    X509_EXTENSION *ext = NULL;
+    EVP_PKEY *pkey = EVP_EC_gen("P-256");
+    if (!pkey) {
+        ssl_err(err, errlen, "generate key", "P-256");
+        goto cleanup;
+    }
+    x = X509_new();
+    if (!x)
+        hb_oom("X509_new");
+    X509_set_version(x, 2);
+    unsigned char serial[16];
+    if (RAND_bytes(serial, sizeof(serial)) == 1) {
+        serial[0] &= 0x7f;
+        BIGNUM *bn = BN_bin2bn(serial, sizeof(serial), NULL);
+        BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x));
+        BN_free(bn);
+    }
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 10L * 365 * 24 * 3600);
+    X509_set_pubkey(x, pkey);
+    X509_NAME *name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"hookbridge", -1,
+                               -1, 0);
+    X509_set_issuer_name(x, name);
+    X509V3_CTX v3;
+    X509V3_set_ctx_nodb(&v3);
+    X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+    ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1,IP:::1");
+    if (ext)
+        X509_add_ext(x, ext, -1);
+    if (!X509_sign(x, pkey, EVP_sha256())) {
+        ssl_err(err, errlen, "sign", cert_path);
+        goto cleanup;
+    }
+    fd = open(key_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || !(fp = fdopen(fd, "w"))) {
+        snprintf(err, errlen, "%s: %s", key_path, strerror(errno));
+        goto cleanup;
+    }
+    fd = -1;
+    if (!PEM_write_PrivateKey(fp, pkey, NULL, NULL, 0, NULL, NULL) || fclose(fp) != 0) {
+        fp = NULL;
+        ssl_err(err, errlen, "write", key_path);
+        goto cleanup;
+    }
+    fp = fopen(cert_path, "w");
+    if (!fp || !PEM_write_X509(fp, x) || fclose(fp) != 0) {
+        fp = NULL;
+        ssl_err(err, errlen, "write", cert_path);
+        goto cleanup;
+    }
+    fp = NULL;
+    rc = 0;
+cleanup:
+    if (fp)
+        fclose(fp);
+    if (fd >= 0)
+        close(fd);
+    X509_EXTENSION_free(ext);
+    X509_free(x);
+    EVP_PKEY_free(pkey);
+    return rc;
+}
+
+/* The certificate and key paths, generating the dev pair when unset. */
+static int pair_paths(const hb_config_t *cfg, char *cert, char *key, size_t len, char *err,
+                      size_t errlen)
+{
+    if (cfg->tls_cert[0]) {
+        snprintf(cert, len, "%s", cfg->tls_cert);
+        snprintf(key, len, "%s", cfg->tls_key);
+        return 0;
+    }
+    char dir[PATH_MAX];
+    if (snprintf(dir, sizeof(dir) - 32, "%s/tls", cfg->data_dir) >= (int)sizeof(dir) - 32) {
+        snprintf(err, errlen, "data.dir: path too long");
+        return -1;
+    }
+    snprintf(cert, len, "%.*s/self-signed.crt", (int)(sizeof(dir) - 32), dir);
+    snprintf(key, len, "%.*s/self-signed.key", (int)(sizeof(dir) - 32), dir);
+    if (access(cert, R_OK) == 0 && access(key, R_OK) == 0)
+        return 0;
+    if (hb_mkdir_p(dir, 0700) < 0) {
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (hb_tls_generate_self_signed(cert, key, err, errlen) < 0)
+        return -1;
+    hb_warn(C, "no tls.cert/tls.key configured: generated a self-signed certificate %s (for "
+            "development; configure a real certificate for production)", cert);
+    return 0;
+}
+
+static SSL_CTX *make_ctx(const hb_config_t *cfg, char *err, size_t errlen)
+{
+    char cert[PATH_MAX], key[PATH_MAX];
+    if (pair_paths(cfg, cert, key, sizeof(cert), err, errlen) < 0)
+        return NULL;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx)
+        hb_oom("SSL_CTX_new");
+    SSL_CTX_set_min_proto_version(ctx, strcmp(cfg->tls_min_version, "1.3") == 0
+                                           ? TLS1_3_VERSION
+                                           : TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                 SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        ssl_err(err, errlen, "tls.cert: cannot load", cert);
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        ssl_err(err, errlen, "tls.key: cannot load", key);
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        ssl_err(err, errlen, "tls.key: does not match the certificate", key);
+        goto fail;
+    }
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+hb_tls_t *hb_tls_new(const hb_config_t *cfg, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = make_ctx(cfg, err, errlen);
+    if (!ctx)
+        return NULL;
+    hb_tls_t *t = hb_calloc(1, sizeof(*t));
+    pthread_mutex_init(&t->lock, NULL);
+    t->ctx = ctx;
+    return t;
+}
+
+int hb_tls_reload(hb_tls_t *t, const hb_config_t *cfg, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = make_ctx(cfg, err, errlen);
+    if (!ctx)
+        return -1;
+    pthread_mutex_lock(&t->lock);
+    SSL_CTX *old = t->ctx;
+    t->ctx = ctx;
+    pthread_mutex_unlock(&t->lock);
+    SSL_CTX_free(old); /* live SSLs hold their own reference */
+    return 0;
+}
+
+SSL *hb_tls_new_ssl(hb_tls_t *t)
+{
+    pthread_mutex_lock(&t->lock);
+    SSL *ssl = SSL_new(t->ctx);
+    pthread_mutex_unlock(&t->lock);
+    return ssl;
+}
+
+void hb_tls_free(hb_tls_t *t)
+{
+    if (!t)
+        return;
+    SSL_CTX_free(t->ctx);
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+}

@@ -1,0 +1,133 @@
+"""Admin endpoints (/healthz, /readyz, /metrics) and graceful shutdown.
+
+Run: python3 -m unittest -v tests/integration/test_admin.py
+ or: python3 tests/integration/test_admin.py
+"""
+
+import os
+import sys
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import hbtest  # noqa: E402
+from hbtest import BridgeTestCase, metric_sum, notification, sign  # noqa: E402
+
+
+class Admin(BridgeTestCase):
+    def setUp(self):
+        self.b = self.start_bridge()
+
+    def test_healthz_and_readyz(self):
+        st, h, body = self.b.admin_get("/healthz")
+        self.assertEqual(st, 200, "/healthz -> %d %r" % (st, body))
+        st, h, body = self.b.admin_get("/readyz")
+        self.assertEqual(st, 200, "/readyz with journal open and the file sink ok -> %d %r" %
+                         (st, body))
+
+    def test_metrics_format_and_names(self):
+        b = self.b
+        b.post_signed(notification("notif_m_%s" % uuid.uuid4().hex))
+        st, h, body = b.admin_get("/metrics")
+        self.assertEqual(st, 200)
+        self.assertIn("text/plain", h.get("Content-Type", ""), "Content-Type of /metrics")
+        samples = hbtest.parse_metrics(body.decode("utf-8"))
+        names = {n for n, _, _ in samples}
+        self.assertTrue(names, "no samples in /metrics")
+        not_ours = sorted(n for n in names if not n.startswith("hookbridge_"))
+        self.assertEqual(not_ours, [], "metric names without the hookbridge_ prefix")
+        self.assertIn("hookbridge_requests_total", names)
+        self.assertTrue(any(n == "hookbridge_requests_total" and "status" in l
+                            for n, l, _ in samples),
+                        "hookbridge_requests_total has no status label")
+        self.assertIn("hookbridge_journal_bytes", names)
+        self.assertTrue(any(n == "hookbridge_sink_pending_records" and l.get("sink") == "file"
+                            for n, l, _ in samples),
+                        "no hookbridge_sink_pending_records{sink=\"file\"}:\n%s" %
+                        "\n".join(l for l in body.decode().splitlines()
+                                  if "pending" in l))
+
+    def test_requests_counter_increases(self):
+        b = self.b
+        before = b.metrics()
+        ok0 = metric_sum(before, "hookbridge_requests_total", status="200")
+        bad0 = metric_sum(before, "hookbridge_requests_total", status="401")
+        n = 5
+        for i in range(n):
+            self.assertAccepted(b.post_signed(notification("notif_c_%d_%s" %
+                                                           (i, uuid.uuid4().hex))))
+        b.post(notification("notif_c_bad"), sign(b"other"))
+        deadline = time.monotonic() + hbtest.scaled(10)
+        while True:
+            after = b.metrics()
+            ok1 = metric_sum(after, "hookbridge_requests_total", status="200")
+            bad1 = metric_sum(after, "hookbridge_requests_total", status="401")
+            if (ok1 - ok0 >= n and bad1 - bad0 >= 1) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertGreaterEqual(ok1 - ok0, n, "hookbridge_requests_total{status=\"200\"} went "
+                                "from %s to %s after %d accepted posts" % (ok0, ok1, n))
+        self.assertGreaterEqual(bad1 - bad0, 1, "hookbridge_requests_total{status=\"401\"} went "
+                                "from %s to %s after a bad-signature post" % (bad0, bad1))
+
+    def test_journal_bytes_and_pending_are_numbers(self):
+        b = self.b
+        for i in range(3):
+            self.assertAccepted(b.post_signed(notification("notif_j_%d_%s" %
+                                                           (i, uuid.uuid4().hex))))
+        b.wait_events(count=3)
+        # once the file sink caught up, its pending count drops to 0 (bounded wait)
+        deadline = time.monotonic() + hbtest.scaled(15)
+        while True:
+            m = b.metrics()
+            pending = metric_sum(m, "hookbridge_sink_pending_records", sink="file")
+            if pending == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual(pending, 0, "file sink pending records stay at %s after its events "
+                         "were written" % pending)
+        self.assertGreaterEqual(metric_sum(m, "hookbridge_journal_bytes"), 0)
+
+
+class Shutdown(BridgeTestCase):
+    def test_sigterm_exit_0_and_restart_loses_nothing(self):
+        b = self.start_bridge()
+        ids = []
+        conn = b.connection()
+        try:
+            for i in range(50):
+                nid = "notif_st_%d_%s" % (i, uuid.uuid4().hex[:8])
+                self.assertAccepted(b.post_signed(notification(nid), conn=conn))
+                ids.append(nid)
+        finally:
+            conn.close()
+        rc = b.stop(timeout=30)
+        self.assertEqual(rc, 0, "exit code after SIGTERM\n%s" % b.log_tail())
+        b.restart()
+        more = []
+        for i in range(5):
+            nid = "notif_st2_%d_%s" % (i, uuid.uuid4().hex[:8])
+            self.assertAccepted(b.post_signed(notification(nid)), "after restart")
+            more.append(nid)
+        evs = b.wait_ids(ids + more)
+        found = [e.get("id") for e in evs]
+        missing = set(ids + more) - set(found)
+        self.assertEqual(missing, set())
+        rc = b.stop(timeout=30)
+        self.assertEqual(rc, 0, "exit code after the second SIGTERM\n%s" % b.log_tail())
+
+    def test_sigint_exit_0(self):
+        import signal
+        b = self.start_bridge()
+        self.assertAccepted(b.post_signed(notification("notif_si_%s" % uuid.uuid4().hex)))
+        b.proc.send_signal(signal.SIGINT)
+        try:
+            rc = b.proc.wait(hbtest.scaled(30))
+        except Exception:
+            self.fail("no exit within 30 s of SIGINT\n%s" % b.log_tail())
+        self.assertEqual(rc, 0, "exit code after SIGINT\n%s" % b.log_tail())
+
+
+if __name__ == "__main__":
+    hbtest.main()
