@@ -506,3 +506,24 @@ void hb_config_print_help(FILE *out)
     fprintf(out, "  kafka.<property>           any librdkafka producer property, passed as is\n"
                  "  %-26s env: HOOKBRIDGE_KAFKA_<PROPERTY with _ for .>\n", "");
 }
+
+void hb_config_print_template(FILE *out)
+{
+    char env[128];
+    fprintf(out, "# hookbridge configuration: `key = value` lines, '#' starts a comment.\n"
+                 "# Every key below is shown commented out at its default. Each can also be\n"
+                 "# set by an environment variable, named after the line `# env:`; a secret\n"
+                 "# may be given as file:/path to read it from a file (Docker secrets).\n"
+                 "# This file is generated from the key table in src/config.c and checked by\n"
+                 "# the unit tests, so it always lists every key.\n");
+    for (size_t i = 0; i < NKEYS; i++) {
+        hb_config_env_name(keys[i].name, env, sizeof(env));
+        fprintf(out, "\n# %s\n", keys[i].help);
+        if (keys[i].choices)
+            fprintf(out, "# one of: %s\n", keys[i].choices);
+        fprintf(out, "# env: %s\n#%s = %s\n", env, keys[i].name, keys[i].def);
+    }
+    fprintf(out, "\n# Any librdkafka producer property, passed to librdkafka as is; a property\n"
+                 "# librdkafka rejects stops start-up. env: HOOKBRIDGE_KAFKA_<PROPERTY, _ for .>\n"
+                 "#kafka.compression.type = zstd\n#kafka.linger.ms = 5\n");
+}

@@ -105,6 +105,10 @@ static const hb_sink_ops_t *sink_ops_for(int bit)
     switch (bit) {
     case HB_SINK_FILE:
         return &hb_sink_file_ops;
+    case HB_SINK_KAFKA:
+        return &hb_sink_kafka_ops;
+    case HB_SINK_REDIS:
+        return &hb_sink_redis_ops;
     default:
         return NULL;
     }

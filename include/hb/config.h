@@ -78,6 +78,8 @@ int hb_config_load(hb_config_t *cfg, const char *path, char *err, size_t errlen)
 
 /* Print every key with its default and help (for --help). */
 void hb_config_print_help(FILE *out);
+/* Print config/hookbridge.conf: every key, commented out at its default. */
+void hb_config_print_template(FILE *out);
 /* Name of key i, or NULL past the end (tests check config/hookbridge.conf). */
 const char *hb_config_key_name(size_t i);
 /* The environment variable for a key: HOOKBRIDGE_ + upper, '.'/'-' -> '_'. */

@@ -34,7 +34,7 @@ typedef struct hb_msg {
     const unsigned char *body; /* raw bytes as received */
     size_t body_len;
     struct hb_msg *impl_next; /* free for the sink implementation's own lists */
-    void *impl;               /* likewise */
+    int impl_status;          /* likewise */
     /* runner bookkeeping */
     hb_sink_t *sink;
     struct hb_msg *next, *retry_next;
@@ -64,6 +64,8 @@ typedef struct hb_sink_ops {
 } hb_sink_ops_t;
 
 extern const hb_sink_ops_t hb_sink_file_ops;
+extern const hb_sink_ops_t hb_sink_kafka_ops;
+extern const hb_sink_ops_t hb_sink_redis_ops;
 
 /* Start a sink thread publishing records after the journal cursor `idx`. */
 hb_sink_t *hb_sink_start(const hb_sink_ops_t *ops, size_t idx, const hb_config_t *cfg,

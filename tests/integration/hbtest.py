@@ -645,6 +645,28 @@ class BridgeTestCase(unittest.TestCase):
 
     # -- assertions shared by the files
 
+    def assert_refusals_logged(self, b, status, n):
+        """The bridge log has exactly n lines naming `status` (each refusal
+        logged once, with its reason).  Polls (bounded); if the lines only
+        show up after exit, says so (buffered logging)."""
+        pat = re.compile(r"\b%d\b" % status)
+
+        def count(text):
+            return sum(1 for line in text.splitlines()
+                       if pat.search(line) and not line.startswith("=== hbtest"))
+        if b.wait_log(lambda t: count(t) >= n, timeout=10):
+            got = count(b.log_text())
+            self.assertEqual(got, n, "%d refusals with status %d, but %d log lines name %d "
+                             "(each refusal is logged once)\n%s" %
+                             (n, status, got, status, b.log_tail()))
+            return
+        running = b.running()
+        rc = b.stop() if running else b.proc.returncode
+        self.fail("%d refusals with status %d, but only %d log lines name it within 10 s "
+                  "(%d after the bridge exited, rc=%s)\n%s" % (
+                      n, status, count(b.log_text()) if running else -1, count(b.log_text()),
+                      rc, b.log_tail()))
+
     def assertJsonBody(self, body, key=None, value=None, msg=""):
         try:
             obj = json.loads(body)

@@ -184,6 +184,11 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 # Consumers in tests should get partitions at once, not after 3 s.
 group.initial.rebalance.delay.ms=0
+# After a SIGKILL (crash tests) the restarted broker cannot register until the
+# old incarnation's session expires: 9 s by default, 3 s here. Heartbeats are
+# in-process over loopback, so 3 s does not cause spurious fencing.
+broker.heartbeat.interval.ms=500
+broker.session.timeout.ms=3000
 
 # Two cores: keep thread pools small.
 num.network.threads=2
@@ -291,8 +296,11 @@ cmd_start() {
         # Existing state (KEEP_DATA=1 stop): same ports, so clients that were
         # connected before the outage reconnect to the same address.
         log "reusing state in $STATE (ports $PORT/$CONTROLLER_PORT)"
+        local p
         for p in "$PORT" "$CONTROLLER_PORT"; do
-            port_in_use "$p" && die "port $p (from $STATE/ports) is taken by another process; run 'KEEP_DATA=0 $SELF stop' to start afresh"
+            if port_in_use "$p"; then
+                die "port $p (from $STATE/ports) is taken by another process; run '$SELF stop' to start afresh"
+            fi
         done
     else
         read -r PORT CONTROLLER_PORT <<<"$(free_ports 2)"
@@ -347,14 +355,12 @@ cmd_stop() {
     if [[ "${KEEP_DATA:-0}" == 1 ]]; then
         # env stays: the address is still right for the restart.
         log "kept $STATE (KEEP_DATA=1): next start reuses its port and data"
+    elif [[ -f "$MARKER" ]]; then
+        rm -rf "$STATE"
     else
         # The marker guards against HB_KAFKA_DIR pointing at a directory that
         # is not ours.
-        if [[ -f "$MARKER" ]]; then
-            rm -rf "$STATE"
-        else
-            log "not deleting $STATE: it was not created by kafka.sh"
-        fi
+        log "not deleting $STATE: it was not created by kafka.sh"
     fi
 }
 

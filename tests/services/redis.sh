@@ -112,7 +112,9 @@ cmd_start() {
         # Existing state (KEEP_DATA=1 stop): same port, so clients that were
         # connected before the outage reconnect to the same address.
         log "reusing state in $STATE (port $PORT)"
-        port_in_use "$PORT" && die "port $PORT (from $STATE/port) is taken by another process; run 'KEEP_DATA=0 $SELF stop' to start afresh"
+        if port_in_use "$PORT"; then
+            die "port $PORT (from $STATE/port) is taken by another process; run '$SELF stop' to start afresh"
+        fi
     else
         PORT="$(free_port)"
         [[ -n "$PORT" ]] || die "could not pick a free port"

@@ -1,0 +1,381 @@
+/* The Kafka sink (librdkafka).
+ *
+ * An idempotent producer with acks=all: a record counts as published only
+ * when its delivery report says the broker has it. The raw body is the
+ * message value, zero-copy (the hb_msg_t owns it until the report); topic
+ * and key come from templates; the envelope goes into headers.
+ *
+ * Reports are served without blocking anything: librdkafka writes to a
+ * pipe when its main queue becomes non-empty (rd_kafka_queue_io_event_
+ * enable), the pipe is an event on this sink's event_base, and the handler
+ * calls rd_kafka_poll(rk, 0). Delivery callbacks only collect results;
+ * they are handed to the runner after rd_kafka_poll returns, so no message
+ * is freed inside a librdkafka callback.
+ *
+ * A failed or timed-out delivery (message.timeout.ms) goes back to the
+ * runner as RETRY and is produced again from the journal's copy, so an
+ * outage of any length loses nothing. A fatal idempotence error purges
+ * and recreates the producer (librdkafka examples/idempotent_producer.c).
+ *
+ * @locality: sink thread; error, log and stats callbacks come from
+ * librdkafka's threads and only touch atomics and the log. */
+#include "hb/fmacros.h"
+
+#include "hb/sink.h"
+#include "hb/log.h"
+#include "hb/metrics.h"
+#include "hb/template.h"
+#include "hb/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+
+#define C "sink.kafka"
+
+typedef struct kafka_sink {
+    hb_sink_t *sink;
+    const hb_config_t *cfg;
+    struct event_base *base;
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *mainq;
+    int pipefd[2];
+    struct event *pipe_ev, *tick_ev;
+    hb_msg_t *reports, **reports_tail; /* collected during rd_kafka_poll */
+    atomic_int fatal;
+    atomic_int brokers_up; /* from the statistics callback; -1 = unknown */
+    atomic_int all_down;
+    char last_error[256];
+    uint64_t recreated;
+} kafka_sink_t;
+
+static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    hb_log_level_t l = level <= 3 ? HB_LOG_ERROR : level <= 4 ? HB_LOG_WARN
+                       : level <= 6                            ? HB_LOG_INFO
+                                                               : HB_LOG_DEBUG;
+    hb_log(l, "librdkafka", "%s: %s", fac, buf);
+}
+
+static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    kafka_sink_t *k = opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        atomic_store(&k->fatal, 1);
+        hb_error(C, "fatal producer error: %s; the producer will be recreated and undelivered "
+                 "records produced again", reason);
+        return;
+    }
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        atomic_store(&k->all_down, 1);
+    hb_warn(C, "%s: %s", rd_kafka_err2name(err), reason);
+}
+
+/* Count brokers in state UP from librdkafka's statistics (every second):
+ * the non-blocking way to know whether the cluster is reachable. */
+static int kafka_stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    (void)rk;
+    kafka_sink_t *k = opaque;
+    json_t *root = json_loadb(json, len, 0, NULL);
+    json_t *brokers = json_object_get(root, "brokers");
+    const char *name;
+    json_t *b;
+    int up = 0;
+    json_object_foreach(brokers, name, b)
+    {
+        const char *state = json_string_value(json_object_get(b, "state"));
+        json_int_t nodeid = json_integer_value(json_object_get(b, "nodeid"));
+        if (state && strcmp(state, "UP") == 0 && nodeid >= 0)
+            up++;
+    }
+    json_decref(root);
+    atomic_store(&k->brokers_up, up);
+    if (up)
+        atomic_store(&k->all_down, 0);
+    return 0; /* we did not keep json */
+}
+
+static void kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    kafka_sink_t *k = opaque;
+    hb_msg_t *msg = m->_private;
+    if (!msg)
+        return;
+    msg->impl_status = (int)m->err;
+    msg->impl_next = NULL;
+    *k->reports_tail = msg;
+    k->reports_tail = &msg->impl_next;
+}
+
+/* Errors that no retry can fix for this message: it is poison. */
+static int permanent(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void update_status(kafka_sink_t *k)
+{
+    int up = atomic_load(&k->brokers_up);
+    if (atomic_load(&k->all_down) || up == 0) {
+        char why[300];
+        snprintf(why, sizeof(why), "no Kafka broker reachable at %s%s%s", k->cfg->kafka_brokers,
+                 k->last_error[0] ? "; last error: " : "", k->last_error);
+        hb_sink_set_status(k->sink, 0, why);
+    } else if (k->last_error[0]) {
+        hb_sink_set_status(k->sink, 0, k->last_error);
+    } else if (up > 0) {
+        hb_sink_set_status(k->sink, 1, NULL);
+    }
+}
+
+static void serve(kafka_sink_t *k)
+{
+    rd_kafka_poll(k->rk, 0);
+    hb_msg_t *m = k->reports;
+    k->reports = NULL;
+    k->reports_tail = &k->reports;
+    while (m) {
+        hb_msg_t *next = m->impl_next;
+        rd_kafka_resp_err_t err = (rd_kafka_resp_err_t)m->impl_status;
+        m->impl_next = NULL;
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            k->last_error[0] = '\0';
+            hb_sink_done(m, HB_SINK_OK, NULL);
+        } else {
+            snprintf(k->last_error, sizeof(k->last_error), "record %" PRIu64 ": %s",
+                     m->seq, rd_kafka_err2str(err));
+            if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
+                snprintf(k->last_error, sizeof(k->last_error),
+                         "topic for record %" PRIu64 " does not exist and the broker does not "
+                         "create it (%s)", m->seq, rd_kafka_err2str(err));
+            hb_sink_done(m, permanent(err) ? HB_SINK_REJECT : HB_SINK_RETRY,
+                         rd_kafka_err2str(err));
+        }
+        m = next;
+    }
+}
+
+static void on_pipe(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    char buf[64];
+    while (read(fd, buf, sizeof(buf)) > 0)
+        ;
+    serve(arg);
+}
+
+static rd_kafka_t *make_producer(kafka_sink_t *k, char *err, size_t errlen);
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    kafka_sink_t *k = arg;
+    serve(k);
+    if (atomic_load(&k->fatal)) {
+        /* Purge hands everything back (as RETRY through serve), then a new
+         * producer takes over; the runner produces the records again. */
+        char errstr[256];
+        rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        serve(k);
+        rd_kafka_t *fresh = make_producer(k, errstr, sizeof(errstr));
+        if (!fresh) {
+            hb_error(C, "cannot recreate the producer: %s (will retry)", errstr);
+            return;
+        }
+        rd_kafka_queue_destroy(k->mainq);
+        rd_kafka_destroy(k->rk);
+        k->rk = fresh;
+        k->mainq = rd_kafka_queue_get_main(k->rk);
+        rd_kafka_queue_io_event_enable(k->mainq, k->pipefd[1], "1", 1);
+        atomic_store(&k->fatal, 0);
+        k->recreated++;
+        hb_metrics_sink_reconnect(hb_sink_index(k->sink));
+    }
+    update_status(k);
+}
+
+static rd_kafka_t *make_producer(kafka_sink_t *k, char *err, size_t errlen)
+{
+    const hb_config_t *cfg = k->cfg;
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    /* ours first, so that a user's property can override the defaults
+     * but never the guarantees below */
+    static const char *const defaults[][2] = {
+        {"statistics.interval.ms", "1000"},
+        {"linger.ms", "5"},
+    };
+    static const char *const fixed[][2] = {
+        {"enable.idempotence", "true"},
+        {"acks", "all"},
+    };
+    for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+        rd_kafka_conf_set(conf, defaults[i][0], defaults[i][1], errstr, sizeof(errstr));
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", cfg->kafka_brokers, errstr,
+                          sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+        snprintf(err, errlen, "kafka.brokers: %s", errstr);
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->n_kafka_props; i++) {
+        if (rd_kafka_conf_set(conf, cfg->kafka_props[i].key, cfg->kafka_props[i].value, errstr,
+                              sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+            snprintf(err, errlen, "kafka.%s: rejected by librdkafka: %s", cfg->kafka_props[i].key,
+                     errstr);
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        for (size_t p = 0; p < cfg->n_kafka_props; p++)
+            if (strcmp(cfg->kafka_props[p].key, fixed[i][0]) == 0 &&
+                strcmp(cfg->kafka_props[p].value, fixed[i][1]) != 0)
+                hb_warn(C, "kafka.%s = %s ignored: hookbridge's delivery guarantee needs %s",
+                        fixed[i][0], cfg->kafka_props[p].value, fixed[i][1]);
+        rd_kafka_conf_set(conf, fixed[i][0], fixed[i][1], errstr, sizeof(errstr));
+    }
+    rd_kafka_conf_set_opaque(conf, k);
+    rd_kafka_conf_set_dr_msg_cb(conf, kafka_dr_cb);
+    rd_kafka_conf_set_error_cb(conf, kafka_error_cb);
+    rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+    rd_kafka_conf_set_stats_cb(conf, kafka_stats_cb);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (!rk) {
+        snprintf(err, errlen, "kafka: cannot create producer: %s", errstr);
+        goto fail;
+    }
+    return rk; /* rd_kafka_new took conf */
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+static void kafka_close(void *state);
+
+static void *kafka_open(hb_sink_t *sink, const hb_config_t *cfg, struct event_base *base,
+                        char *err, size_t errlen)
+{
+    kafka_sink_t *k = hb_calloc(1, sizeof(*k));
+    k->sink = sink;
+    k->cfg = cfg;
+    k->base = base;
+    k->pipefd[0] = k->pipefd[1] = -1;
+    k->reports_tail = &k->reports;
+    atomic_init(&k->brokers_up, -1);
+    k->rk = make_producer(k, err, errlen);
+    if (!k->rk)
+        goto fail;
+    if (pipe2(k->pipefd, O_NONBLOCK | O_CLOEXEC) < 0) {
+        snprintf(err, errlen, "kafka: pipe: %s", strerror(errno));
+        goto fail;
+    }
+    k->mainq = rd_kafka_queue_get_main(k->rk);
+    rd_kafka_queue_io_event_enable(k->mainq, k->pipefd[1], "1", 1);
+    k->pipe_ev = event_new(base, k->pipefd[0], EV_READ | EV_PERSIST, on_pipe, k);
+    k->tick_ev = event_new(base, -1, EV_PERSIST, on_tick, k);
+    struct timeval tv = {0, 200000};
+    event_add(k->pipe_ev, NULL);
+    event_add(k->tick_ev, &tv);
+    hb_sink_set_status(sink, 0, "connecting to Kafka");
+    hb_info(C, "producing to %s (topic %s, key %s, idempotent, acks=all)", cfg->kafka_brokers,
+            cfg->kafka_topic, cfg->kafka_key);
+    return k;
+fail:
+    kafka_close(k);
+    return NULL;
+}
+
+static void add_header(rd_kafka_headers_t *h, const char *name, const char *v)
+{
+    if (v)
+        rd_kafka_header_add(h, name, -1, v, -1);
+}
+
+static void kafka_publish(void *state, hb_msg_t *m)
+{
+    kafka_sink_t *k = state;
+    char topic[256], key[1024], ts[40], attempts[24];
+    hb_template_expand(k->cfg->kafka_topic, HB_TMPL_KAFKA_TOPIC, m->app_id, m->topic, m->id,
+                       topic, sizeof(topic));
+    size_t klen = hb_template_expand(k->cfg->kafka_key, HB_TMPL_RAW, m->app_id, m->topic, m->id,
+                                     key, sizeof(key));
+    hb_format_rfc3339(m->received_at_ms, ts, sizeof(ts));
+    rd_kafka_headers_t *h = rd_kafka_headers_new(6);
+    add_header(h, "intercom-topic", m->topic);
+    add_header(h, "intercom-app-id", m->app_id);
+    add_header(h, "intercom-notification-id", m->id);
+    if (m->delivery_attempts >= 0) {
+        snprintf(attempts, sizeof(attempts), "%" PRId64, m->delivery_attempts);
+        add_header(h, "intercom-delivery-attempts", attempts);
+    }
+    add_header(h, "hookbridge-received-at", ts);
+    add_header(h, "content-type", "application/json");
+    /* no RD_KAFKA_MSG_F_COPY: m owns the body until its delivery report */
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        k->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, klen),
+        RD_KAFKA_V_VALUE((void *)m->body, m->body_len), RD_KAFKA_V_HEADERS(h),
+        RD_KAFKA_V_OPAQUE(m), RD_KAFKA_V_END);
+    if (err) {
+        rd_kafka_headers_destroy(h);
+        snprintf(k->last_error, sizeof(k->last_error), "produce: %s", rd_kafka_err2str(err));
+        hb_sink_done(m, permanent(err) ? HB_SINK_REJECT : HB_SINK_RETRY, rd_kafka_err2str(err));
+    }
+}
+
+static void kafka_close(void *state)
+{
+    kafka_sink_t *k = state;
+    if (!k)
+        return;
+    if (k->rk) {
+        /* The runner already waited out the grace period: hand back what
+         * is still in flight (it stays in the journal) and go. */
+        rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_flush(k->rk, 0);
+        serve(k);
+        if (k->mainq) {
+            rd_kafka_queue_io_event_enable(k->mainq, -1, NULL, 0);
+            rd_kafka_queue_destroy(k->mainq);
+        }
+        rd_kafka_destroy(k->rk);
+    }
+    if (k->pipe_ev)
+        event_free(k->pipe_ev);
+    if (k->tick_ev)
+        event_free(k->tick_ev);
+    if (k->pipefd[0] >= 0)
+        close(k->pipefd[0]);
+    if (k->pipefd[1] >= 0)
+        close(k->pipefd[1]);
+    free(k);
+}
+
+const hb_sink_ops_t hb_sink_kafka_ops = {
+    .name = "kafka",
+    .open = kafka_open,
+    .publish = kafka_publish,
+    .flush = NULL,
+    .close = kafka_close,
+};
