@@ -97,6 +97,8 @@ static const key_t_ keys[] = {
      "answer a repeated notification id 200 without publishing it again"},
     {"dedup.window", T_DURATION, OFF(dedup_window_ms), "24h", NULL, 0, BIG, 0,
      "how long notification ids are remembered (ms, s, m, h, d suffixes)"},
+    {"dedup.max_ids", T_INT, OFF(dedup_max_ids), "500000", NULL, 0, 100000000, 0,
+     "at most this many notification ids are remembered (the oldest are forgotten first)"},
     {"log.level", T_ENUM, OFF(log_level), "info", "debug|info|warn|error", 0, 0, 0,
      "lowest level logged"},
     {"log.format", T_ENUM, OFF(log_format), "text", "text|json", 0, 0, 0, "log line format"},

@@ -10,6 +10,7 @@
 
 #include "hb/admin.h"
 #include "hb/config.h"
+#include "hb/dedup.h"
 #include "hb/journal.h"
 #include "hb/log.h"
 #include "hb/route.h"
@@ -21,10 +22,14 @@
 #include "hb/version.h"
 
 #include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -43,7 +48,41 @@ typedef struct app {
     hb_journal_t *journal;
     hb_sink_t *sinks[HB_JOURNAL_MAX_SINKS];
     size_t n_sinks;
+    hb_dedup_t *dedup;
+    char dedup_path[PATH_MAX];
+    pthread_t snap_thread;
+    pthread_mutex_t snap_lock;
+    pthread_cond_t snap_cond;
+    int snap_stop, snap_started;
 } app_t;
+
+#define DEDUP_SNAPSHOT_MS 5000
+
+/* The dedup set is saved every few seconds off the loops (blocking I/O). */
+static void *snapshot_main(void *arg)
+{
+    app_t *app = arg;
+    pthread_mutex_lock(&app->snap_lock);
+    while (!app->snap_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += DEDUP_SNAPSHOT_MS / 1000;
+        pthread_cond_timedwait(&app->snap_cond, &app->snap_lock, &ts);
+        pthread_mutex_unlock(&app->snap_lock);
+        if (hb_dedup_save(app->dedup, app->dedup_path) < 0)
+            hb_warn(C, "cannot save %s: %s", app->dedup_path, strerror(errno));
+        pthread_mutex_lock(&app->snap_lock);
+    }
+    pthread_mutex_unlock(&app->snap_lock);
+    return NULL;
+}
+
+static void dedup_from_journal(const hb_record_t *r, void *arg)
+{
+    app_t *app = arg;
+    if (r->id)
+        hb_dedup_add(app->dedup, r->id, r->id_len, r->received_at_ms);
+}
 
 static void usage(FILE *out)
 {
@@ -149,6 +188,8 @@ static int open_journal(app_t *app, char *err, size_t errlen)
         .max_bytes = (uint64_t)app->cfg.journal_max_bytes,
         .sinks = sinks,
         .n_sinks = n,
+        .on_record = app->dedup ? dedup_from_journal : NULL,
+        .on_record_arg = app,
     };
     app->journal = hb_journal_open(&o, err, errlen);
     return app->journal ? 0 : -1;
@@ -224,7 +265,14 @@ int main(int argc, char **argv)
     if (!app.tls)
         goto fail;
     hb_keyset_t *ks = app.cfg.intercom_verify ? hb_keyset_new(app.cfg.intercom_secret) : NULL;
-    app.route = hb_route_new(&app.cfg, ks);
+    if (app.cfg.dedup) {
+        app.dedup = hb_dedup_new((uint64_t)app.cfg.dedup_window_ms, (size_t)app.cfg.dedup_max_ids);
+        snprintf(app.dedup_path, sizeof(app.dedup_path), "%s/dedup.snapshot", app.cfg.journal_dir);
+        if (hb_dedup_load(app.dedup, app.dedup_path) < 0)
+            hb_warn(C, "cannot read %s: %s (starting with journal ids only)", app.dedup_path,
+                    strerror(errno));
+    }
+    app.route = hb_route_new(&app.cfg, ks, app.dedup);
     app.server = hb_server_new(&app.cfg, app.tls, app.route, err, sizeof(err));
     if (!app.server)
         goto fail;
@@ -237,6 +285,13 @@ int main(int argc, char **argv)
         goto fail;
     if (start_sinks(&app, err, sizeof(err)) < 0)
         goto fail;
+    if (app.dedup) {
+        hb_info(C, "dedup: %zu notification id(s) remembered from before the start",
+                hb_dedup_count(app.dedup));
+        pthread_mutex_init(&app.snap_lock, NULL);
+        pthread_cond_init(&app.snap_cond, NULL);
+        app.snap_started = pthread_create(&app.snap_thread, NULL, snapshot_main, &app) == 0;
+    }
     hb_route_set_journal(app.route, app.journal);
     hb_admin_set_journal(app.admin, app.journal);
     hb_admin_set_sinks(app.admin, app.sinks, app.n_sinks);
@@ -261,11 +316,19 @@ shutdown: {
     for (size_t i = 0; i < app.n_sinks; i++)
         hb_sink_stop(app.sinks[i], grace > spent ? grace - spent : 0);
     hb_journal_close(app.journal);
+    if (app.snap_started) {
+        pthread_mutex_lock(&app.snap_lock);
+        app.snap_stop = 1;
+        pthread_cond_signal(&app.snap_cond);
+        pthread_mutex_unlock(&app.snap_lock);
+        pthread_join(app.snap_thread, NULL); /* saves once more on the way out */
+    }
     for (size_t i = 0; i < app.n_sinks; i++)
         hb_sink_free(app.sinks[i]);
     hb_server_free(app.server);
     hb_admin_free(app.admin);
     hb_route_free(app.route);
+    hb_dedup_free(app.dedup);
     hb_tls_free(app.tls);
     for (int i = 0; i < 3; i++)
         if (sigs[i])

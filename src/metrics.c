@@ -35,6 +35,7 @@ static histogram_t request_latency;
 static atomic_ullong verify_failures, duplicates;
 static histogram_t sink_latency[HB_JOURNAL_MAX_SINKS];
 static atomic_ullong sink_errors[HB_JOURNAL_MAX_SINKS], sink_reconnects[HB_JOURNAL_MAX_SINKS];
+static atomic_ullong sink_dead[HB_JOURNAL_MAX_SINKS];
 
 static void observe(histogram_t *h, double s)
 {
@@ -75,6 +76,12 @@ void hb_metrics_sink_error(size_t idx)
 {
     if (idx < HB_JOURNAL_MAX_SINKS)
         atomic_fetch_add_explicit(&sink_errors[idx], 1, memory_order_relaxed);
+}
+
+void hb_metrics_sink_dead_letter(size_t idx)
+{
+    if (idx < HB_JOURNAL_MAX_SINKS)
+        atomic_fetch_add_explicit(&sink_dead[idx], 1, memory_order_relaxed);
 }
 
 void hb_metrics_sink_reconnect(size_t idx)
@@ -181,6 +188,13 @@ void hb_metrics_render(struct evbuffer *o, struct hb_journal *j, struct hb_sink 
         evbuffer_add_printf(
             o, "hookbridge_sink_reconnects_total{sink=\"%s\"} %llu\n", hb_sink_name(sinks[i]),
             (unsigned long long)atomic_load(&sink_reconnects[hb_sink_index(sinks[i])]));
+    evbuffer_add_printf(o, "# HELP hookbridge_sink_dead_lettered_total Records rejected for "
+                           "good and sent to the dead-letter destination.\n"
+                           "# TYPE hookbridge_sink_dead_lettered_total counter\n");
+    for (size_t i = 0; i < n_sinks; i++)
+        evbuffer_add_printf(o, "hookbridge_sink_dead_lettered_total{sink=\"%s\"} %llu\n",
+                            hb_sink_name(sinks[i]),
+                            (unsigned long long)atomic_load(&sink_dead[hb_sink_index(sinks[i])]));
     evbuffer_add_printf(o, "# HELP hookbridge_sink_ready 1 when the sink can publish.\n"
                            "# TYPE hookbridge_sink_ready gauge\n");
     for (size_t i = 0; i < n_sinks; i++) {

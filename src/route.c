@@ -12,6 +12,7 @@
 #include "hb/fmacros.h"
 
 #include "hb/route.h"
+#include "hb/dedup.h"
 #include "hb/event.h"
 #include "hb/log.h"
 #include "hb/metrics.h"
@@ -41,6 +42,7 @@ struct hb_route {
     hb_keyset_t *ks;
     _Atomic(hb_journal_t *) journal;
     hb_stage_t stage;
+    hb_dedup_t *dedup; /* NULL when dedup = off */
     hb_route_loop_t *loops[256]; /* registered before the journal is set */
     size_t n_loops;
 };
@@ -52,6 +54,8 @@ typedef struct pending {
     struct evhttp_request *req;
     uint64_t t0_us;
     uint64_t deadline_ms; /* ack = published */
+    uint64_t received_at_ms;
+    size_t id_off, id_len; /* notification id inside a.buf; id_len 0 = none */
 } pending_t;
 
 struct hb_route_loop {
@@ -175,13 +179,19 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
     while (p) {
         pending_t *next = p->next;
         p->next = NULL;
-        if (p->a.err == ENOSPC) {
-            answer_pending(l, p, 503, NULL, "journal full");
-        } else if (p->a.err) {
+        if (p->a.err) {
             char why[128];
-            snprintf(why, sizeof(why), "journal write failed: %s", strerror(p->a.err));
+            snprintf(why, sizeof(why), "%s%s", p->a.err == ENOSPC ? "journal full" :
+                     "journal write failed: ", p->a.err == ENOSPC ? "" : strerror(p->a.err));
             answer_pending(l, p, 503, NULL, why);
-        } else if (l->r->cfg->ack == HB_ACK_PUBLISHED) {
+            p = next;
+            continue;
+        }
+        /* durable: from now on a retry of this id is a duplicate */
+        if (p->id_len && l->r->dedup)
+            hb_dedup_add(l->r->dedup, (const char *)p->a.buf + p->id_off, p->id_len,
+                         p->received_at_ms);
+        if (l->r->cfg->ack == HB_ACK_PUBLISHED) {
             p->deadline_ms = hb_mono_ms() + PUBLISHED_WAIT_MS;
             if (l->wait_tail)
                 l->wait_tail->next = p;
@@ -247,6 +257,16 @@ static void handle_post(hb_route_loop_t *l, struct evhttp_request *req, uint64_t
         refuse(req, 400, "body is not a JSON object with a string topic", why, t0);
         return;
     }
+    if (env.id && r->dedup && hb_dedup_seen(r->dedup, env.id, strlen(env.id), hb_now_ms())) {
+        char who[64];
+        peer(req, who, sizeof(who));
+        hb_info(C, "200 to %s: notification %s already received within dedup.window; not "
+                "published again", who, env.id);
+        hb_metrics_duplicate();
+        hb_envelope_clear(&env);
+        reply(req, 200, "status", "duplicate", t0);
+        return;
+    }
     if (hb_journal_full(j) || hb_journal_failed(j)) {
         hb_envelope_clear(&env);
         refuse(req, 503, hb_journal_full(j) ? "journal full" : "journal write failing", NULL, t0);
@@ -280,6 +300,11 @@ static void handle_post(hb_route_loop_t *l, struct evhttp_request *req, uint64_t
     p->loop = l;
     p->req = req;
     p->t0_us = t0;
+    p->received_at_ms = rec.received_at_ms;
+    if (rec.id) {
+        p->id_off = HB_RECORD_HEADER + HB_RECORD_FIXED + rec.topic_len + rec.app_id_len;
+        p->id_len = rec.id_len;
+    }
     hb_envelope_clear(&env);
     atomic_fetch_add(&l->pending, 1);
     hb_journal_append(j, &p->a);
@@ -321,10 +346,11 @@ void hb_route_handle(struct evhttp_request *req, void *arg)
     }
 }
 
-hb_route_t *hb_route_new(const hb_config_t *cfg, hb_keyset_t *ks)
+hb_route_t *hb_route_new(const hb_config_t *cfg, hb_keyset_t *ks, hb_dedup_t *dedup)
 {
     hb_route_t *r = hb_calloc(1, sizeof(*r));
     r->cfg = cfg;
+    r->dedup = dedup;
     r->verifier = &hb_verifier_intercom;
     r->ks = ks;
     r->stage = cfg->ack == HB_ACK_WRITTEN ? HB_STAGE_WRITTEN : HB_STAGE_DURABLE;

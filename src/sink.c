@@ -9,11 +9,15 @@
 #include "hb/fmacros.h"
 
 #include "hb/sink.h"
+#include "hb/jsonl.h"
 #include "hb/log.h"
 #include "hb/metrics.h"
 #include "hb/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -59,14 +63,43 @@ struct hb_sink {
     int status_ok;
     char status_why[256];
 
-    _Atomic uint64_t published, retries, rejected, inflight_n;
+    _Atomic uint64_t published, retries, rejected, dead_lettered, inflight_n;
 };
 
 static void pump(hb_sink_t *s);
+static void publish(hb_sink_t *s, hb_msg_t *m);
 
 static void free_msg(hb_msg_t *m)
 {
+    free(m->error);
     free(m);
+}
+
+/* The last resort for a poison message: a JSON line with the reason in
+ * <data.dir>/dead-letter.<sink>.jsonl, made durable before the message is
+ * acknowledged. 0, or -1 (the message is then retried, never dropped). */
+static int dead_letter_file(hb_sink_t *s, hb_msg_t *m, const char *reason)
+{
+    char path[PATH_MAX];
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int rc = -1;
+    snprintf(path, sizeof(path), "%s/dead-letter.%s.jsonl", s->cfg->data_dir, s->ops->name);
+    hb_mkdir_p(s->cfg->data_dir, 0700);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        hb_jsonl_event(m, s->ops->name, reason, &buf, &len, &cap);
+        rc = hb_write_full(fd, buf, len) == 0 && fdatasync(fd) == 0 ? 0 : -1;
+        close(fd);
+    }
+    if (rc < 0)
+        hb_error(C, "%s: cannot write dead-letter file %s: %s", s->ops->name, path,
+                 strerror(errno));
+    else
+        hb_error(C, "%s: record %" PRIu64 " (topic %s, id %s) written to %s: %s", s->ops->name,
+                 m->seq, m->topic, m->id ? m->id : "-", path, reason);
+    free(buf);
+    return rc;
 }
 
 /* One allocation per message: the struct followed by its strings and body. */
@@ -124,14 +157,30 @@ void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
         return;
     }
     if (res == HB_SINK_REJECT) {
-        /* TODO(issue 4): dead-letter destination. Until then a rejected
-         * message is retried like a transient failure: never dropped. */
-        atomic_fetch_add(&s->rejected, 1);
-        hb_error(C, "%s: record %" PRIu64 " rejected: %s", s->ops->name, m->seq,
-                 reason ? reason : "unknown");
-        m->attempts++;
-        hb_sink_done(m, HB_SINK_RETRY, reason);
-        return;
+        const char *why = reason ? reason : "rejected";
+        if (!m->dead_letter) {
+            atomic_fetch_add(&s->rejected, 1);
+            m->error = hb_strdup(why);
+        }
+        if (!m->dead_letter && s->ops->has_dead_letter) {
+            /* a poison message must not block the ones behind it */
+            hb_error(C, "%s: record %" PRIu64 " (topic %s, id %s) rejected for good: %s; "
+                     "sending it to the dead-letter destination",
+                     s->ops->name, m->seq, m->topic, m->id ? m->id : "-", why);
+            m->dead_letter = 1;
+            publish(s, m);
+            return;
+        }
+        if (dead_letter_file(s, m, m->error) < 0) {
+            m->attempts++;
+            hb_sink_done(m, HB_SINK_RETRY, "dead-letter file not writable");
+            return;
+        }
+        atomic_fetch_add(&s->dead_lettered, 1);
+        hb_metrics_sink_dead_letter(s->idx);
+    } else if (m->dead_letter) {
+        atomic_fetch_add(&s->dead_lettered, 1);
+        hb_metrics_sink_dead_letter(s->idx);
     }
     m->acked = 1;
     s->backoff_ms = 0;
@@ -392,6 +441,7 @@ void hb_sink_stats(hb_sink_t *s, hb_sink_stats_t *out)
     out->published = atomic_load(&s->published);
     out->retries = atomic_load(&s->retries);
     out->rejected = atomic_load(&s->rejected);
+    out->dead_lettered = atomic_load(&s->dead_lettered);
     out->inflight = atomic_load(&s->inflight_n);
     uint64_t d = hb_journal_durable_seq(s->j), c = hb_journal_cursor(s->j, s->idx);
     out->pending = d > c ? d - c : 0;

@@ -317,8 +317,8 @@ static void kafka_publish(void *state, hb_msg_t *m)
 {
     kafka_sink_t *k = state;
     char topic[256], key[1024], ts[40], attempts[24];
-    hb_template_expand(k->cfg->kafka_topic, HB_TMPL_KAFKA_TOPIC, m->app_id, m->topic, m->id,
-                       topic, sizeof(topic));
+    hb_template_expand(m->dead_letter ? k->cfg->kafka_dead_letter_topic : k->cfg->kafka_topic,
+                       HB_TMPL_KAFKA_TOPIC, m->app_id, m->topic, m->id, topic, sizeof(topic));
     size_t klen = hb_template_expand(k->cfg->kafka_key, HB_TMPL_RAW, m->app_id, m->topic, m->id,
                                      key, sizeof(key));
     hb_format_rfc3339(m->received_at_ms, ts, sizeof(ts));
@@ -332,6 +332,8 @@ static void kafka_publish(void *state, hb_msg_t *m)
     }
     add_header(h, "hookbridge-received-at", ts);
     add_header(h, "content-type", "application/json");
+    if (m->dead_letter)
+        add_header(h, "hookbridge-error", m->error);
     /* no RD_KAFKA_MSG_F_COPY: m owns the body until its delivery report */
     rd_kafka_resp_err_t err = rd_kafka_producev(
         k->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, klen),
@@ -374,6 +376,7 @@ static void kafka_close(void *state)
 
 const hb_sink_ops_t hb_sink_kafka_ops = {
     .name = "kafka",
+    .has_dead_letter = 1,
     .open = kafka_open,
     .publish = kafka_publish,
     .flush = NULL,

@@ -50,6 +50,7 @@ typedef struct hb_config {
     int64_t workers; /* 0 = number of CPUs */
     int dedup;
     int64_t dedup_window_ms;
+    int64_t dedup_max_ids;
     int64_t max_connections;
     int64_t read_timeout_ms;
     char *log_level;

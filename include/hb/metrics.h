@@ -19,6 +19,7 @@ void hb_metrics_duplicate(void);
 void hb_metrics_sink_publish(size_t sink_idx, double seconds);
 void hb_metrics_sink_error(size_t sink_idx);
 void hb_metrics_sink_reconnect(size_t sink_idx);
+void hb_metrics_sink_dead_letter(size_t sink_idx);
 
 void hb_metrics_render(struct evbuffer *out, struct hb_journal *j, struct hb_sink *const *sinks,
                        size_t n_sinks);

@@ -22,9 +22,10 @@ struct evhttp_request;
 typedef struct hb_route hb_route_t;
 typedef struct hb_route_loop hb_route_loop_t;
 
-/* cfg must outlive the route; takes ownership of ks (may be NULL when
- * intercom.verify = off). */
-hb_route_t *hb_route_new(const hb_config_t *cfg, hb_keyset_t *ks);
+/* cfg and dedup (NULL when dedup = off) must outlive the route; takes
+ * ownership of ks (NULL when intercom.verify = off). */
+struct hb_dedup;
+hb_route_t *hb_route_new(const hb_config_t *cfg, hb_keyset_t *ks, struct hb_dedup *dedup);
 void hb_route_free(hb_route_t *r);
 /* Until set, POSTs are answered 503 (journal not open yet). Create every
  * loop first. Loops must be freed only after the journal is closed (its

@@ -35,6 +35,10 @@ typedef struct hb_msg {
     size_t body_len;
     struct hb_msg *impl_next; /* free for the sink implementation's own lists */
     int impl_status;          /* likewise */
+    /* set when a REJECT sends the message to the sink's own dead-letter
+     * destination (Kafka: kafka.dead_letter_topic); error is the reason */
+    int dead_letter;
+    char *error;
     /* runner bookkeeping */
     hb_sink_t *sink;
     struct hb_msg *next, *retry_next;
@@ -46,11 +50,16 @@ typedef struct hb_msg {
 typedef enum {
     HB_SINK_OK = 0, /* durably accepted by the destination */
     HB_SINK_RETRY,  /* transient failure: publish again later */
-    HB_SINK_REJECT  /* permanent failure for this message (poison) */
+    HB_SINK_REJECT  /* permanent failure for this message (poison): it goes to
+                       the dead-letter destination and the sink moves on */
 } hb_sink_result_t;
 
 typedef struct hb_sink_ops {
     const char *name;
+    /* 1 if publish() honours msg->dead_letter (sends it to a dead-letter
+     * destination of its own); otherwise, and when that fails too, the
+     * runner writes it to <data.dir>/dead-letter.<sink>.jsonl. */
+    int has_dead_letter;
     /* Create private state on the sink thread's base; NULL + err on failure
      * of the configuration (a server that is down is not a failure: report
      * it through ready() and HB_SINK_RETRY). */
@@ -86,7 +95,7 @@ const char *hb_sink_name(const hb_sink_t *s);
 size_t hb_sink_index(const hb_sink_t *s);
 int hb_sink_ready(hb_sink_t *s, char *why, size_t whylen);
 typedef struct hb_sink_stats {
-    uint64_t published, retries, rejected;
+    uint64_t published, retries, rejected, dead_lettered;
     uint64_t pending; /* durable records not yet acknowledged */
     uint64_t inflight;
 } hb_sink_stats_t;

@@ -1,0 +1,233 @@
+/* The notification-id set. See include/hb/dedup.h.
+ *
+ * Sixteen shards, each a chained hash table plus a FIFO of its entries in
+ * insertion order, so expiry (by time or by count) always removes from the
+ * FIFO head: O(1) amortised, no scan. */
+#include "hb/fmacros.h"
+
+#include "hb/dedup.h"
+#include "hb/util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NSHARDS 16
+
+typedef struct entry {
+    struct entry *chain; /* bucket */
+    struct entry *fifo;  /* next newer */
+    uint64_t hash;
+    uint64_t at_ms;
+    uint16_t len;
+    char id[];
+} entry_t;
+
+typedef struct shard {
+    pthread_mutex_t lock;
+    entry_t **buckets;
+    size_t nbuckets, count;
+    entry_t *oldest, *newest;
+} shard_t;
+
+struct hb_dedup {
+    uint64_t window_ms;
+    size_t max_per_shard;
+    shard_t shards[NSHARDS];
+};
+
+/* FNV-1a: ids are short and not attacker-chosen in bulk (they come from
+ * signed deliveries), so a simple hash is enough. */
+static uint64_t hash(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+hb_dedup_t *hb_dedup_new(uint64_t window_ms, size_t max_ids)
+{
+    hb_dedup_t *d = hb_calloc(1, sizeof(*d));
+    d->window_ms = window_ms;
+    d->max_per_shard = max_ids / NSHARDS + 1;
+    for (int i = 0; i < NSHARDS; i++) {
+        pthread_mutex_init(&d->shards[i].lock, NULL);
+        d->shards[i].nbuckets = 1024;
+        d->shards[i].buckets = hb_calloc(1024, sizeof(entry_t *));
+    }
+    return d;
+}
+
+void hb_dedup_free(hb_dedup_t *d)
+{
+    if (!d)
+        return;
+    for (int i = 0; i < NSHARDS; i++) {
+        for (entry_t *e = d->shards[i].oldest, *n; e; e = n) {
+            n = e->fifo;
+            free(e);
+        }
+        free(d->shards[i].buckets);
+        pthread_mutex_destroy(&d->shards[i].lock);
+    }
+    free(d);
+}
+
+static void unlink_oldest(shard_t *s)
+{
+    entry_t *e = s->oldest;
+    entry_t **pp = &s->buckets[e->hash & (s->nbuckets - 1)];
+    while (*pp != e)
+        pp = &(*pp)->chain;
+    *pp = e->chain;
+    s->oldest = e->fifo;
+    if (!s->oldest)
+        s->newest = NULL;
+    s->count--;
+    free(e);
+}
+
+static void expire(hb_dedup_t *d, shard_t *s, uint64_t now_ms)
+{
+    while (s->oldest && (s->count > d->max_per_shard || s->oldest->at_ms + d->window_ms < now_ms))
+        unlink_oldest(s);
+}
+
+static void grow(shard_t *s)
+{
+    size_t nb = s->nbuckets * 2;
+    entry_t **b = hb_calloc(nb, sizeof(entry_t *));
+    for (size_t i = 0; i < s->nbuckets; i++) {
+        for (entry_t *e = s->buckets[i], *n; e; e = n) {
+            n = e->chain;
+            e->chain = b[e->hash & (nb - 1)];
+            b[e->hash & (nb - 1)] = e;
+        }
+    }
+    free(s->buckets);
+    s->buckets = b;
+    s->nbuckets = nb;
+}
+
+static entry_t *find(shard_t *s, uint64_t h, const char *id, size_t len)
+{
+    for (entry_t *e = s->buckets[h & (s->nbuckets - 1)]; e; e = e->chain)
+        if (e->hash == h && e->len == len && memcmp(e->id, id, len) == 0)
+            return e;
+    return NULL;
+}
+
+int hb_dedup_seen(hb_dedup_t *d, const char *id, size_t len, uint64_t now_ms)
+{
+    if (len == 0 || len > 0xffff)
+        return 0;
+    uint64_t h = hash(id, len);
+    shard_t *s = &d->shards[h % NSHARDS];
+    pthread_mutex_lock(&s->lock);
+    expire(d, s, now_ms);
+    entry_t *e = find(s, h, id, len);
+    int seen = e && e->at_ms + d->window_ms >= now_ms;
+    pthread_mutex_unlock(&s->lock);
+    return seen;
+}
+
+void hb_dedup_add(hb_dedup_t *d, const char *id, size_t len, uint64_t at_ms)
+{
+    if (len == 0 || len > 0xffff || d->window_ms == 0)
+        return;
+    uint64_t h = hash(id, len);
+    shard_t *s = &d->shards[h % NSHARDS];
+    pthread_mutex_lock(&s->lock);
+    /* the FIFO must stay in time order: a slightly older id (threads
+     * race to the journal) is kept as if it were as new as the newest */
+    if (s->newest && at_ms < s->newest->at_ms)
+        at_ms = s->newest->at_ms;
+    if (!find(s, h, id, len)) {
+        entry_t *e = hb_malloc(sizeof(*e) + len);
+        e->hash = h;
+        e->at_ms = at_ms;
+        e->len = (uint16_t)len;
+        memcpy(e->id, id, len);
+        e->fifo = NULL;
+        size_t b = h & (s->nbuckets - 1);
+        e->chain = s->buckets[b];
+        s->buckets[b] = e;
+        if (s->newest)
+            s->newest->fifo = e;
+        else
+            s->oldest = e;
+        s->newest = e;
+        if (++s->count > s->nbuckets)
+            grow(s);
+        expire(d, s, at_ms);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+size_t hb_dedup_count(hb_dedup_t *d)
+{
+    size_t n = 0;
+    for (int i = 0; i < NSHARDS; i++) {
+        pthread_mutex_lock(&d->shards[i].lock);
+        n += d->shards[i].count;
+        pthread_mutex_unlock(&d->shards[i].lock);
+    }
+    return n;
+}
+
+int hb_dedup_save(hb_dedup_t *d, const char *path)
+{
+    size_t cap = 1 << 16, len = 0;
+    char *buf = hb_malloc(cap);
+    for (int i = 0; i < NSHARDS; i++) {
+        shard_t *s = &d->shards[i];
+        pthread_mutex_lock(&s->lock);
+        for (entry_t *e = s->oldest; e; e = e->fifo) {
+            if (len + e->len + 32 > cap) {
+                cap = cap * 2 + e->len;
+                buf = hb_realloc(buf, cap);
+            }
+            /* ids holding a newline or space are not saved: they would
+             * break the line format, and the journal covers them anyway */
+            if (memchr(e->id, '\n', e->len) || memchr(e->id, ' ', e->len))
+                continue;
+            len += (size_t)snprintf(buf + len, cap - len, "%" PRIu64 " ", e->at_ms);
+            memcpy(buf + len, e->id, e->len);
+            len += e->len;
+            buf[len++] = '\n';
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    int rc = hb_write_file_atomic(path, buf, len);
+    free(buf);
+    return rc;
+}
+
+int hb_dedup_load(hb_dedup_t *d, const char *path)
+{
+    size_t len;
+    char *text = hb_read_file(path, &len);
+    if (!text)
+        return errno == ENOENT ? 0 : -1;
+    /* Entries are added shard by shard in time order; sort-free because
+     * each shard's FIFO only needs to be ordered within itself, and the
+     * file was written shard by shard in FIFO order. */
+    for (char *p = text, *nl; p < text + len; p = nl + 1) {
+        nl = memchr(p, '\n', (size_t)(text + len - p));
+        if (!nl)
+            break;
+        char *sp = memchr(p, ' ', (size_t)(nl - p));
+        if (!sp)
+            continue;
+        uint64_t at = strtoull(p, NULL, 10);
+        hb_dedup_add(d, sp + 1, (size_t)(nl - sp - 1), at);
+    }
+    free(text);
+    return 0;
+}
