@@ -227,12 +227,9 @@ static int set_key(hb_config_t *cfg, const key_t_ *k, const char *value, const c
             if (hb_template_check(value, terr, sizeof(terr)) < 0)
                 return fail(err, errlen, "%s: %s: %s", origin, k->name, terr);
         }
-        if (k->flags & F_SECRET) {
-            if (resolve_secret(value, &v, err, errlen, origin, k->name) < 0)
-                return -1;
-        } else {
-            v = hb_strdup(value);
-        }
+        /* file: secrets are read in hb_config_finish, after the
+         * environment had its chance to override the file's value */
+        v = hb_strdup(value);
         free(*(char **)field);
         *(char **)field = v;
         return 0;
@@ -297,15 +294,7 @@ int hb_config_set(hb_config_t *cfg, const char *key, const char *value, const ch
         for (const char *p = prop; *p; p++)
             if (!(isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-'))
                 return fail(err, errlen, "%s: %s: not a librdkafka property name", origin, key);
-        if (strncmp(value, "file:", 5) == 0 && (strstr(prop, "password") || strstr(prop, "secret"))) {
-            char *v;
-            if (resolve_secret(value, &v, err, errlen, origin, key) < 0)
-                return -1;
-            set_kafka_prop(cfg, prop, v);
-            free(v);
-        } else {
-            set_kafka_prop(cfg, prop, value);
-        }
+        set_kafka_prop(cfg, prop, value);
         return 0;
     }
     return fail(err, errlen, "%s: unknown key '%s' (see hookbridge --help)", origin, key);
@@ -441,8 +430,32 @@ int hb_config_apply_env(hb_config_t *cfg, char **envp, char *err, size_t errlen)
     return 0;
 }
 
+static int is_secret_prop(const char *prop)
+{
+    return strstr(prop, "password") || strstr(prop, "secret");
+}
+
 int hb_config_finish(hb_config_t *cfg, char *err, size_t errlen)
 {
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (!(keys[i].flags & F_SECRET))
+            continue;
+        char **f = (char **)((char *)cfg + keys[i].offset), *v;
+        if (resolve_secret(*f, &v, err, errlen, "config", keys[i].name) < 0)
+            return -1;
+        free(*f);
+        *f = v;
+    }
+    for (size_t i = 0; i < cfg->n_kafka_props; i++) {
+        char *v, key[160];
+        if (!is_secret_prop(cfg->kafka_props[i].key))
+            continue;
+        snprintf(key, sizeof(key), "kafka.%s", cfg->kafka_props[i].key);
+        if (resolve_secret(cfg->kafka_props[i].value, &v, err, errlen, "config", key) < 0)
+            return -1;
+        free(cfg->kafka_props[i].value);
+        cfg->kafka_props[i].value = v;
+    }
     /* sinks: a non-empty comma list of known names, each at most once. */
     cfg->sinks = 0;
     char *copy = hb_strdup(cfg->sinks_str), *save = NULL;

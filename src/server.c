@@ -42,6 +42,7 @@ typedef struct worker {
     hb_route_loop_t *loop;
     struct event *stop_ev, *drain_ev;
     uint64_t deadline_ms;
+    int conns, limit, accepting, stopping;
 } worker_t;
 
 struct hb_server {
@@ -91,12 +92,51 @@ int hb_parse_listen(const char *spec, struct sockaddr_storage *ss, int *sslen)
     return -1; /* numeric only: no DNS at start-up or on a loop */
 }
 
+/* Connections are counted by their SSL objects: one is made per accepted
+ * connection and freed with it, and OpenSSL tells us when (ex_data free
+ * callback), which evhttp 2.1 has no hook for. At the limit the worker
+ * stops accepting (the kernel backlog holds newcomers, as in nginx) and
+ * accepts again once a connection closes. Both run on the worker thread. */
+static int conn_ex_index = -1;
+static pthread_once_t conn_ex_once = PTHREAD_ONCE_INIT;
+
+static void conn_freed(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                       void *argp)
+{
+    (void)parent;
+    (void)ad;
+    (void)idx;
+    (void)argl;
+    (void)argp;
+    worker_t *w = ptr;
+    if (!w)
+        return;
+    w->conns--;
+    if (!w->accepting && !w->stopping && w->conns < w->limit) {
+        evconnlistener_enable(w->lev);
+        w->accepting = 1;
+        hb_info(C, "worker %d: below limits.max_connections again, accepting", w->id);
+    }
+}
+
+static void conn_ex_init(void)
+{
+    conn_ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, conn_freed);
+}
+
 static struct bufferevent *make_tls_bev(struct event_base *base, void *arg)
 {
     worker_t *w = arg;
     SSL *ssl = hb_tls_new_ssl(w->srv->tls);
     if (!ssl)
         return NULL;
+    SSL_set_ex_data(ssl, conn_ex_index, w);
+    if (++w->conns >= w->limit && w->accepting) {
+        evconnlistener_disable(w->lev);
+        w->accepting = 0;
+        hb_warn(C, "worker %d: %d connections (limits.max_connections per worker): not "
+                "accepting more until one closes", w->id, w->conns);
+    }
     struct bufferevent *bev = bufferevent_openssl_socket_new(
         base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (bev)
@@ -124,6 +164,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     worker_t *w = arg;
+    w->stopping = 1;
     if (w->lev)
         evconnlistener_disable(w->lev);
     struct timeval tv = {0, 10000};
@@ -204,8 +245,11 @@ hb_server_t *hb_server_new(const hb_config_t *cfg, hb_tls_t *tls, hb_route_t *ro
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     s->n = cfg->workers > 0 ? (size_t)cfg->workers : (size_t)(ncpu > 0 ? ncpu : 1);
     s->workers = hb_calloc(s->n, sizeof(worker_t));
+    pthread_once(&conn_ex_once, conn_ex_init);
     for (size_t i = 0; i < s->n; i++) {
         s->workers[i].id = (int)i;
+        s->workers[i].accepting = 1;
+        s->workers[i].limit = (int)((cfg->max_connections + (int64_t)s->n - 1) / (int64_t)s->n);
         if (worker_init(s, &s->workers[i], err, errlen) < 0) {
             hb_server_free(s);
             return NULL;
@@ -252,6 +296,7 @@ void hb_server_free(hb_server_t *s)
     hb_server_stop(s, 0);
     for (size_t i = 0; s->workers && i < s->n; i++) {
         worker_t *w = &s->workers[i];
+        w->stopping = 1;
         if (w->http)
             evhttp_free(w->http); /* frees the bound listener too */
         else if (w->lev)
