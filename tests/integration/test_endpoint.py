@@ -4,9 +4,11 @@ Run: python3 -m unittest -v tests/integration/test_endpoint.py
  or: python3 tests/integration/test_endpoint.py
 """
 
+import http.client
 import json
 import os
 import sys
+import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -187,10 +189,19 @@ class EndpointBasics(SentinelMixin, BridgeTestCase):
         n = 500
         conn = b.connection()
         ids = []
+        last = time.monotonic()
         try:
             for i in range(n):
                 nid = "notif_ka_%04d_%s" % (i, uuid.uuid4().hex[:8])
-                st, h, body = b.post_signed(notification(nid, app_id="ws%d" % (i % 3)), conn=conn)
+                t = time.monotonic()
+                try:
+                    st, h, body = b.post_signed(notification(nid, app_id="ws%d" % (i % 3)),
+                                                conn=conn)
+                except (OSError, http.client.HTTPException) as e:
+                    self.fail("request %d on the kept-alive connection failed after %.3f s "
+                              "(previous answer %.3f s before): %r\n%s" % (
+                                  i, time.monotonic() - t, t - last, e, b.log_tail()))
+                last = time.monotonic()
                 self.assertEqual(st, 200, "request %d on the kept-alive connection: %d %r" %
                                  (i, st, body))
                 ids.append(nid)
