@@ -3,8 +3,8 @@
 #   1. install what is missing (Debian packages; Kafka's jars through Maven)
 #   2. build with -Werror, and again with AddressSanitizer + UBSan
 #   3. start a real Redis and a real Kafka broker on free loopback ports
-#   4. run every ctest test on the normal build, then the unit and
-#      integration tests on the sanitizer build
+#   4. run every ctest test on the normal build, a short libFuzzer run of
+#      each driver, then the unit and integration tests on the sanitizer build
 # The servers are always stopped, whatever fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +33,9 @@ echo "REDIS_URL=$REDIS_URL KAFKA_BROKERS=$KAFKA_BROKERS"
 
 echo "== tests"
 ctest --test-dir build --output-on-failure -j2 --timeout 900
+echo "== fuzz drivers (clang libFuzzer): seed corpora plus a short mutation run"
+CC=clang BUILD_DIR=build-fuzz BUILD_TYPE=Debug scripts/build.sh -DHB_FUZZ=ON >/dev/null
+ctest --test-dir build-fuzz --output-on-failure -L fuzz
 echo "== tests under AddressSanitizer + UBSan"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
