@@ -129,5 +129,126 @@ class Shutdown(BridgeTestCase):
         self.assertEqual(rc, 0, "exit code after SIGINT\n%s" % b.log_tail())
 
 
+class Sighup(BridgeTestCase):
+    """SIGHUP reloads secrets (here from a file: secret) and the TLS pair
+    without dropping connections."""
+
+    def test_sighup_reloads_secret_keeps_connection(self):
+        import signal
+        import tempfile
+        tmp = tempfile.mkdtemp(prefix="hbtest-hup-")
+        self.addCleanup(__import__("shutil").rmtree, tmp, True)
+        path = os.path.join(tmp, "secret")
+        s1, s2 = "first_secret_%s" % uuid.uuid4().hex[:6], "second_secret_%s" % uuid.uuid4().hex[:6]
+        with open(path, "w") as f:
+            f.write(s1)
+        self.secrets_never_logged = (hbtest.SECRET, s1, s2)
+        b = self.start_bridge(**{"intercom.secret": "file:" + path})
+        conn = b.connection()
+        self.addCleanup(conn.close)
+        ids = []
+
+        def post(secret, tag):
+            nid = "notif_hup_%s_%s" % (tag, uuid.uuid4().hex[:8])
+            r = b.post(notification(nid), sign(notification(nid), secret), conn=conn)
+            return nid, r
+
+        nid, r = post(s1, "a")
+        self.assertAccepted(r, "before SIGHUP")
+        ids.append(nid)
+        with open(path + ".tmp", "w") as f:
+            f.write(s2)
+        os.replace(path + ".tmp", path)
+        b.proc.send_signal(signal.SIGHUP)
+        # bounded: keep posting with the new secret until it is accepted
+        deadline = time.monotonic() + hbtest.scaled(10)
+        answers = []
+        while True:
+            nid, r = post(s2, "b")
+            answers.append(r[0])
+            if r[0] == 200:
+                ids.append(nid)
+                break
+            self.assertEqual(r[0], 401, "while reloading: %r" % (r,))
+            self.assertLess(time.monotonic(), deadline, "the new secret is not accepted "
+                            "within 10 s of SIGHUP\n%s" % b.log_tail())
+            time.sleep(0.05)
+        self.assertRefused(post(s1, "c")[1], 401, "old secret after SIGHUP:")
+        for i in range(10):
+            nid, r = post(s2, "d%d" % i)
+            self.assertAccepted(r, "after SIGHUP")
+            ids.append(nid)
+        self.assertEqual(conn.connects, 1, "the connection was dropped by SIGHUP (the client "
+                         "reconnected %d time(s))" % (conn.connects - 1))
+        self.assertTrue(b.running(), "SIGHUP stopped the bridge")
+        b.wait_ids(ids)
+
+    def test_sighup_keeps_idle_keepalive_connection(self):
+        import signal
+        b = self.start_bridge()
+        conn = b.connection()
+        self.addCleanup(conn.close)
+        self.assertAccepted(b.post_signed(notification("notif_hup2_a"), conn=conn))
+        mark = len(b.log_text())
+        b.proc.send_signal(signal.SIGHUP)
+        b.wait_log(lambda t: "sighup" in t[mark:].lower() or "reload" in t[mark:].lower(),
+                   timeout=10)
+        try:
+            r = b.post_signed(notification("notif_hup2_b"), conn=conn)
+        except OSError as e:
+            self.fail("request on a kept-alive connection after SIGHUP failed: %r\n%s" %
+                      (e, b.log_tail()))
+        self.assertAccepted(r, "after SIGHUP")
+        self.assertEqual(conn.connects, 1, "SIGHUP closed the kept-alive connection")
+
+    def test_sighup_under_load_drops_nothing(self):
+        """SIGHUPs while requests are in flight on kept-alive connections."""
+        import signal
+        import threading
+        b = self.start_bridge()
+        stop = threading.Event()
+        results = []
+
+        def worker(k):
+            conn = b.connection()
+            n, errs, bad, acked = 0, [], [], []
+            try:
+                while not stop.is_set() and not errs:
+                    nid = "notif_hupl_%d_%05d" % (k, n)
+                    n += 1
+                    try:
+                        st, _, body = b.post_signed(notification(nid), conn=conn)
+                    except Exception as e:  # noqa: BLE001 - reported below
+                        errs.append("request %d: %r" % (n, e))
+                        break
+                    if st == 200:
+                        acked.append(nid)
+                    else:
+                        bad.append((st, body[:100]))
+            finally:
+                results.append((k, conn.connects, errs, bad, acked))
+                conn.close()
+
+        threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(4)]
+        for t in threads:
+            t.start()
+        for _ in range(6):
+            time.sleep(0.25)  # pacing the signals, not waiting for an outcome
+            b.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.25)
+        stop.set()
+        for t in threads:
+            t.join(hbtest.scaled(60))
+            self.assertFalse(t.is_alive(), "a poster hangs")
+        acked = [i for r in results for i in r[4]]
+        for k, connects, errs, bad, _ in sorted(results):
+            self.assertEqual(errs, [], "client %d: connection failed during SIGHUPs\n%s" %
+                             (k, b.log_tail()))
+            self.assertEqual(bad, [], "client %d: non-200 answers during SIGHUPs" % k)
+            self.assertEqual(connects, 1, "client %d: connection dropped by SIGHUP" % k)
+        self.assertTrue(b.running())
+        b.wait_ids(acked)
+
+
 if __name__ == "__main__":
     hbtest.main()

@@ -186,7 +186,7 @@ class EndpointBasics(SentinelMixin, BridgeTestCase):
 
     def test_keep_alive_many_requests_one_connection(self):
         b = self.b
-        n = 500
+        n = 300
         conn = b.connection()
         ids = []
         last = time.monotonic()
