@@ -372,15 +372,14 @@ static void notify_progress(hb_journal_t *j)
         j->progress[i].fn(j->progress[i].arg);
 }
 
-static void finish(hb_append_t *list, int err, hb_stage_t only, int all)
+/* Hand every append of `list` back; none may be touched afterwards. */
+static void finish(hb_append_t *list, int err)
 {
     while (list) {
         hb_append_t *next = list->next;
-        if (all || list->stage == only) {
-            if (err)
-                list->err = err;
-            list->done(list);
-        }
+        if (err)
+            list->err = err;
+        list->done(list);
         list = next;
     }
 }
@@ -410,7 +409,10 @@ static void rotate_if_needed(hb_journal_t *j)
 
 static void write_batch(hb_journal_t *j, hb_append_t *batch)
 {
-    hb_append_t *accepted = NULL, **tail = &accepted, *refused = NULL;
+    /* Two lists, because done() hands an append back to its owner, who may
+     * free it at once: an append must never be on a list we walk later. */
+    hb_append_t *durable = NULL, **dtail = &durable, *written = NULL, **wtail = &written;
+    hb_append_t *refused = NULL;
     size_t len = 0;
     uint64_t first = j->next_seq, bytes = atomic_load(&j->bytes);
 
@@ -437,11 +439,16 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
         hb_record_seal(a->buf, a->seq);
         memcpy(j->wbuf + len, a->buf, a->len);
         len += a->len;
-        *tail = a;
-        tail = &a->next;
+        if (a->stage == HB_STAGE_WRITTEN) {
+            *wtail = a;
+            wtail = &a->next;
+        } else {
+            *dtail = a;
+            dtail = &a->next;
+        }
     }
-    finish(refused, 0, HB_STAGE_DURABLE, 1);
-    if (!accepted)
+    finish(refused, 0);
+    if (!len)
         return;
 
     if (hb_write_full(j->fd, j->wbuf, len) < 0) {
@@ -452,18 +459,19 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
             hb_error(C, "cannot cut the failed write: %s", strerror(errno));
         j->next_seq = first;
         atomic_store(&j->failed, 1);
-        finish(accepted, e, HB_STAGE_DURABLE, 1);
+        finish(written, e);
+        finish(durable, e);
         return;
     }
     j->fd_size += len;
-    finish(accepted, 0, HB_STAGE_WRITTEN, 0);
+    finish(written, 0);
     if (fdatasync(j->fd) < 0) {
         /* The records stay in the file: a later successful sync makes them
          * durable and they are published then (at least once). */
         int e = errno;
         hb_error(C, "journal fdatasync failed: %s; answering the batch 503", strerror(e));
         atomic_store(&j->failed, 1);
-        finish(accepted, e, HB_STAGE_DURABLE, 0);
+        finish(durable, e);
         return;
     }
     atomic_store(&j->failed, 0);
@@ -474,7 +482,7 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
     s->durable_size = j->fd_size;
     pthread_mutex_unlock(&j->lock);
     atomic_store(&j->durable_seq, j->next_seq - 1);
-    finish(accepted, 0, HB_STAGE_DURABLE, 0);
+    finish(durable, 0);
     notify_progress(j);
 }
 

@@ -190,8 +190,12 @@ static int worker_init(hb_server_t *s, worker_t *w, char *err, size_t errlen)
     w->loop = hb_route_loop_new(s->route, w->base);
     evhttp_set_gencb(w->http, hb_route_handle, w->loop);
     evhttp_set_bevcb(w->http, make_tls_bev, w);
-    /* evhttp refuses a larger body with 413 before reading it all */
-    evhttp_set_max_body_size(w->http, (ev_ssize_t)cfg->max_body);
+    /* The route answers 413 itself (JSON body, logged). evhttp's own limit
+     * sits above it, as the backstop that stops reading a huge body; what
+     * it refuses gets libevent's built-in 413 page, which 2.1 gives no
+     * hook to change or log (2.2's evhttp_set_errorcb would). */
+    int64_t slack = cfg->max_body > 65536 ? cfg->max_body : 65536;
+    evhttp_set_max_body_size(w->http, (ev_ssize_t)(cfg->max_body + slack));
     evhttp_set_max_headers_size(w->http, 16384);
     struct timeval tv = {(time_t)(cfg->read_timeout_ms / 1000),
                          (suseconds_t)(cfg->read_timeout_ms % 1000) * 1000};

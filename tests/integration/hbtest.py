@@ -467,15 +467,27 @@ class Bridge:
             for k, v in (extra_headers or {}).items():
                 head += "%s: %s\r\n" % (k, v)
             head += "\r\n"
-            s.sendall(head.encode())
-            n = max(1, len(body) // chunks + 1)
-            for i in range(0, len(body), n):
-                piece = body[i:i + n]
-                s.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
-            s.sendall(b"0\r\n\r\n")
+            send_error = None
+            try:
+                s.sendall(head.encode())
+                n = max(1, len(body) // chunks + 1)
+                for i in range(0, len(body), n):
+                    piece = body[i:i + n]
+                    s.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+                s.sendall(b"0\r\n\r\n")
+            except OSError as e:
+                # the server may answer early (e.g. 413) and close while we
+                # are still sending: read the answer it sent, if any
+                send_error = e
             resp = http.client.HTTPResponse(s, method="POST")
-            resp.begin()
-            data = resp.read()
+            try:
+                resp.begin()
+                data = resp.read()
+            except (OSError, http.client.HTTPException) as e:
+                if send_error is not None:
+                    raise OSError("chunked POST: sending failed (%r) and no answer could be "
+                                  "read (%r)" % (send_error, e)) from e
+                raise
             self.statuses.append(resp.status)
             return resp.status, resp.headers, data
         finally:

@@ -5,7 +5,11 @@ Run: python3 -m unittest -v tests/integration/test_admin.py
 """
 
 import os
+import shutil
+import signal
 import sys
+import tempfile
+import threading
 import time
 import uuid
 
@@ -118,7 +122,6 @@ class Shutdown(BridgeTestCase):
         self.assertEqual(rc, 0, "exit code after the second SIGTERM\n%s" % b.log_tail())
 
     def test_sigint_exit_0(self):
-        import signal
         b = self.start_bridge()
         self.assertAccepted(b.post_signed(notification("notif_si_%s" % uuid.uuid4().hex)))
         b.proc.send_signal(signal.SIGINT)
@@ -134,10 +137,8 @@ class Sighup(BridgeTestCase):
     without dropping connections."""
 
     def test_sighup_reloads_secret_keeps_connection(self):
-        import signal
-        import tempfile
         tmp = tempfile.mkdtemp(prefix="hbtest-hup-")
-        self.addCleanup(__import__("shutil").rmtree, tmp, True)
+        self.addCleanup(shutil.rmtree, tmp, True)
         path = os.path.join(tmp, "secret")
         s1, s2 = "first_secret_%s" % uuid.uuid4().hex[:6], "second_secret_%s" % uuid.uuid4().hex[:6]
         with open(path, "w") as f:
@@ -184,7 +185,6 @@ class Sighup(BridgeTestCase):
         b.wait_ids(ids)
 
     def test_sighup_keeps_idle_keepalive_connection(self):
-        import signal
         b = self.start_bridge()
         conn = b.connection()
         self.addCleanup(conn.close)
@@ -203,8 +203,6 @@ class Sighup(BridgeTestCase):
 
     def test_sighup_under_load_drops_nothing(self):
         """SIGHUPs while requests are in flight on kept-alive connections."""
-        import signal
-        import threading
         b = self.start_bridge()
         stop = threading.Event()
         results = []

@@ -7,6 +7,7 @@ Run: python3 -m unittest -v tests/integration/test_endpoint.py
 import http.client
 import json
 import os
+import ssl
 import sys
 import time
 import uuid
@@ -264,7 +265,9 @@ class EndpointBasics(SentinelMixin, BridgeTestCase):
         nid = uid("dup")
         body = notification(nid)
         self.assertAccepted(b.post_signed(body), "first delivery")
-        self.assertAccepted(b.post_signed(body), "retried delivery")
+        st, h, data = b.post_signed(body)
+        self.assertEqual(st, 200, "retried delivery: %d %r" % (st, data))
+        self.assertJsonBody(data, "status", msg="retried delivery:")  # "accepted" or "duplicate"
         self.assert_none_published(b)
         n = sum(1 for e in b.events() if e.get("id") == nid)
         self.assertEqual(n, 1, "id %s published %d times with dedup on" % (nid, n))
@@ -369,6 +372,81 @@ class BodyLimit(SentinelMixin, BridgeTestCase):
         self.assertEqual(len(body), 1024)
         self.assertAccepted(b.post(body, sign(body)), "body of exactly limits.max_body bytes")
         b.wait_ids([nid])
+
+
+class ConfigVariants(SentinelMixin, BridgeTestCase):
+    def test_custom_intercom_path(self):
+        b = self.start_bridge(**{"intercom.path": "/hooks/ic"})
+        nid = uid("path")
+        body = notification(nid)
+        self.assertAccepted(b.post_signed(body, path="/hooks/ic"))
+        st, _, data = b.post_signed(notification(uid()), path="/webhooks/intercom")
+        self.assertEqual(st, 404, "default path when intercom.path is set: %d %r" % (st, data))
+        self.assertEqual(b.head("/hooks/ic")[0], 200)
+        b.wait_ids([nid])
+
+    def test_verify_off_accepts_unsigned(self):
+        b = self.start_bridge(**{"intercom.verify": "off", "intercom.secret": None})
+        nid = uid("unsigned")
+        self.assertAccepted(b.post(notification(nid), None), "unsigned with intercom.verify=off")
+        self.assertRefused(b.post(b"[1]", None), 400, "bad body with intercom.verify=off:")
+        b.wait_ids([nid])
+
+    def _ack_mode(self, ack):
+        b = self.start_bridge(ack=ack)
+        ids = [uid("ack_" + ack) for _ in range(5)]
+        conn = b.connection()
+        self.addCleanup(conn.close)
+        for nid in ids:
+            self.assertAccepted(b.post_signed(notification(nid), conn=conn), "ack = %s" % ack)
+            if ack == "published":
+                # answered only after the file sink wrote it: already there
+                self.assertIn(nid, {e.get("id") for e in b.events()},
+                              "ack = published answered 200 before the sink wrote the event")
+        b.wait_ids(ids)
+        self.assertEqual(b.stop(), 0)
+
+    def test_ack_written(self):
+        self._ack_mode("written")
+
+    def test_ack_published(self):
+        self._ack_mode("published")
+
+    def test_ack_durable_explicit(self):
+        self._ack_mode("durable")
+
+    def test_tls_min_version_1_3(self):
+        b = self.start_bridge(**{"tls.min_version": "1.3"})
+        ctx = hbtest.client_ssl_context()
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        raw = hbtest.socket.create_connection(("127.0.0.1", b.port), timeout=hbtest.scaled(30))
+        try:
+            with self.assertRaises((ssl.SSLError, OSError), msg="TLS 1.2 handshake accepted with "
+                                   "tls.min_version = 1.3"):
+                ctx.wrap_socket(raw, server_hostname="localhost").close()
+        finally:
+            raw.close()
+        self.assertAccepted(b.post_signed(notification(uid())), "TLS 1.3 client")
+
+    def test_idle_connection_closed_after_read_timeout(self):
+        b = self.start_bridge(**{"limits.read_timeout_ms": "1000"})
+        s = b.tls_socket(timeout=30)
+        try:
+            s.sendall(b"POST " + b.intercom_path.encode() + b" HTTP/1.1\r\nHost: x\r\n")
+            # never finish the request: the bridge must close it (bounded wait)
+            try:
+                data = s.recv(4096)
+            except (ssl.SSLError, OSError):
+                data = b""
+            except TimeoutError:
+                self.fail("a client that never finished its request was not closed within "
+                          "30 s with limits.read_timeout_ms = 1000")
+            self.assertFalse(data.startswith(b"HTTP/1.1 2"), "slow client got %r" % data[:80])
+            self.assertNotIn(b" 410 ", data[:20])
+            self.assertNotIn(b" 429 ", data[:20])
+        finally:
+            s.close()
+        self.assertAccepted(b.post_signed(notification(uid())), "after closing a slow client")
 
 
 class DebugLogNoSecret(BridgeTestCase):
