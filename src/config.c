@@ -123,7 +123,11 @@ const char *hb_config_key_name(size_t i)
 
 void hb_config_env_name(const char *key, char *buf, size_t len)
 {
+    if (len == 0)
+        return;
     size_t n = (size_t)snprintf(buf, len, "HOOKBRIDGE_");
+    if (n >= len)
+        n = len - 1;
     for (; *key && n + 1 < len; key++)
         buf[n++] = (*key == '.' || *key == '-') ? '_' : (char)toupper((unsigned char)*key);
     buf[n] = '\0';

@@ -18,7 +18,8 @@
 static char *scalar_text(json_t *v)
 {
     char buf[32];
-    if (json_is_string(v))
+    /* a string with a NUL in it cannot be a routing key: treat as absent */
+    if (json_is_string(v) && !memchr(json_string_value(v), 0, json_string_length(v)))
         return hb_strndup(json_string_value(v), json_string_length(v));
     if (json_is_integer(v)) {
         snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
@@ -37,7 +38,12 @@ int hb_envelope_parse(const char *body, size_t len, hb_envelope_t *env, char *wh
 {
     json_error_t jerr;
     memset(env, 0, sizeof(*env));
-    json_t *root = json_loadb(body, len, 0, &jerr);
+    /* Any valid JSON object is accepted: NUL escapes inside strings, and
+     * integers beyond 64 bits (retried with integers read as reals; the
+     * raw body is what gets stored either way). */
+    json_t *root = json_loadb(body, len, JSON_ALLOW_NUL, &jerr);
+    if (!root && strstr(jerr.text, "too big"))
+        root = json_loadb(body, len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &jerr);
     if (!root) {
         snprintf(why, whylen, "body is not valid JSON (line %d, column %d: %s)", jerr.line,
                  jerr.column, jerr.text);
@@ -53,8 +59,9 @@ int hb_envelope_parse(const char *body, size_t len, hb_envelope_t *env, char *wh
         snprintf(why, whylen, "body has no string \"topic\"");
         goto cleanup;
     }
-    if (json_string_length(topic) == 0 || json_string_length(topic) > 255) {
-        snprintf(why, whylen, "\"topic\" must be 1 to 255 characters");
+    if (json_string_length(topic) == 0 || json_string_length(topic) > 255 ||
+        memchr(json_string_value(topic), 0, json_string_length(topic))) {
+        snprintf(why, whylen, "\"topic\" must be 1 to 255 characters, without NUL");
         goto cleanup;
     }
     env->topic = hb_strndup(json_string_value(topic), json_string_length(topic));

@@ -203,14 +203,8 @@ static void delete_published(hb_journal_t *j)
         free(s.path);
         deleted = 1;
     }
-    if (deleted) {
+    if (deleted)
         hb_fsync_dir(j->dir);
-        if (atomic_load(&j->full) && atomic_load(&j->bytes) < j->low_water) {
-            atomic_store(&j->full, 0);
-            hb_info(C, "journal below its low-water mark (%" PRIu64 " bytes): accepting again",
-                    atomic_load(&j->bytes));
-        }
-    }
 }
 
 /* ---- recovery ---- */
@@ -219,6 +213,27 @@ static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
+}
+
+/* Is there a record that decodes anywhere after `from`? Distinguishes a
+ * torn tail (only garbage after the last good record) from damage in the
+ * middle (good records after a bad one), which must not be cut silently. */
+static int valid_record_after(int fd, uint64_t from)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0 || (uint64_t)st.st_size <= from + 1)
+        return 0;
+    size_t len = (size_t)((uint64_t)st.st_size - from);
+    unsigned char *buf = hb_malloc(len);
+    ssize_t n = hb_pread_full(fd, buf, len, (off_t)from);
+    int found = 0;
+    for (ssize_t i = 1; n > 0 && i + HB_RECORD_HEADER <= n && !found; i++) {
+        hb_record_t r;
+        size_t used;
+        found = hb_record_decode(buf + i, (size_t)(n - i), &r, &used) == HB_DECODE_OK;
+    }
+    free(buf);
+    return found;
 }
 
 /* Scan one segment: returns 0 and fills s, or -1 with err. A bad tail is
@@ -277,6 +292,17 @@ static int scan_segment(hb_journal_t *j, segment_t *s, int last, const hb_journa
         end += (size_t)n;
     }
     uint64_t good = off + start;
+    if (why && last && !valid_record_after(fd, good)) {
+        /* only garbage follows: a torn tail */
+    } else if (why && last) {
+        snprintf(err, errlen,
+                 "%s: %s at offset %" PRIu64 " with valid records after it: the journal is "
+                 "damaged, not torn; refusing to start. To repair, copy the file away, then cut "
+                 "it at offset %" PRIu64 " (truncate -s %" PRIu64 ") to lose the records after "
+                 "the damage, or restore it from a backup",
+                 s->path, why, good, good, good);
+        goto cleanup;
+    }
     if (why) {
         if (!last) {
             snprintf(err, errlen,
@@ -327,7 +353,8 @@ static int recover(hb_journal_t *j, const hb_journal_opts_t *o, char *err, size_
         firsts[n++] = v;
     }
     closedir(d);
-    qsort(firsts, n, sizeof(*firsts), cmp_u64);
+    if (n)
+        qsort(firsts, n, sizeof(*firsts), cmp_u64);
     int rc = 0;
     uint64_t total = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
@@ -509,6 +536,13 @@ static void *writer_main(void *arg)
 
         if (batch)
             write_batch(j, batch);
+        /* the low-water check runs every pass, not only after a deletion:
+         * a refused oversized record may leave the journal far from full */
+        if (atomic_load(&j->full) && atomic_load(&j->bytes) < j->low_water) {
+            atomic_store(&j->full, 0);
+            hb_info(C, "journal below its low-water mark (%" PRIu64 " bytes): accepting again",
+                    atomic_load(&j->bytes));
+        }
         uint64_t now = hb_mono_ms();
         if (atomic_load(&j->cursors_dirty) &&
             (stop || now - j->last_persist_ms >= CURSOR_PERSIST_MS)) {
