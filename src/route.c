@@ -267,9 +267,12 @@ static void handle_post(hb_route_loop_t *l, struct evhttp_request *req, uint64_t
         reply(req, 200, "status", "duplicate", t0);
         return;
     }
-    if (hb_journal_full(j) || hb_journal_failed(j)) {
+    /* A failing disk is not refused here: each append finds out for itself
+     * (503 if it cannot be made durable), so acceptance resumes by itself
+     * as soon as a write succeeds again. */
+    if (hb_journal_full(j)) {
         hb_envelope_clear(&env);
-        refuse(req, 503, hb_journal_full(j) ? "journal full" : "journal write failing", NULL, t0);
+        refuse(req, 503, "journal full", NULL, t0);
         return;
     }
     hb_record_t rec = {
