@@ -103,8 +103,9 @@ static void render_histogram(struct evbuffer *o, const char *name, const char *l
         else
             evbuffer_add_printf(o, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, cum);
     }
-    evbuffer_add_printf(o, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels,
-                        (double)atomic_load(&h->sum_us) / 1e6, name, labels, cum);
+    const char *l = labels[0] ? "{" : "", *r = labels[0] ? "}" : "";
+    evbuffer_add_printf(o, "%s_sum%s%s%s %.6f\n%s_count%s%s%s %llu\n", name, l, labels, r,
+                        (double)atomic_load(&h->sum_us) / 1e6, name, l, labels, r, cum);
 }
 
 void hb_metrics_render(struct evbuffer *o, struct hb_journal *j, struct hb_sink *const *sinks,
@@ -119,7 +120,7 @@ void hb_metrics_render(struct evbuffer *o, struct hb_journal *j, struct hb_sink 
     for (int r = 0; r < HB_EP_N; r++) {
         for (size_t i = 0; i < NSTATUS; i++) {
             unsigned long long v = atomic_load(&requests[r][i]);
-            if (!v && statuses[i] != 200)
+            if (!v && (statuses[i] != 200 || r != HB_EP_INTERCOM))
                 continue;
             if (statuses[i])
                 evbuffer_add_printf(o, "hookbridge_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
