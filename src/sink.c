@@ -50,6 +50,8 @@ struct hb_sink {
     size_t inflight, inflight_bytes;
     int backoff_ms;
     int read_error;
+    uint64_t retry_log_ms;
+    uint64_t retry_quiet;
 
     atomic_int stopping;
     uint64_t deadline_ms;
@@ -142,9 +144,18 @@ void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
     if (res == HB_SINK_RETRY) {
         atomic_fetch_add(&s->retries, 1);
         hb_metrics_sink_error(s->idx);
-        if (m->attempts == 1 || m->attempts % 100 == 0)
-            hb_warn(C, "%s: record %" PRIu64 " not published (attempt %d): %s; will retry",
-                    s->ops->name, m->seq, m->attempts, reason ? reason : "unknown error");
+        /* one line per few seconds, not one per record: an outage fails
+         * the whole in-flight window at once */
+        uint64_t now = hb_mono_ms();
+        if (now - s->retry_log_ms >= 5000) {
+            hb_warn(C, "%s: record %" PRIu64 " not published (attempt %d): %s; will retry%s",
+                    s->ops->name, m->seq, m->attempts, reason ? reason : "unknown error",
+                    s->retry_quiet ? " (similar failures since the last line not shown)" : "");
+            s->retry_log_ms = now;
+            s->retry_quiet = 0;
+        } else {
+            s->retry_quiet++;
+        }
         m->retry_next = s->retry;
         s->retry = m;
         if (!evtimer_pending(s->retry_ev, NULL)) {
