@@ -136,6 +136,26 @@ static int permanent(rd_kafka_resp_err_t err)
     }
 }
 
+/* Errors that an operator may fix (create the topic, grant access) but
+ * that otherwise never go away: retried a few times, then treated as
+ * poison so that the records behind it are not held up for good. */
+#define MAYBE_PERMANENT_ATTEMPTS 5
+static int maybe_permanent(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+           err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+           err == RD_KAFKA_RESP_ERR__INVALID_ARG;
+}
+
+static hb_sink_result_t classify(rd_kafka_resp_err_t err, const hb_msg_t *m)
+{
+    if (permanent(err))
+        return HB_SINK_REJECT;
+    if (maybe_permanent(err) && m->attempts >= MAYBE_PERMANENT_ATTEMPTS)
+        return HB_SINK_REJECT;
+    return HB_SINK_RETRY;
+}
+
 static void update_status(kafka_sink_t *k)
 {
     int up = atomic_load(&k->brokers_up);
@@ -171,8 +191,7 @@ static void serve(kafka_sink_t *k)
                 snprintf(k->last_error, sizeof(k->last_error),
                          "topic for record %" PRIu64 " does not exist and the broker does not "
                          "create it (%s)", m->seq, rd_kafka_err2str(err));
-            hb_sink_done(m, permanent(err) ? HB_SINK_REJECT : HB_SINK_RETRY,
-                         rd_kafka_err2str(err));
+            hb_sink_done(m, classify(err, m), rd_kafka_err2str(err));
         }
         m = next;
     }
@@ -342,7 +361,7 @@ static void kafka_publish(void *state, hb_msg_t *m)
     if (err) {
         rd_kafka_headers_destroy(h);
         snprintf(k->last_error, sizeof(k->last_error), "produce: %s", rd_kafka_err2str(err));
-        hb_sink_done(m, permanent(err) ? HB_SINK_REJECT : HB_SINK_RETRY, rd_kafka_err2str(err));
+        hb_sink_done(m, classify(err, m), rd_kafka_err2str(err));
     }
 }
 
