@@ -56,6 +56,7 @@ typedef struct kafka_sink {
     atomic_int all_down;
     char last_error[256];
     uint64_t recreated;
+    uint64_t opened_ms;
 } kafka_sink_t;
 
 static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -166,7 +167,11 @@ static void update_status(kafka_sink_t *k)
         hb_sink_set_status(k->sink, 0, why);
     } else if (k->last_error[0]) {
         hb_sink_set_status(k->sink, 0, k->last_error);
-    } else if (up > 0) {
+    } else if (up < 0 && hb_mono_ms() - k->opened_ms < 3000) {
+        /* no statistics yet: still "connecting" */
+    } else {
+        /* up > 0, or unknown (statistics turned off by the user): trust
+         * the error callback's all-brokers-down signal alone */
         hb_sink_set_status(k->sink, 1, NULL);
     }
 }
@@ -303,6 +308,7 @@ static void *kafka_open(hb_sink_t *sink, const hb_config_t *cfg, struct event_ba
     k->pipefd[0] = k->pipefd[1] = -1;
     k->reports_tail = &k->reports;
     atomic_init(&k->brokers_up, -1);
+    k->opened_ms = hb_mono_ms();
     k->rk = make_producer(k, err, errlen);
     if (!k->rk)
         goto fail;
