@@ -169,7 +169,7 @@ void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
     }
     if (res == HB_SINK_REJECT) {
         const char *why = reason ? reason : "rejected";
-        if (!m->dead_letter) {
+        if (!m->error) { /* first rejection (a dead-letter retry comes back here) */
             atomic_fetch_add(&s->rejected, 1);
             m->error = hb_strdup(why);
         }

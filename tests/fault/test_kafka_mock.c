@@ -1,0 +1,951 @@
+/* Fault injection for the Kafka sink against librdkafka's in-process mock
+ * cluster (rdkafka_mock.h): no real broker needed.
+ *
+ * Every scenario writes N records to a fresh journal, runs the real sink
+ * runner (sink.c) with the real Kafka sink (sink_kafka.c: idempotent
+ * producer, acks=all) against a mock cluster, injects a fault, waits until
+ * the journal cursor reaches the last record, stops the sink, and reads the
+ * topic (and the dead-letter topic) back with a plain consumer. Every record
+ * must arrive with its body, key and envelope headers; duplicates must be 0
+ * wherever the idempotent producer can promise it, and are counted and shown
+ * where they can legitimately happen (at least once, README.md).
+ *
+ *   baseline            no faults
+ *   transient           retriable Produce errors (NOT_LEADER, REQUEST_TIMED_OUT,
+ *                       NOT_ENOUGH_REPLICAS...): librdkafka retries them itself
+ *   hard_errors         Produce errors librdkafka gives up on: the delivery
+ *                       reports fail and the runner produces the records again
+ *                       from the journal (with backoff)
+ *   fatal               OUT_OF_ORDER_SEQUENCE_NUMBER: a fatal idempotent-producer
+ *                       error; the sink recreates the producer
+ *   poison              MESSAGE_TOO_LARGE on the 2nd of ten 20-record batches:
+ *                       those 20 go to the dead-letter topic (once each, with
+ *                       hookbridge-error), the other 180 to the topic
+ *   down_at_start       the only broker down before the sink starts, for longer
+ *                       than message.timeout.ms, then up
+ *   leader_down_midway  3 brokers; the partition leader goes down with a Produce
+ *                       request in flight (already appended, response delayed),
+ *                       for longer than message.timeout.ms, then up:
+ *                       duplicates possible (counted), missing must be 0
+ *   readiness           hb_sink_ready(): ready, not ready with a reason while all
+ *                       brokers are down, ready again after they come back
+ *   restart             stop the sink during an outage, close and reopen the
+ *                       journal, start a new sink: the rest is published once
+ *   idle                readiness of a sink that has published nothing
+ *
+ * HB_TEST_ONLY=name[,name] runs some; HB_TEST_VERBOSE=1 shows info logs;
+ * HB_TEST_KAFKA_DEBUG=eos,msg passes kafka.debug. Takes about 50 s. */
+#if defined(__has_include)
+#if __has_include("test.h")
+#include "test.h"
+#define HB_HAVE_TEST_H 1
+#endif
+#endif
+#ifndef HB_HAVE_TEST_H
+/* Minimal stand-in for tests/unit/test.h. */
+#include "hb/fmacros.h"
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+static int test_count_, test_failed_;
+__attribute__((format(printf, 4, 5))) static int test_ok_(int cond, const char *file, int line,
+                                                          const char *fmt, ...)
+{
+    va_list ap;
+    test_count_++;
+    if (!cond)
+        test_failed_++;
+    printf("%sok %d - ", cond ? "" : "not ", test_count_);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    if (!cond)
+        printf(" (%s:%d)", file, line);
+    putchar('\n');
+    fflush(stdout);
+    return cond;
+}
+__attribute__((format(printf, 1, 2))) static void diag(const char *fmt, ...)
+{
+    va_list ap;
+    printf("# ");
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+    fflush(stdout);
+}
+static int done_testing(void)
+{
+    printf("1..%d\n%d passed, %d failed\n", test_count_, test_count_ - test_failed_,
+           test_failed_);
+    fflush(stdout);
+    return test_failed_ != 0;
+}
+#define ok(cond, ...) test_ok_(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
+#endif
+
+#include "hb/config.h"
+#include "hb/journal.h"
+#include "hb/log.h"
+#include "hb/record.h"
+#include "hb/sink.h"
+#include "hb/util.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/thread.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#define APP_ID "app-mock"
+#define DLQ_TOPIC "mock.dead-letter"
+#define MSG_TIMEOUT_MS 3000
+/* RD_KAFKAP_Produce lives in librdkafka's private rdkafka_protocol.h: the
+ * Kafka protocol's ApiKey for Produce is 0. */
+#define KAFKAP_PRODUCE 0
+
+/* ---- small helpers ---- */
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void rm_rf(const char *dir)
+{
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The body of record n of a scenario; unique per record. */
+static int body_of(char *buf, size_t len, const char *scen, int n)
+{
+    return snprintf(buf, len, "{\"type\":\"notification_event\",\"scenario\":\"%s\",\"n\":%d}",
+                    scen, n);
+}
+
+/* ---- the mock cluster ---- */
+
+typedef struct mock {
+    rd_kafka_t *rk; /* throwaway handle that owns the cluster */
+    rd_kafka_mock_cluster_t *mc;
+    const char *bootstraps;
+    int nbrokers;
+} mock_t;
+
+static int mock_start(mock_t *m, int nbrokers, const char *topic)
+{
+    char errstr[256];
+    memset(m, 0, sizeof(*m));
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr));
+    m->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (!m->rk) {
+        diag("mock handle: %s", errstr);
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    m->mc = rd_kafka_mock_cluster_new(m->rk, nbrokers);
+    if (!m->mc)
+        return -1;
+    m->nbrokers = nbrokers;
+    m->bootstraps = rd_kafka_mock_cluster_bootstraps(m->mc);
+    const char *topics[] = {topic, DLQ_TOPIC};
+    for (int i = 0; i < 2; i++) {
+        rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(m->mc, topics[i], 1, nbrokers);
+        if (err) {
+            diag("mock topic %s: %s", topics[i], rd_kafka_err2str(err));
+            return -1;
+        }
+        /* broker 1 leads the only partition */
+        rd_kafka_mock_partition_set_leader(m->mc, topics[i], 0, 1);
+    }
+    return 0;
+}
+
+static void mock_stop(mock_t *m)
+{
+    if (m->mc)
+        rd_kafka_mock_cluster_destroy(m->mc);
+    if (m->rk)
+        rd_kafka_destroy(m->rk);
+    memset(m, 0, sizeof(*m));
+}
+
+static void mock_all(mock_t *m, int up)
+{
+    for (int b = 1; b <= m->nbrokers; b++) {
+        if (up)
+            rd_kafka_mock_broker_set_up(m->mc, b);
+        else
+            rd_kafka_mock_broker_set_down(m->mc, b);
+    }
+}
+
+/* ---- configuration ---- */
+
+static int make_config(hb_config_t *cfg, const char *bootstraps, const char *dir,
+                       const char *extra_key, const char *extra_val)
+{
+    char err[256], data[300];
+    static const char *const kv[][2] = {
+        {"sinks", "kafka"},
+        {"intercom.verify", "off"},
+        {"kafka.topic", "mock.{topic}"},
+        {"kafka.key", "{app_id}"},
+        {"kafka.dead_letter_topic", DLQ_TOPIC},
+        {"kafka.message.timeout.ms", "3000"},
+        {"kafka.retry.backoff.ms", "50"},
+        {"kafka.reconnect.backoff.ms", "50"},
+        {"kafka.reconnect.backoff.max.ms", "500"},
+        {"kafka.linger.ms", "2"},
+    };
+    hb_config_init(cfg);
+    snprintf(data, sizeof(data), "%s/data", dir); /* the dead-letter file, if any */
+    if (hb_config_set(cfg, "kafka.brokers", bootstraps, "test", err, sizeof(err)) < 0 ||
+        hb_config_set(cfg, "data.dir", data, "test", err, sizeof(err)) < 0)
+        goto fail;
+    for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
+        if (hb_config_set(cfg, kv[i][0], kv[i][1], "test", err, sizeof(err)) < 0)
+            goto fail;
+    if (extra_key && hb_config_set(cfg, extra_key, extra_val, "test", err, sizeof(err)) < 0)
+        goto fail;
+    const char *dbg = getenv("HB_TEST_KAFKA_DEBUG");
+    if (dbg && hb_config_set(cfg, "kafka.debug", dbg, "test", err, sizeof(err)) < 0)
+        goto fail;
+    if (hb_config_finish(cfg, err, sizeof(err)) < 0)
+        goto fail;
+    return 0;
+fail:
+    diag("config: %s", err);
+    return -1;
+}
+
+/* ---- the journal ---- */
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int done, failed;
+} app = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+
+static void on_appended(hb_append_t *a)
+{
+    pthread_mutex_lock(&app.lock);
+    app.done++;
+    if (a->err)
+        app.failed++;
+    pthread_cond_signal(&app.cond);
+    pthread_mutex_unlock(&app.lock);
+}
+
+static hb_journal_t *journal_open(const char *dir)
+{
+    char err[256], jdir[300];
+    static const char *const sinks[] = {"kafka"};
+    snprintf(jdir, sizeof(jdir), "%s/journal", dir);
+    hb_journal_opts_t o = {0};
+    o.dir = jdir;
+    o.max_bytes = 64u << 20;
+    o.sinks = sinks;
+    o.n_sinks = 1;
+    hb_journal_t *j = hb_journal_open(&o, err, sizeof(err));
+    if (!j)
+        diag("journal: %s", err);
+    return j;
+}
+
+/* Append records first..first+n-1 of scenario `scen` (also the record's
+ * topic) and wait until they are durable. The last sequence number, or 0. */
+static uint64_t append_records(hb_journal_t *j, const char *scen, int first, int n)
+{
+    hb_append_t *as = calloc((size_t)n, sizeof(*as));
+    char body[256], id[64];
+    pthread_mutex_lock(&app.lock);
+    app.done = app.failed = 0;
+    pthread_mutex_unlock(&app.lock);
+    for (int i = 0; i < n; i++) {
+        int bl = body_of(body, sizeof(body), scen, first + i);
+        snprintf(id, sizeof(id), "notif-%s-%d", scen, first + i);
+        hb_record_t r = {0};
+        r.received_at_ms = hb_now_ms();
+        r.delivery_attempts = 1;
+        r.created_at = -1;
+        r.topic = scen;
+        r.topic_len = strlen(scen);
+        r.app_id = APP_ID;
+        r.app_id_len = strlen(APP_ID);
+        r.id = id;
+        r.id_len = strlen(id);
+        r.body = (const unsigned char *)body;
+        r.body_len = (size_t)bl;
+        as[i].buf = malloc(hb_record_size(&r));
+        as[i].len = hb_record_prepare(&r, as[i].buf);
+        as[i].stage = HB_STAGE_DURABLE;
+        as[i].done = on_appended;
+        hb_journal_append(j, &as[i]);
+    }
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 15;
+    pthread_mutex_lock(&app.lock);
+    while (app.done < n)
+        if (pthread_cond_timedwait(&app.cond, &app.lock, &dl) == ETIMEDOUT)
+            break;
+    int done = app.done, failed = app.failed;
+    pthread_mutex_unlock(&app.lock);
+    if (done < n) {
+        diag("appends did not finish (%d of %d): leaking them", done, n);
+        return 0; /* the journal may still hold the structs */
+    }
+    uint64_t last = 0;
+    for (int i = 0; i < n; i++) {
+        if (as[i].seq > last)
+            last = as[i].seq;
+        free(as[i].buf);
+    }
+    free(as);
+    return failed ? 0 : last;
+}
+
+/* Poll every 50 ms until the cursor reaches seq; elapsed ms or -1. */
+static long wait_cursor(hb_journal_t *j, uint64_t seq, int timeout_ms)
+{
+    uint64_t t0 = hb_mono_ms();
+    for (;;) {
+        if (hb_journal_cursor(j, 0) >= seq)
+            return (long)(hb_mono_ms() - t0);
+        if (hb_mono_ms() - t0 >= (uint64_t)timeout_ms)
+            return -1;
+        sleep_ms(50);
+    }
+}
+
+/* Poll every 50 ms until hb_sink_ready() == want and, if given, the reason
+ * contains `reason`; elapsed ms or -1. */
+static long wait_ready_why(hb_sink_t *s, int want, const char *reason, char *why, size_t whylen,
+                           int timeout_ms)
+{
+    uint64_t t0 = hb_mono_ms();
+    for (;;) {
+        if (hb_sink_ready(s, why, whylen) == want && (!reason || strstr(why, reason)))
+            return (long)(hb_mono_ms() - t0);
+        if (hb_mono_ms() - t0 >= (uint64_t)timeout_ms)
+            return -1;
+        sleep_ms(50);
+    }
+}
+
+/* ---- reading the topics back ---- */
+
+typedef struct tally {
+    int n;
+    int *seen;    /* per record: how many times it arrived (either topic) */
+    int total;    /* messages consumed */
+    int dlq;      /* of which on the dead-letter topic */
+    int dlq_bad;  /* dead-lettered without a hookbridge-error header */
+    int foreign;  /* messages that are no record of ours, or altered */
+    int bad_meta; /* wrong key or envelope headers */
+} tally_t;
+
+static const char *header(rd_kafka_headers_t *h, const char *name, char *buf, size_t len)
+{
+    const void *v;
+    size_t vl;
+    if (!h || rd_kafka_header_get_last(h, name, &v, &vl) != RD_KAFKA_RESP_ERR_NO_ERROR || !v)
+        return NULL;
+    snprintf(buf, len, "%.*s", (int)vl, (const char *)v);
+    return buf;
+}
+
+static void tally_message(tally_t *t, const char *scen, const rd_kafka_message_t *msg, int dlq)
+{
+    char want[256], scen_got[64], hb[256];
+    int n = -1;
+    t->total++;
+    /* the body names its record: check it is exactly what was journaled */
+    char *body = strndup((const char *)msg->payload, msg->len);
+    int good = body &&
+               sscanf(body, "{\"type\":\"notification_event\",\"scenario\":\"%63[^\"]\",\"n\":%d}",
+                      scen_got, &n) == 2 &&
+               strcmp(scen_got, scen) == 0 && n >= 0 && n < t->n;
+    if (good) {
+        body_of(want, sizeof(want), scen, n);
+        good = strcmp(body, want) == 0;
+    }
+    free(body);
+    if (!good) {
+        t->foreign++;
+        return;
+    }
+    t->seen[n]++;
+    rd_kafka_headers_t *h = NULL;
+    rd_kafka_message_headers(msg, &h);
+    char id[64];
+    snprintf(id, sizeof(id), "notif-%s-%d", scen, n);
+    const char *v;
+    good = msg->key_len == strlen(APP_ID) && memcmp(msg->key, APP_ID, msg->key_len) == 0;
+    good = good && (v = header(h, "intercom-notification-id", hb, sizeof(hb))) && !strcmp(v, id);
+    good = good && (v = header(h, "intercom-app-id", hb, sizeof(hb))) && !strcmp(v, APP_ID);
+    good = good && (v = header(h, "intercom-topic", hb, sizeof(hb))) && !strcmp(v, scen);
+    if (!good)
+        t->bad_meta++;
+    if (dlq) {
+        t->dlq++;
+        if (!header(h, "hookbridge-error", hb, sizeof(hb)))
+            t->dlq_bad++;
+    }
+}
+
+/* Read partition 0 of `topic` and of the dead-letter topic from the
+ * beginning to their ends (the sink has stopped: the end is the end). */
+static int consume_all(const char *bootstraps, const char *topic, const char *scen, tally_t *t,
+                       int timeout_ms)
+{
+    char errstr[256], group[96];
+    static int groups;
+    snprintf(group, sizeof(group), "hb-fault-%d-%d", (int)getpid(), ++groups);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    const char *const kv[][2] = {
+        {"bootstrap.servers", bootstraps}, {"group.id", group},
+        {"auto.offset.reset", "earliest"}, {"enable.auto.commit", "false"},
+        {"enable.partition.eof", "true"},  {"log_level", "3"},
+    };
+    for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
+        if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], errstr, sizeof(errstr)) !=
+            RD_KAFKA_CONF_OK) {
+            diag("consumer %s: %s", kv[i][0], errstr);
+            rd_kafka_conf_destroy(conf);
+            return -1;
+        }
+    rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    if (!c) {
+        diag("consumer: %s", errstr);
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rd_kafka_poll_set_consumer(c);
+    /* assign (not subscribe): no group rebalance to wait for */
+    const char *topics[2] = {topic, DLQ_TOPIC};
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(2);
+    for (int i = 0; i < 2; i++)
+        rd_kafka_topic_partition_list_add(parts, topics[i], 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(c, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+
+    int eof[2] = {0, 0}, rc = -1;
+    uint64_t t0 = hb_mono_ms();
+    while (hb_mono_ms() - t0 < (uint64_t)timeout_ms) {
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(c, 200);
+        if (!msg)
+            continue;
+        int dlq = msg->rkt && strcmp(rd_kafka_topic_name(msg->rkt), DLQ_TOPIC) == 0;
+        if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            eof[dlq] = 1;
+        } else if (msg->err) {
+            diag("consumer: %s", rd_kafka_message_errstr(msg));
+        } else {
+            eof[dlq] = 0;
+            tally_message(t, scen, msg, dlq);
+        }
+        rd_kafka_message_destroy(msg);
+        int distinct = 0;
+        for (int i = 0; i < t->n; i++)
+            distinct += t->seen[i] > 0;
+        if (eof[0] && eof[1] && distinct == t->n) {
+            rc = 0;
+            break;
+        }
+    }
+    rd_kafka_consumer_close(c);
+    rd_kafka_destroy(c);
+    return rc;
+}
+
+/* dups_allowed: the scenario may duplicate (then counted and shown). */
+static void check_tally(const char *name, tally_t *t, int dups_allowed)
+{
+    int missing = 0, dups = 0, first_missing = -1, first_dup = -1;
+    for (int i = 0; i < t->n; i++) {
+        if (t->seen[i] == 0) {
+            missing++;
+            if (first_missing < 0)
+                first_missing = i;
+        } else if (t->seen[i] > 1) {
+            dups += t->seen[i] - 1;
+            if (first_dup < 0)
+                first_dup = i;
+        }
+    }
+    diag("%s: consumed %d message(s) (%d dead-lettered): %d distinct of %d, %d missing "
+         "(first #%d), %d duplicate(s) (first #%d), %d foreign, %d with a wrong key/header",
+         name, t->total, t->dlq, t->n - missing, t->n, missing, first_missing, dups, first_dup,
+         t->foreign, t->bad_meta);
+    ok(missing == 0, "%s: every record arrived (%d missing)", name, missing);
+    if (dups_allowed)
+        ok(1, "%s: %d duplicate(s) (possible here: counted, not failed)", name, dups);
+    else
+        ok(dups == 0, "%s: no duplicates (%d)", name, dups);
+    ok(t->foreign == 0, "%s: no foreign or altered bodies (%d)", name, t->foreign);
+    ok(t->bad_meta == 0, "%s: key and envelope headers intact (%d bad)", name, t->bad_meta);
+}
+
+static void consume_and_check(const char *name, const char *bootstraps, const char *topic, int n,
+                              int dups_allowed, const hb_sink_stats_t *st)
+{
+    tally_t t = {0};
+    t.n = n;
+    t.seen = calloc((size_t)n, sizeof(int));
+    int rc = consume_all(bootstraps, topic, name, &t, 20000);
+    ok(rc == 0, "%s: read %s and %s back to their ends", name, topic, DLQ_TOPIC);
+    check_tally(name, &t, dups_allowed);
+    if (st && st->rejected == 0)
+        ok(t.dlq == 0, "%s: nothing on the dead-letter topic (%d)", name, t.dlq);
+    else if (st)
+        ok((uint64_t)t.dlq == st->dead_lettered && t.dlq_bad == 0,
+           "%s: %d on the dead-letter topic, as counted (%" PRIu64 "), each with hookbridge-error",
+           name, t.dlq, st->dead_lettered);
+    free(t.seen);
+}
+
+/* ---- one scenario ---- */
+
+typedef struct scen scen_t;
+struct scen {
+    const char *name; /* also the record topic: the Kafka topic is mock.<name> */
+    int nbrokers;
+    int n;
+    int dups_allowed;
+    /* before the sink starts (the first half is in the journal); may be NULL */
+    void (*before_start)(mock_t *m, scen_t *sc);
+    /* with the sink running and the first half appended: append the rest
+     * (append_rest) and return its last seq; NULL: all appended up front */
+    uint64_t (*during)(mock_t *m, hb_sink_t *s, hb_journal_t *j, scen_t *sc, uint64_t last);
+    /* checks on the final stats; may be NULL */
+    void (*after)(scen_t *sc, const hb_sink_stats_t *st);
+    const char *extra_key, *extra_val; /* one more config key, or NULL */
+};
+
+static void run(scen_t *sc)
+{
+    char topic[128], dir[] = "/tmp/hb-fault-XXXXXX", err[256];
+    uint64_t t0 = hb_mono_ms();
+    snprintf(topic, sizeof(topic), "mock.%s", sc->name);
+    diag("--- %s: %d record(s), %d broker(s)", sc->name, sc->n, sc->nbrokers);
+
+    mock_t m;
+    hb_config_t cfg;
+    hb_config_init(&cfg);
+    int mrc = mock_start(&m, sc->nbrokers, topic);
+    if (!ok(mrc == 0, "%s: mock cluster up (%s)", sc->name, m.bootstraps ? m.bootstraps : "-") ||
+        !ok(mkdtemp(dir) != NULL, "%s: temp dir", sc->name)) {
+        hb_config_free(&cfg);
+        mock_stop(&m);
+        return;
+    }
+    hb_config_free(&cfg);
+    hb_journal_t *j = NULL;
+    if (!ok(make_config(&cfg, m.bootstraps, dir, sc->extra_key, sc->extra_val) == 0,
+            "%s: config", sc->name) ||
+        !ok((j = journal_open(dir)) != NULL, "%s: journal open", sc->name))
+        goto out;
+    /* the first half now, the rest by `during` (or all now, without it) */
+    int first = sc->during ? sc->n / 2 : sc->n;
+    uint64_t last = append_records(j, sc->name, 0, first);
+    ok(last > 0, "%s: %d record(s) durable in the journal (last seq %" PRIu64 ")", sc->name,
+       first, last);
+    if (sc->before_start)
+        sc->before_start(&m, sc);
+    uint64_t ts = hb_mono_ms();
+    hb_sink_t *s = hb_sink_start(&hb_sink_kafka_ops, 0, &cfg, j, err, sizeof(err));
+    if (!ok(s != NULL, "%s: sink started%s%s", sc->name, s ? "" : ": ", s ? "" : err)) {
+        hb_journal_close(j);
+        goto out;
+    }
+    if (sc->during)
+        last = sc->during(&m, s, j, sc, last);
+    long took = wait_cursor(j, last, 60000);
+    hb_sink_stats_t st;
+    hb_sink_stats(s, &st);
+    ok(took >= 0, "%s: the cursor reached the last record %" PRIu64 " (at %" PRIu64 ", %ld ms)",
+       sc->name, last, hb_journal_cursor(j, 0), took);
+    diag("%s: published %" PRIu64 ", runner retries %" PRIu64 ", rejected %" PRIu64
+         ", dead-lettered %" PRIu64 ", pending %" PRIu64 ", in flight %" PRIu64
+         ", %.1f s after start",
+         sc->name, st.published, st.retries, st.rejected, st.dead_lettered, st.pending,
+         st.inflight, (double)(hb_mono_ms() - ts) / 1000.0);
+    ok(st.pending == 0 && st.inflight == 0, "%s: nothing pending or in flight", sc->name);
+    if (sc->after)
+        sc->after(sc, &st);
+    hb_sink_stop(s, 1000);
+    hb_journal_close(j);
+    hb_sink_free(s);
+    consume_and_check(sc->name, m.bootstraps, topic, sc->n, sc->dups_allowed, &st);
+out:
+    rm_rf(dir);
+    hb_config_free(&cfg);
+    mock_stop(&m);
+    diag("%s: %.1f s", sc->name, (double)(hb_mono_ms() - t0) / 1000.0);
+}
+
+static uint64_t append_rest(hb_journal_t *j, scen_t *sc)
+{
+    int first = sc->n / 2;
+    return append_records(j, sc->name, first, sc->n - first);
+}
+
+/* ---- the faults ---- */
+
+/* transient: retriable errors on the first Produce requests of each half.
+ * librdkafka retries them itself (same PID and sequence numbers), so the
+ * runner sees no failure and the broker no duplicate. */
+static void transient_before(mock_t *m, scen_t *sc)
+{
+    (void)sc;
+    rd_kafka_mock_push_request_errors(
+        m->mc, KAFKAP_PRODUCE, 8, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+        RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+        RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
+}
+
+static uint64_t transient_during(mock_t *m, hb_sink_t *s, hb_journal_t *j, scen_t *sc,
+                                 uint64_t last)
+{
+    (void)s;
+    long t = wait_cursor(j, last, 30000);
+    ok(t >= 0, "%s: first half published through 8 errors (%ld ms)", sc->name, t);
+    rd_kafka_mock_push_request_errors(m->mc, KAFKAP_PRODUCE, 4,
+                                      RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                                      RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+                                      RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                                      RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
+    return append_rest(j, sc);
+}
+
+static void no_runner_retries(scen_t *sc, const hb_sink_stats_t *st)
+{
+    ok(st->retries == 0 && st->rejected == 0,
+       "%s: librdkafka retried on its own (runner retries %" PRIu64 ", rejected %" PRIu64 ")",
+       sc->name, st->retries, st->rejected);
+}
+
+/* hard_errors: librdkafka fails the delivery reports; the runner produces
+ * the records again from the journal. */
+static void hard_before(mock_t *m, scen_t *sc)
+{
+    (void)sc;
+    rd_kafka_mock_push_request_errors(m->mc, KAFKAP_PRODUCE, 3,
+                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+}
+
+/* fatal: a sequence desynchronisation is fatal for an idempotent producer;
+ * the sink purges it and produces everything again with a new one. The
+ * batch with the error was not appended and the mock refuses anything after
+ * a sequence gap, so nothing can be duplicated here. */
+static void fatal_before(mock_t *m, scen_t *sc)
+{
+    (void)sc;
+    rd_kafka_mock_push_request_errors(m->mc, KAFKAP_PRODUCE, 1,
+                                      RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+}
+
+/* poison: the broker refuses the second Produce request (batches of 20
+ * records: kafka.batch.num.messages) as too large: its records are rejected
+ * for good and go to the dead-letter topic, once each; the rest move on.
+ * (A broker error is per batch, so every record of the refused batch is
+ * dead-lettered, not just an offending one.) */
+static void poison_before(mock_t *m, scen_t *sc)
+{
+    (void)sc;
+    rd_kafka_mock_push_request_errors(m->mc, KAFKAP_PRODUCE, 2, RD_KAFKA_RESP_ERR_NO_ERROR,
+                                      RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+}
+
+static void runner_retried(scen_t *sc, const hb_sink_stats_t *st)
+{
+    ok(st->retries > 0, "%s: failed deliveries went back to the runner (%" PRIu64 " retries)",
+       sc->name, st->retries);
+}
+
+static void dead_lettered(scen_t *sc, const hb_sink_stats_t *st)
+{
+    ok(st->rejected == 20 && st->dead_lettered == st->rejected,
+       "%s: rejected records dead-lettered (%" PRIu64 " rejected, %" PRIu64 " dead-lettered)",
+       sc->name, st->rejected, st->dead_lettered);
+}
+
+/* down_at_start: the only broker is down before the sink starts, for
+ * longer than message.timeout.ms. */
+static void all_down(mock_t *m, scen_t *sc)
+{
+    (void)sc;
+    mock_all(m, 0);
+}
+
+static uint64_t down_then_up(mock_t *m, hb_sink_t *s, hb_journal_t *j, scen_t *sc,
+                             uint64_t last)
+{
+    char why[300];
+    (void)last;
+    uint64_t rest = append_rest(j, sc);
+    long t = wait_ready_why(s, 0, "no Kafka broker reachable", why, sizeof(why), 5000);
+    ok(t >= 0, "%s: not ready while the broker is down (after %ld ms): %s", sc->name, t, why);
+    sleep_ms(MSG_TIMEOUT_MS + 2500);
+    hb_sink_stats_t st;
+    hb_sink_stats(s, &st);
+    ok(hb_journal_cursor(j, 0) == 0, "%s: nothing acknowledged while down (cursor %" PRIu64 ")",
+       sc->name, hb_journal_cursor(j, 0));
+    ok(st.retries > 0, "%s: timed-out records went back to the runner (%" PRIu64 " retries)",
+       sc->name, st.retries);
+    mock_all(m, 1);
+    return rest;
+}
+
+/* leader_down_midway: the partition leader goes down with a Produce request
+ * in flight: the mock broker has appended the batch (its response is held
+ * back by a 3 s round-trip time) when the connection drops, and stays down
+ * longer than message.timeout.ms. librdkafka reports those records as timed
+ * out (possibly persisted) and the runner produces them again from the
+ * journal: at least once, so duplicates can happen here; missing cannot. */
+static uint64_t leader_down_midway(mock_t *m, hb_sink_t *s, hb_journal_t *j, scen_t *sc,
+                                   uint64_t last)
+{
+    char why[300];
+    long t = wait_cursor(j, last, 20000);
+    ok(t >= 0, "%s: the first half published before the fault (%ld ms)", sc->name, t);
+    rd_kafka_mock_broker_set_rtt(m->mc, 1, 3000);
+    uint64_t rest = append_rest(j, sc);
+    sleep_ms(700); /* the batch reaches the leader; its response is delayed */
+    ok(hb_journal_cursor(j, 0) == last,
+       "%s: second half in flight, unacknowledged (cursor %" PRIu64 ")", sc->name,
+       hb_journal_cursor(j, 0));
+    rd_kafka_mock_broker_set_down(m->mc, 1);
+    rd_kafka_mock_broker_set_rtt(m->mc, 1, 0);
+    sleep_ms(MSG_TIMEOUT_MS + 2500);
+    hb_sink_stats_t st;
+    hb_sink_stats(s, &st);
+    ok(hb_journal_cursor(j, 0) < rest,
+       "%s: not all acknowledged while the leader is down (cursor %" PRIu64 " of %" PRIu64 ")",
+       sc->name, hb_journal_cursor(j, 0), rest);
+    int ready = hb_sink_ready(s, why, sizeof(why));
+    diag("%s: while the leader is down: runner retries %" PRIu64 ", ready %d (%s)", sc->name,
+         st.retries, ready, why);
+    ok(st.retries > 0, "%s: timed-out records went back to the runner", sc->name);
+    rd_kafka_mock_broker_set_up(m->mc, 1);
+    return rest;
+}
+
+/* readiness: ready, then not ready with every broker down (records arrive
+ * meanwhile), then ready again. */
+static uint64_t readiness(mock_t *m, hb_sink_t *s, hb_journal_t *j, scen_t *sc, uint64_t last)
+{
+    char why[300];
+    long t = wait_cursor(j, last, 20000);
+    ok(t >= 0, "%s: first half published (%ld ms)", sc->name, t);
+    t = wait_ready_why(s, 1, NULL, why, sizeof(why), 10000);
+    ok(t >= 0, "%s: ready while the cluster is up (after %ld ms)%s%s", sc->name, t,
+       t < 0 ? ": " : "", t < 0 ? why : "");
+    mock_all(m, 0);
+    t = wait_ready_why(s, 0, "no Kafka broker reachable", why, sizeof(why), 20000);
+    ok(t >= 0, "%s: not ready with all brokers down (after %ld ms): %s", sc->name, t, why);
+    uint64_t rest = append_rest(j, sc);
+    sleep_ms(1500);
+    ok(hb_sink_ready(s, why, sizeof(why)) == 0, "%s: still not ready 1.5 s later: %s",
+       sc->name, why);
+    mock_all(m, 1);
+    t = wait_ready_why(s, 1, NULL, why, sizeof(why), 30000);
+    ok(t >= 0, "%s: ready again after the brokers came back (after %ld ms)%s%s", sc->name, t,
+       t < 0 ? ": " : "", t < 0 ? why : "");
+    return rest;
+}
+
+/* ---- scenarios with their own shape ---- */
+
+/* restart: stop the sink while the broker is down (the unpublished records
+ * stay in the journal), close the journal, reopen it, start a new sink with
+ * the broker back: the rest is published, once. */
+static void restart(void)
+{
+    const char *name = "restart";
+    char dir[] = "/tmp/hb-fault-XXXXXX", err[256], topic[64];
+    const int n = 100;
+    uint64_t t0 = hb_mono_ms();
+    snprintf(topic, sizeof(topic), "mock.%s", name);
+    diag("--- %s: %d record(s), 1 broker", name, n);
+    mock_t m;
+    hb_config_t cfg;
+    hb_config_init(&cfg);
+    int mrc = mock_start(&m, 1, topic);
+    if (!ok(mrc == 0, "%s: mock cluster up", name) ||
+        !ok(mkdtemp(dir) != NULL, "%s: temp dir", name)) {
+        hb_config_free(&cfg);
+        mock_stop(&m);
+        return;
+    }
+    hb_config_free(&cfg);
+    hb_journal_t *j = NULL;
+    hb_sink_t *s = NULL;
+    if (!ok(make_config(&cfg, m.bootstraps, dir, NULL, NULL) == 0, "%s: config", name) ||
+        !ok((j = journal_open(dir)) != NULL, "%s: journal open", name))
+        goto out;
+    uint64_t half = append_records(j, name, 0, n / 2);
+    s = hb_sink_start(&hb_sink_kafka_ops, 0, &cfg, j, err, sizeof(err));
+    if (!ok(s != NULL, "%s: sink started", name))
+        goto out;
+    ok(wait_cursor(j, half, 20000) >= 0, "%s: first half published", name);
+    mock_all(&m, 0);
+    uint64_t last = append_records(j, name, n / 2, n - n / 2);
+    sleep_ms(1000);
+    uint64_t ts = hb_mono_ms();
+    hb_sink_stop(s, 1000);
+    uint64_t stop_ms = hb_mono_ms() - ts;
+    ok(stop_ms < 5000, "%s: stop with the broker down took %" PRIu64 " ms (grace 1000)", name,
+       stop_ms);
+    ok(hb_journal_cursor(j, 0) == half,
+       "%s: the cursor stayed at the first half (%" PRIu64 ")", name, hb_journal_cursor(j, 0));
+    hb_journal_close(j);
+    hb_sink_free(s);
+    s = NULL;
+    j = NULL;
+    mock_all(&m, 1);
+    j = journal_open(dir);
+    if (!ok(j != NULL, "%s: journal reopened", name))
+        goto out;
+    ok(hb_journal_cursor(j, 0) == half && hb_journal_durable_seq(j) == last,
+       "%s: the cursor (%" PRIu64 ") and the records (%" PRIu64 ") survived", name,
+       hb_journal_cursor(j, 0), hb_journal_durable_seq(j));
+    s = hb_sink_start(&hb_sink_kafka_ops, 0, &cfg, j, err, sizeof(err));
+    if (!ok(s != NULL, "%s: second sink started", name))
+        goto out;
+    long took = wait_cursor(j, last, 30000);
+    ok(took >= 0, "%s: the second sink published the rest (%ld ms)", name, took);
+    hb_sink_stats_t st;
+    hb_sink_stats(s, &st);
+    hb_sink_stop(s, 1000);
+    hb_journal_close(j);
+    hb_sink_free(s);
+    s = NULL;
+    j = NULL;
+    /* the broker was down when the second half was first produced: none of
+     * it can be on the broker twice */
+    consume_and_check(name, m.bootstraps, topic, n, 0, &st);
+out:
+    hb_sink_stop(s, 0); /* each accepts NULL */
+    hb_journal_close(j);
+    hb_sink_free(s);
+    rm_rf(dir);
+    hb_config_free(&cfg);
+    mock_stop(&m);
+    diag("%s: %.1f s", name, (double)(hb_mono_ms() - t0) / 1000.0);
+}
+
+/* idle: readiness must not depend on traffic. */
+static void idle_readiness(void)
+{
+    const char *name = "idle";
+    char dir[] = "/tmp/hb-fault-XXXXXX", err[256], why[300];
+    uint64_t t0 = hb_mono_ms();
+    diag("--- %s: no records, 1 broker", name);
+    mock_t m;
+    hb_config_t cfg;
+    hb_config_init(&cfg);
+    int mrc = mock_start(&m, 1, "mock.idle");
+    if (!ok(mrc == 0, "%s: mock cluster up", name) ||
+        !ok(mkdtemp(dir) != NULL, "%s: temp dir", name)) {
+        hb_config_free(&cfg);
+        mock_stop(&m);
+        return;
+    }
+    hb_config_free(&cfg);
+    hb_journal_t *j = NULL;
+    hb_sink_t *s = NULL;
+    if (ok(make_config(&cfg, m.bootstraps, dir, NULL, NULL) == 0, "%s: config", name) &&
+        ok((j = journal_open(dir)) != NULL, "%s: journal open", name))
+        s = hb_sink_start(&hb_sink_kafka_ops, 0, &cfg, j, err, sizeof(err));
+    if (ok(s != NULL, "%s: sink started", name)) {
+        long t = wait_ready_why(s, 1, NULL, why, sizeof(why), 10000);
+        ok(t >= 0, "%s: an idle sink becomes ready (after %ld ms)%s%s", name, t,
+           t < 0 ? ": " : "", t < 0 ? why : "");
+        mock_all(&m, 0);
+        t = wait_ready_why(s, 0, "no Kafka broker reachable", why, sizeof(why), 20000);
+        ok(t >= 0, "%s: not ready with all brokers down (after %ld ms): %s", name, t, why);
+        mock_all(&m, 1);
+        t = wait_ready_why(s, 1, NULL, why, sizeof(why), 30000);
+        ok(t >= 0, "%s: ready again after the brokers came back (after %ld ms)%s%s", name, t,
+           t < 0 ? ": " : "", t < 0 ? why : "");
+        hb_sink_stop(s, 1000);
+    }
+    if (j)
+        hb_journal_close(j);
+    hb_sink_free(s);
+    rm_rf(dir);
+    hb_config_free(&cfg);
+    mock_stop(&m);
+    diag("%s: %.1f s", name, (double)(hb_mono_ms() - t0) / 1000.0);
+}
+
+static int selected(const char *name)
+{
+    const char *only = getenv("HB_TEST_ONLY");
+    if (!only || !*only)
+        return 1;
+    size_t n = strlen(name);
+    for (const char *p = only; (p = strstr(p, name)) != NULL; p += n)
+        if ((p == only || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
+            return 1;
+    return 0;
+}
+
+int main(void)
+{
+    uint64_t t0 = hb_mono_ms();
+    hb_log_set_level(getenv("HB_TEST_VERBOSE") ? HB_LOG_DEBUG : HB_LOG_WARN);
+    /* the sink calls event_active() on its base from other threads */
+    if (evthread_use_pthreads() < 0) {
+        ok(0, "evthread_use_pthreads");
+        return done_testing();
+    }
+    diag("librdkafka %s", rd_kafka_version_str());
+
+    scen_t scens[] = {
+        {"baseline", 1, 200, 0, NULL, NULL, no_runner_retries, NULL, NULL},
+        {"transient", 1, 200, 0, transient_before, transient_during, no_runner_retries, NULL, NULL},
+        {"hard_errors", 1, 200, 0, hard_before, NULL, runner_retried, NULL, NULL},
+        {"fatal", 1, 200, 0, fatal_before, NULL, runner_retried, NULL, NULL},
+        {"poison", 1, 200, 0, poison_before, NULL, dead_lettered, "kafka.batch.num.messages",
+         "20"},
+        {"down_at_start", 1, 200, 0, all_down, down_then_up, NULL, NULL, NULL},
+        {"leader_down_midway", 3, 200, 1, NULL, leader_down_midway, NULL, NULL, NULL},
+        {"readiness", 1, 100, 0, NULL, readiness, NULL, NULL, NULL},
+    };
+    for (size_t i = 0; i < sizeof(scens) / sizeof(scens[0]); i++)
+        if (selected(scens[i].name))
+            run(&scens[i]);
+    if (selected("restart"))
+        restart();
+    if (selected("idle"))
+        idle_readiness();
+    diag("total %.1f s", (double)(hb_mono_ms() - t0) / 1000.0);
+    return done_testing();
+}
