@@ -142,6 +142,8 @@ void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
 {
     hb_sink_t *s = m->sink;
     if (res == HB_SINK_RETRY) {
+        if (!m->first_failure_ms)
+            m->first_failure_ms = hb_mono_ms();
         atomic_fetch_add(&s->retries, 1);
         hb_metrics_sink_error(s->idx);
         /* one line per few seconds, not one per record: an outage fails

@@ -54,7 +54,7 @@ typedef struct kafka_sink {
     atomic_int fatal;
     atomic_int brokers_up; /* from the statistics callback; -1 = unknown */
     atomic_int all_down;
-    char last_error[256];
+    char last_error[512];
     uint64_t recreated;
     uint64_t opened_ms;
 } kafka_sink_t;
@@ -138,9 +138,10 @@ static int permanent(rd_kafka_resp_err_t err)
 }
 
 /* Errors that an operator may fix (create the topic, grant access) but
- * that otherwise never go away: retried a few times, then treated as
- * poison so that the records behind it are not held up for good. */
-#define MAYBE_PERMANENT_ATTEMPTS 5
+ * that otherwise never go away: retried for a while (and reported in the
+ * log and /readyz), then treated as poison so that the records behind it
+ * are not held up for good. */
+#define MAYBE_PERMANENT_MS 30000
 static int maybe_permanent(rd_kafka_resp_err_t err)
 {
     return err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
@@ -152,16 +153,36 @@ static hb_sink_result_t classify(rd_kafka_resp_err_t err, const hb_msg_t *m)
 {
     if (permanent(err))
         return HB_SINK_REJECT;
-    if (maybe_permanent(err) && m->attempts >= MAYBE_PERMANENT_ATTEMPTS)
+    if (maybe_permanent(err) && m->first_failure_ms &&
+        hb_mono_ms() - m->first_failure_ms >= MAYBE_PERMANENT_MS)
         return HB_SINK_REJECT;
     return HB_SINK_RETRY;
+}
+
+/* One wording for an error, whether librdkafka refused the produce call or
+ * reported it later: the operator reads this in the log and /readyz. */
+static void describe(kafka_sink_t *k, rd_kafka_resp_err_t err, const hb_msg_t *m)
+{
+    char topic[256];
+    hb_template_expand(m->dead_letter ? k->cfg->kafka_dead_letter_topic : k->cfg->kafka_topic,
+                       HB_TMPL_KAFKA_TOPIC, m->app_id, m->topic, m->id, topic, sizeof(topic));
+    if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
+        snprintf(k->last_error, sizeof(k->last_error),
+                 "topic %s does not exist and the broker does not create it (%s)", topic,
+                 rd_kafka_err2str(err));
+    else if (err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
+        snprintf(k->last_error, sizeof(k->last_error), "not authorized to write to topic %s",
+                 topic);
+    else
+        snprintf(k->last_error, sizeof(k->last_error), "record %" PRIu64 " to %s: %s", m->seq,
+                 topic, rd_kafka_err2str(err));
 }
 
 static void update_status(kafka_sink_t *k)
 {
     int up = atomic_load(&k->brokers_up);
     if (atomic_load(&k->all_down) || up == 0) {
-        char why[300];
+        char why[800];
         snprintf(why, sizeof(why), "no Kafka broker reachable at %s%s%s", k->cfg->kafka_brokers,
                  k->last_error[0] ? "; last error: " : "", k->last_error);
         hb_sink_set_status(k->sink, 0, why);
@@ -190,13 +211,8 @@ static void serve(kafka_sink_t *k)
             k->last_error[0] = '\0';
             hb_sink_done(m, HB_SINK_OK, NULL);
         } else {
-            snprintf(k->last_error, sizeof(k->last_error), "record %" PRIu64 ": %s",
-                     m->seq, rd_kafka_err2str(err));
-            if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
-                snprintf(k->last_error, sizeof(k->last_error),
-                         "topic for record %" PRIu64 " does not exist and the broker does not "
-                         "create it (%s)", m->seq, rd_kafka_err2str(err));
-            hb_sink_done(m, classify(err, m), rd_kafka_err2str(err));
+            describe(k, err, m);
+            hb_sink_done(m, classify(err, m), k->last_error);
         }
         m = next;
     }
@@ -366,8 +382,8 @@ static void kafka_publish(void *state, hb_msg_t *m)
         RD_KAFKA_V_OPAQUE(m), RD_KAFKA_V_END);
     if (err) {
         rd_kafka_headers_destroy(h);
-        snprintf(k->last_error, sizeof(k->last_error), "produce: %s", rd_kafka_err2str(err));
-        hb_sink_done(m, classify(err, m), rd_kafka_err2str(err));
+        describe(k, err, m);
+        hb_sink_done(m, classify(err, m), k->last_error);
     }
 }
 

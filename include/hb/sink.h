@@ -43,6 +43,7 @@ typedef struct hb_msg {
     hb_sink_t *sink;
     struct hb_msg *next, *retry_next;
     uint64_t sent_ms;
+    uint64_t first_failure_ms; /* 0 until a publish of it first fails */
     int attempts;
     int acked;
 } hb_msg_t;
