@@ -14,7 +14,14 @@
  *
  * A failed or timed-out delivery (message.timeout.ms) goes back to the
  * runner as RETRY and is produced again from the journal's copy, so an
- * outage of any length loses nothing. A fatal idempotence error purges
+ * outage of any length loses nothing.
+ *
+ * The broker refuses a whole batch for one bad record (or because the
+ * batch is larger than the topic's max.message.bytes), and librdkafka
+ * reports the error on every record in it. So a record refused that way is
+ * first produced again alone, through a second producer that never batches;
+ * only a record refused on its own is poison and goes to the dead-letter
+ * topic. A fatal idempotence error purges
  * and recreates the producer (librdkafka examples/idempotent_producer.c).
  *
  * @locality: sink thread; error, log and stats callbacks come from
@@ -48,6 +55,9 @@ typedef struct kafka_sink {
     struct event_base *base;
     rd_kafka_t *rk;
     rd_kafka_queue_t *mainq;
+    rd_kafka_t *solo; /* one record per request; created on first need */
+    rd_kafka_queue_t *soloq;
+    atomic_int solo_fatal;
     int pipefd[2];
     struct event *pipe_ev, *tick_ev;
     hb_msg_t *reports, **reports_tail; /* collected during rd_kafka_poll */
@@ -70,8 +80,12 @@ static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const
 
 static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
-    (void)rk;
     kafka_sink_t *k = opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL && rk == k->solo) {
+        atomic_store(&k->solo_fatal, 1);
+        hb_error(C, "fatal error in the single-record producer: %s; it will be recreated", reason);
+        return;
+    }
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         atomic_store(&k->fatal, 1);
         hb_error(C, "fatal producer error: %s; the producer will be recreated and undelivered "
@@ -119,6 +133,17 @@ static void kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     msg->impl_next = NULL;
     *k->reports_tail = msg;
     k->reports_tail = &msg->impl_next;
+}
+
+#define KAFKA_SOLO 1 /* impl_flags: produce alone, through k->solo */
+
+/* Errors the broker gives a whole batch for what may be one record. */
+static int batch_level(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+           err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE ||
+           err == RD_KAFKA_RESP_ERR_INVALID_RECORD || err == RD_KAFKA_RESP_ERR_INVALID_MSG ||
+           err == RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE;
 }
 
 /* Errors that no retry can fix for this message: it is poison. */
@@ -200,6 +225,8 @@ static void update_status(kafka_sink_t *k)
 static void serve(kafka_sink_t *k)
 {
     rd_kafka_poll(k->rk, 0);
+    if (k->solo)
+        rd_kafka_poll(k->solo, 0);
     hb_msg_t *m = k->reports;
     k->reports = NULL;
     k->reports_tail = &k->reports;
@@ -210,6 +237,11 @@ static void serve(kafka_sink_t *k)
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             k->last_error[0] = '\0';
             hb_sink_done(m, HB_SINK_OK, NULL);
+        } else if (batch_level(err) && !(m->impl_flags & KAFKA_SOLO)) {
+            /* maybe only a neighbour in its batch was bad: try it alone */
+            describe(k, err, m);
+            m->impl_flags |= KAFKA_SOLO;
+            hb_sink_done(m, HB_SINK_RETRY, k->last_error);
         } else {
             describe(k, err, m);
             hb_sink_done(m, classify(err, m), k->last_error);
@@ -227,7 +259,33 @@ static void on_pipe(evutil_socket_t fd, short what, void *arg)
     serve(arg);
 }
 
-static rd_kafka_t *make_producer(kafka_sink_t *k, char *err, size_t errlen);
+static rd_kafka_t *make_producer(kafka_sink_t *k, int solo, char *err, size_t errlen);
+
+static void destroy_solo(kafka_sink_t *k)
+{
+    if (!k->solo)
+        return;
+    rd_kafka_queue_io_event_enable(k->soloq, -1, NULL, 0);
+    rd_kafka_queue_destroy(k->soloq);
+    rd_kafka_destroy(k->solo);
+    k->solo = NULL;
+    k->soloq = NULL;
+}
+
+static rd_kafka_t *solo_producer(kafka_sink_t *k)
+{
+    char errstr[512];
+    if (k->solo)
+        return k->solo;
+    k->solo = make_producer(k, 1, errstr, sizeof(errstr));
+    if (!k->solo) {
+        hb_error(C, "cannot create the single-record producer: %s", errstr);
+        return k->rk;
+    }
+    k->soloq = rd_kafka_queue_get_main(k->solo);
+    rd_kafka_queue_io_event_enable(k->soloq, k->pipefd[1], "1", 1);
+    return k->solo;
+}
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -241,7 +299,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         char errstr[256];
         rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         serve(k);
-        rd_kafka_t *fresh = make_producer(k, errstr, sizeof(errstr));
+        rd_kafka_t *fresh = make_producer(k, 0, errstr, sizeof(errstr));
         if (!fresh) {
             hb_error(C, "cannot recreate the producer: %s (will retry)", errstr);
             return;
@@ -255,10 +313,16 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         k->recreated++;
         hb_metrics_sink_reconnect(hb_sink_index(k->sink));
     }
+    if (atomic_load(&k->solo_fatal) && k->solo) {
+        rd_kafka_purge(k->solo, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        serve(k);
+        destroy_solo(k); /* made again on next need */
+        atomic_store(&k->solo_fatal, 0);
+    }
     update_status(k);
 }
 
-static rd_kafka_t *make_producer(kafka_sink_t *k, char *err, size_t errlen)
+static rd_kafka_t *make_producer(kafka_sink_t *k, int solo, char *err, size_t errlen)
 {
     const hb_config_t *cfg = k->cfg;
     char errstr[512];
@@ -296,6 +360,11 @@ static rd_kafka_t *make_producer(kafka_sink_t *k, char *err, size_t errlen)
                         fixed[i][0], cfg->kafka_props[p].value, fixed[i][1]);
         rd_kafka_conf_set(conf, fixed[i][0], fixed[i][1], errstr, sizeof(errstr));
     }
+    if (solo) {
+        rd_kafka_conf_set(conf, "batch.num.messages", "1", errstr, sizeof(errstr));
+        rd_kafka_conf_set(conf, "linger.ms", "0", errstr, sizeof(errstr));
+        rd_kafka_conf_set(conf, "statistics.interval.ms", "0", errstr, sizeof(errstr));
+    }
     rd_kafka_conf_set_opaque(conf, k);
     rd_kafka_conf_set_dr_msg_cb(conf, kafka_dr_cb);
     rd_kafka_conf_set_error_cb(conf, kafka_error_cb);
@@ -325,7 +394,7 @@ static void *kafka_open(hb_sink_t *sink, const hb_config_t *cfg, struct event_ba
     k->reports_tail = &k->reports;
     atomic_init(&k->brokers_up, -1);
     k->opened_ms = hb_mono_ms();
-    k->rk = make_producer(k, err, errlen);
+    k->rk = make_producer(k, 0, err, errlen);
     if (!k->rk)
         goto fail;
     if (pipe2(k->pipefd, O_NONBLOCK | O_CLOEXEC) < 0) {
@@ -376,8 +445,9 @@ static void kafka_publish(void *state, hb_msg_t *m)
     if (m->dead_letter)
         add_header(h, "hookbridge-error", m->error);
     /* no RD_KAFKA_MSG_F_COPY: m owns the body until its delivery report */
+    rd_kafka_t *rk = m->impl_flags & KAFKA_SOLO ? solo_producer(k) : k->rk;
     rd_kafka_resp_err_t err = rd_kafka_producev(
-        k->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, klen),
+        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, klen),
         RD_KAFKA_V_VALUE((void *)m->body, m->body_len), RD_KAFKA_V_HEADERS(h),
         RD_KAFKA_V_OPAQUE(m), RD_KAFKA_V_END);
     if (err) {
@@ -392,6 +462,12 @@ static void kafka_close(void *state)
     kafka_sink_t *k = state;
     if (!k)
         return;
+    if (k->solo) {
+        rd_kafka_purge(k->solo, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_flush(k->solo, 0);
+        serve(k);
+        destroy_solo(k);
+    }
     if (k->rk) {
         /* The runner already waited out the grace period: hand back what
          * is still in flight (it stays in the journal) and go. */

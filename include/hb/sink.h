@@ -35,6 +35,7 @@ typedef struct hb_msg {
     size_t body_len;
     struct hb_msg *impl_next; /* free for the sink implementation's own lists */
     int impl_status;          /* likewise */
+    int impl_flags;           /* likewise */
     /* set when a REJECT sends the message to the sink's own dead-letter
      * destination (Kafka: kafka.dead_letter_topic); error is the reason */
     int dead_letter;
