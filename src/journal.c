@@ -72,8 +72,10 @@ struct hb_journal {
     unsigned char *wbuf;
     size_t wcap;
     uint64_t last_persist_ms;
+    uint64_t retain_seen;
 
     _Atomic uint64_t durable_seq;
+    _Atomic uint64_t retain_after; /* UINT64_MAX: none */
     _Atomic uint64_t bytes;
     atomic_int full, failed;
     progress_t progress[MAX_PROGRESS];
@@ -184,6 +186,9 @@ static uint64_t min_of(const uint64_t *v, size_t n)
 static void delete_published(hb_journal_t *j)
 {
     uint64_t min = min_of(j->persisted, j->n_sinks);
+    uint64_t retain = atomic_load(&j->retain_after);
+    if (retain < min)
+        min = retain;
     int deleted = 0;
     for (;;) {
         pthread_mutex_lock(&j->lock);
@@ -550,6 +555,12 @@ static void *writer_main(void *arg)
             if (cursors_persist(j) == 0)
                 delete_published(j);
         }
+        /* a moved retention limit may free segments with no cursor change */
+        uint64_t retain = atomic_load(&j->retain_after);
+        if (retain != j->retain_seen) {
+            j->retain_seen = retain;
+            delete_published(j);
+        }
         if (stop && !batch)
             break;
     }
@@ -566,6 +577,7 @@ hb_journal_t *hb_journal_open(const hb_journal_opts_t *o, char *err, size_t errl
     }
     hb_journal_t *j = hb_calloc(1, sizeof(*j));
     j->fd = -1;
+    atomic_init(&j->retain_after, UINT64_MAX);
     j->dir = hb_strdup(o->dir);
     j->max_bytes = o->max_bytes;
     j->low_water = o->max_bytes / 10 * 9;
@@ -735,6 +747,11 @@ size_t hb_journal_segments(const hb_journal_t *j)
     size_t n = m->nsegs;
     pthread_mutex_unlock(&m->lock);
     return n;
+}
+
+void hb_journal_retain_after(hb_journal_t *j, uint64_t seq)
+{
+    atomic_store(&j->retain_after, seq);
 }
 
 void hb_journal_on_progress(hb_journal_t *j, void (*fn)(void *arg), void *arg)

@@ -58,10 +58,17 @@ typedef struct app {
 
 #define DEDUP_SNAPSHOT_MS 5000
 
-/* The dedup set is saved every few seconds off the loops (blocking I/O). */
+/* The dedup set is saved every few seconds off the loops (blocking I/O).
+ * A journal segment may only be deleted once a snapshot holds the ids of
+ * its records, or a crash would forget them: ids are added when their
+ * record's answer is processed, moments after it became durable, so a
+ * snapshot covers every record that was durable when the previous
+ * snapshot began, and segments after that are retained until then. */
 static void *snapshot_main(void *arg)
 {
     app_t *app = arg;
+    uint64_t covered = hb_journal_durable_seq(app->journal); /* rebuilt at open */
+    hb_journal_retain_after(app->journal, covered);
     pthread_mutex_lock(&app->snap_lock);
     while (!app->snap_stop) {
         struct timespec ts;
@@ -69,8 +76,14 @@ static void *snapshot_main(void *arg)
         ts.tv_sec += DEDUP_SNAPSHOT_MS / 1000;
         pthread_cond_timedwait(&app->snap_cond, &app->snap_lock, &ts);
         pthread_mutex_unlock(&app->snap_lock);
-        if (hb_dedup_save(app->dedup, app->dedup_path) < 0)
-            hb_warn(C, "cannot save %s: %s", app->dedup_path, strerror(errno));
+        uint64_t next = hb_journal_durable_seq(app->journal);
+        if (hb_dedup_save(app->dedup, app->dedup_path) < 0) {
+            hb_warn(C, "cannot save %s: %s (journal segments are kept until it works)",
+                    app->dedup_path, strerror(errno));
+        } else {
+            hb_journal_retain_after(app->journal, covered);
+            covered = next;
+        }
         pthread_mutex_lock(&app->snap_lock);
     }
     pthread_mutex_unlock(&app->snap_lock);
@@ -315,7 +328,6 @@ shutdown: {
     uint64_t spent = hb_mono_ms() - t0;
     for (size_t i = 0; i < app.n_sinks; i++)
         hb_sink_stop(app.sinks[i], grace > spent ? grace - spent : 0);
-    hb_journal_close(app.journal);
     if (app.snap_started) {
         pthread_mutex_lock(&app.snap_lock);
         app.snap_stop = 1;
@@ -323,6 +335,7 @@ shutdown: {
         pthread_mutex_unlock(&app.snap_lock);
         pthread_join(app.snap_thread, NULL); /* saves once more on the way out */
     }
+    hb_journal_close(app.journal);
     for (size_t i = 0; i < app.n_sinks; i++)
         hb_sink_free(app.sinks[i]);
     hb_server_free(app.server);

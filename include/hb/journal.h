@@ -80,6 +80,11 @@ uint64_t hb_journal_bytes(const hb_journal_t *j);
 uint64_t hb_journal_max_bytes(const hb_journal_t *j);
 size_t hb_journal_segments(const hb_journal_t *j);
 
+/* Keep every segment holding a record after `seq`, even once published
+ * (the dedup snapshot must cover a record's id before its segment goes).
+ * Default: no such limit. Any thread. */
+void hb_journal_retain_after(hb_journal_t *j, uint64_t seq);
+
 /* Register a function the writer calls after each durable batch and after
  * cursors move (e.g. to wake the sink threads or answer ack=published
  * requests). Must not block. Register before traffic starts. */
