@@ -17,6 +17,7 @@
 #include "hb/log.h"
 #include "hb/metrics.h"
 #include "hb/record.h"
+#include "hb/server.h"
 #include "hb/util.h"
 
 #include <errno.h>
@@ -52,6 +53,7 @@ typedef struct pending {
     struct pending *next;
     hb_route_loop_t *loop;
     struct evhttp_request *req;
+    hb_conn_t *conn; /* held while answering; may outlive the client */
     uint64_t t0_us;
     uint64_t deadline_ms; /* ack = published */
     uint64_t received_at_ms;
@@ -129,6 +131,8 @@ static void answer_pending(hb_route_loop_t *l, pending_t *p, int code, const cha
     else
         refuse(p->req, code, text, NULL, p->t0_us);
     atomic_fetch_sub(&l->pending, 1);
+    if (p->conn)
+        hb_conn_done(p->conn);
     free(p);
 }
 
@@ -220,7 +224,8 @@ static void journal_progress(void *arg)
     event_active(l->progress_ev, EV_READ, 0);
 }
 
-static void handle_post(hb_route_loop_t *l, struct evhttp_request *req, uint64_t t0)
+static void handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *conn,
+                        uint64_t t0)
 {
     hb_route_t *r = l->r;
     const hb_config_t *cfg = r->cfg;
@@ -302,6 +307,9 @@ static void handle_post(hb_route_loop_t *l, struct evhttp_request *req, uint64_t
     p->a.done = on_appended;
     p->loop = l;
     p->req = req;
+    p->conn = conn;
+    if (p->conn)
+        hb_conn_busy(p->conn);
     p->t0_us = t0;
     p->received_at_ms = rec.received_at_ms;
     if (rec.id) {
@@ -318,6 +326,7 @@ void hb_route_handle(struct evhttp_request *req, void *arg)
     hb_route_loop_t *l = arg;
     const hb_config_t *cfg = l->r->cfg;
     uint64_t t0 = now_us();
+    hb_conn_t *conn = hb_conn_of(req); /* counts the request: the client is not stalling */
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     if (!path || strcmp(path, cfg->intercom_path) != 0) {
@@ -340,7 +349,7 @@ void hb_route_handle(struct evhttp_request *req, void *arg)
         hb_metrics_request(HB_EP_INTERCOM, 200, -1);
         return;
     case EVHTTP_REQ_POST:
-        handle_post(l, req, t0);
+        handle_post(l, req, conn, t0);
         return;
     default:
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST, HEAD");
@@ -426,6 +435,8 @@ void hb_route_loop_free(hb_route_loop_t *l)
     for (pending_t *lists[2] = {l->done_head, l->wait_head}, **li = lists; li < lists + 2; li++) {
         for (pending_t *p = *li, *next; p; p = next) {
             next = p->next;
+            if (p->conn)
+                hb_conn_done(p->conn);
             free(p);
         }
     }

@@ -92,13 +92,64 @@ int hb_parse_listen(const char *spec, struct sockaddr_storage *ss, int *sslen)
     return -1; /* numeric only: no DNS at start-up or on a loop */
 }
 
-/* Connections are counted by their SSL objects: one is made per accepted
- * connection and freed with it, and OpenSSL tells us when (ex_data free
- * callback), which evhttp 2.1 has no hook for. At the limit the worker
- * stops accepting (the kernel backlog holds newcomers, as in nginx) and
- * accepts again once a connection closes. Both run on the worker thread. */
+/* One hb_conn_t per accepted connection, hung on its SSL object: one SSL
+ * is made per connection and freed with it, and OpenSSL tells us when (an
+ * ex_data free callback), which evhttp 2.1 has no hook for.
+ *
+ * It does two jobs. The connection cap: at its share of
+ * limits.max_connections a worker stops accepting (the kernel backlog
+ * holds newcomers, as in nginx) and accepts again once one closes. And the
+ * slow-client deadline: evhttp's own timeout only fires when a client sends
+ * nothing for limits.read_timeout_ms, so a client trickling a byte at a
+ * time (slowloris) would hold its connection for ever; here a connection
+ * that completes no request within each period, while none of its requests
+ * is being answered, is shut down.
+ *
+ * Ownership: the SSL holds one reference, each request being answered
+ * another (the route's), so an answer that arrives after the client left
+ * never touches freed memory. Everything runs on the worker thread. */
+struct hb_conn {
+    worker_t *w;
+    struct bufferevent *bev; /* NULL once the connection is gone */
+    struct event *deadline;
+    unsigned requests, seen; /* requests read in full; value at the last tick */
+    int busy;                /* requests being answered */
+    int refs;
+};
+
 static int conn_ex_index = -1;
 static pthread_once_t conn_ex_once = PTHREAD_ONCE_INIT;
+
+static void conn_unref(hb_conn_t *c)
+{
+    if (--c->refs > 0)
+        return;
+    if (c->deadline)
+        event_free(c->deadline);
+    free(c);
+}
+
+static void on_conn_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    hb_conn_t *c = arg;
+    if (!c->bev)
+        return;
+    if (c->busy || c->requests != c->seen) {
+        c->seen = c->requests;
+        struct timeval tv = {(time_t)(c->w->srv->cfg->read_timeout_ms / 1000),
+                             (suseconds_t)(c->w->srv->cfg->read_timeout_ms % 1000) * 1000};
+        event_add(c->deadline, &tv);
+        return;
+    }
+    evutil_socket_t sfd = bufferevent_getfd(c->bev);
+    if (sfd >= 0) {
+        hb_info(C, "closing a connection that completed no request in %lld ms (slow or idle "
+                "client)", (long long)c->w->srv->cfg->read_timeout_ms);
+        shutdown(sfd, SHUT_RDWR); /* evhttp sees the end and frees it */
+    }
+}
 
 static void conn_freed(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
                        void *argp)
@@ -108,9 +159,14 @@ static void conn_freed(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, lon
     (void)idx;
     (void)argl;
     (void)argp;
-    worker_t *w = ptr;
-    if (!w)
+    hb_conn_t *c = ptr;
+    if (!c)
         return;
+    worker_t *w = c->w;
+    c->bev = NULL;
+    if (c->deadline)
+        event_del(c->deadline);
+    conn_unref(c);
     w->conns--;
     if (!w->accepting && !w->stopping && w->conns < w->limit) {
         evconnlistener_enable(w->lev);
@@ -124,13 +180,39 @@ static void conn_ex_init(void)
     conn_ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, conn_freed);
 }
 
+hb_conn_t *hb_conn_of(struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+    hb_conn_t *c = ssl ? SSL_get_ex_data(ssl, conn_ex_index) : NULL;
+    if (c)
+        c->requests++;
+    return c;
+}
+
+void hb_conn_busy(hb_conn_t *c)
+{
+    c->busy++;
+    c->refs++;
+}
+
+void hb_conn_done(hb_conn_t *c)
+{
+    c->busy--;
+    conn_unref(c);
+}
+
 static struct bufferevent *make_tls_bev(struct event_base *base, void *arg)
 {
     worker_t *w = arg;
     SSL *ssl = hb_tls_new_ssl(w->srv->tls);
     if (!ssl)
         return NULL;
-    SSL_set_ex_data(ssl, conn_ex_index, w);
+    hb_conn_t *c = hb_calloc(1, sizeof(*c));
+    c->w = w;
+    c->refs = 1;
+    SSL_set_ex_data(ssl, conn_ex_index, c);
     if (++w->conns >= w->limit && w->accepting) {
         evconnlistener_disable(w->lev);
         w->accepting = 0;
@@ -139,9 +221,15 @@ static struct bufferevent *make_tls_bev(struct event_base *base, void *arg)
     }
     struct bufferevent *bev = bufferevent_openssl_socket_new(
         base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-    if (bev)
-        /* clients that close without close_notify are normal for HTTP/1.1 */
-        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    if (!bev)
+        return NULL; /* libevent freed the SSL, and with it c */
+    /* clients that close without close_notify are normal for HTTP/1.1 */
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    c->bev = bev;
+    c->deadline = evtimer_new(base, on_conn_deadline, c);
+    struct timeval tv = {(time_t)(w->srv->cfg->read_timeout_ms / 1000),
+                         (suseconds_t)(w->srv->cfg->read_timeout_ms % 1000) * 1000};
+    event_add(c->deadline, &tv);
     return bev;
 }
 

@@ -469,6 +469,44 @@ class Limits(BridgeTestCase):
         # and the bridge still serves
         self.assertAccepted(b.post_signed(notification("ops_slow_after_" + uuid.uuid4().hex)))
 
+    def test_trickling_client_is_closed(self):
+        """Slowloris proper: a client that sends one header byte every 0.3 s
+        is never idle for limits.read_timeout_ms, so an inactivity timeout
+        alone keeps it for ever. The bridge closes a connection that
+        completes no request within the period."""
+        b = self.start_bridge(**{"limits.read_timeout_ms": "1000"})
+        s = b.tls_socket(timeout=5)
+        head = ("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: %s\r\n" %
+                (b.intercom_path, "x" * 200)).encode()
+        t0 = time.monotonic()
+        closed_after = None
+        try:
+            for i in range(len(head)):
+                try:
+                    s.sendall(head[i:i + 1])
+                except OSError:
+                    closed_after = time.monotonic() - t0
+                    break
+                s.settimeout(0.3)
+                try:
+                    if s.recv(4096) == b"":
+                        closed_after = time.monotonic() - t0
+                        break
+                except socket.timeout:
+                    pass
+                except (OSError, ssl.SSLError):
+                    closed_after = time.monotonic() - t0
+                    break
+                if time.monotonic() - t0 > scaled(15):
+                    break
+        finally:
+            s.close()
+        self.assertIsNotNone(closed_after, "a client trickling one byte every 0.3 s was still "
+                             "connected after %.0f s (limits.read_timeout_ms = 1000)" % scaled(15))
+        note("trickling client closed after %.2fs" % closed_after)
+        # a normal client on another connection is unaffected
+        self.assertAccepted(b.post_signed(notification("ops_after_trickle_" + uuid.uuid4().hex)))
+
     def test_read_timeout_closes_silent_tcp_connection(self):
         """A TCP connection that never starts the TLS handshake is an idle
         client too (slowloris): it must not hold a connection slot forever."""
