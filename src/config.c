@@ -59,13 +59,11 @@ static const key_t_ keys[] = {
      "file:/path reads it from a file"},
     {"intercom.verify", T_BOOL, OFF(intercom_verify), "on", NULL, 0, 0, 0,
      "on, or off to accept unsigned deliveries"},
-    {"sinks", T_STRING, OFF(sinks_str), "file", NULL, 0, 0, 0,
-     "comma list of kafka, redis, file"},
+    {"sinks", T_STRING, OFF(sinks_str), "file", NULL, 0, 0, 0, "comma list of kafka, redis, file"},
     {"kafka.brokers", T_STRING, OFF(kafka_brokers), "", NULL, 0, 0, 0, "bootstrap servers"},
     {"kafka.topic", T_TEMPLATE, OFF(kafka_topic), "intercom.{topic}", NULL, 0, 0, 0,
      "topic template ({app_id}, {workspace}, {topic}, {id})"},
-    {"kafka.key", T_TEMPLATE, OFF(kafka_key), "{app_id}", NULL, 0, 0, 0,
-     "message key template"},
+    {"kafka.key", T_TEMPLATE, OFF(kafka_key), "{app_id}", NULL, 0, 0, 0, "message key template"},
     {"kafka.dead_letter_topic", T_STRING, OFF(kafka_dead_letter_topic), "intercom.dead-letter",
      NULL, 0, 0, 0, "topic for events the broker rejects for good"},
     {"redis.url", T_STRING, OFF(redis_url), "", NULL, 0, 0, F_SECRET,
@@ -106,7 +104,8 @@ static const key_t_ keys[] = {
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
@@ -148,11 +147,11 @@ typedef struct {
     int64_t mult;
 } unit_t;
 
-static const unit_t size_units[] = {{"", 1},         {"b", 1},         {"k", 1024},
-                                    {"kb", 1024},    {"kib", 1024},    {"m", 1048576},
-                                    {"mb", 1048576}, {"mib", 1048576}, {"g", 1073741824},
-                                    {"gb", 1073741824}, {"gib", 1073741824}, {NULL, 0}};
-static const unit_t dur_units[] = {{"", 1000},     {"ms", 1},        {"s", 1000}, {"m", 60000},
+static const unit_t size_units[] = {
+    {"", 1},           {"b", 1},           {"k", 1024},         {"kb", 1024},
+    {"kib", 1024},     {"m", 1048576},     {"mb", 1048576},     {"mib", 1048576},
+    {"g", 1073741824}, {"gb", 1073741824}, {"gib", 1073741824}, {NULL, 0}};
+static const unit_t dur_units[] = {{"", 1000},     {"ms", 1},       {"s", 1000}, {"m", 60000},
                                    {"h", 3600000}, {"d", 86400000}, {NULL, 0}};
 static const unit_t int_units[] = {{"", 1}, {NULL, 0}};
 
@@ -205,8 +204,8 @@ static int resolve_secret(const char *value, char **out, char *err, size_t errle
     size_t len;
     char *content = hb_read_file(value + 5, &len);
     if (!content)
-        return fail(err, errlen, "%s: %s: cannot read secret file %s: %s", origin, key,
-                    value + 5, strerror(errno));
+        return fail(err, errlen, "%s: %s: cannot read secret file %s: %s", origin, key, value + 5,
+                    strerror(errno));
     while (len > 0 && isspace((unsigned char)content[len - 1]))
         content[--len] = '\0';
     *out = content;
@@ -251,7 +250,7 @@ static int set_key(hb_config_t *cfg, const key_t_ *k, const char *value, const c
     case T_INT:
     case T_SIZE:
     case T_DURATION: {
-        const unit_t *u = k->type == T_SIZE ? size_units
+        const unit_t *u = k->type == T_SIZE       ? size_units
                           : k->type == T_DURATION ? dur_units
                                                   : int_units;
         const char *what = k->type == T_SIZE       ? "a size (e.g. 1048576 or 1m)"
@@ -260,8 +259,9 @@ static int set_key(hb_config_t *cfg, const key_t_ *k, const char *value, const c
         if (parse_number(value, u, &n) < 0)
             return fail(err, errlen, "%s: %s: '%s' is not %s", origin, k->name, value, what);
         if (n < k->min || n > k->max)
-            return fail(err, errlen, "%s: %s: %" PRId64 " is out of range [%" PRId64 ", %" PRId64
-                        "]", origin, k->name, n, k->min, k->max);
+            return fail(err, errlen,
+                        "%s: %s: %" PRId64 " is out of range [%" PRId64 ", %" PRId64 "]", origin,
+                        k->name, n, k->min, k->max);
         *(int64_t *)field = n;
         return 0;
     }
@@ -466,7 +466,7 @@ int hb_config_finish(hb_config_t *cfg, char *err, size_t errlen)
     int rc = 0;
     for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         char *n = trim(t);
-        int bit = !strcmp(n, "file") ? HB_SINK_FILE
+        int bit = !strcmp(n, "file")    ? HB_SINK_FILE
                   : !strcmp(n, "kafka") ? HB_SINK_KAFKA
                   : !strcmp(n, "redis") ? HB_SINK_REDIS
                                         : 0;
@@ -496,8 +496,9 @@ int hb_config_finish(hb_config_t *cfg, char *err, size_t errlen)
     if ((cfg->sinks & HB_SINK_KAFKA) && cfg->kafka_brokers[0] == '\0')
         return fail(err, errlen, "kafka.brokers: required when sinks includes kafka");
     if ((cfg->sinks & HB_SINK_REDIS) && strncmp(cfg->redis_url, "redis://", 8) != 0)
-        return fail(err, errlen, "redis.url: required as redis://host:port[/db] when sinks "
-                                 "includes redis");
+        return fail(err, errlen,
+                    "redis.url: required as redis://host:port[/db] when sinks "
+                    "includes redis");
     return 0;
 }
 
@@ -519,11 +520,12 @@ void hb_config_print_help(FILE *out)
         hb_config_env_name(keys[i].name, env, sizeof(env));
         fprintf(out, "  %-26s %s\n  %-26s default: %s%s%s   env: %s\n\n", keys[i].name,
                 keys[i].help, "", keys[i].def[0] ? keys[i].def : "(none)",
-                keys[i].choices ? "   one of: " : "", keys[i].choices ? keys[i].choices : "",
-                env);
+                keys[i].choices ? "   one of: " : "", keys[i].choices ? keys[i].choices : "", env);
     }
-    fprintf(out, "  kafka.<property>           any librdkafka producer property, passed as is\n"
-                 "  %-26s env: HOOKBRIDGE_KAFKA_<PROPERTY with _ for .>\n", "");
+    fprintf(out,
+            "  kafka.<property>           any librdkafka producer property, passed as is\n"
+            "  %-26s env: HOOKBRIDGE_KAFKA_<PROPERTY with _ for .>\n",
+            "");
 }
 
 void hb_config_print_template(FILE *out)

@@ -66,8 +66,8 @@ struct hb_journal {
     size_t nsegs, capsegs;
 
     /* writer thread only */
-    int fd;            /* active (newest) segment */
-    uint64_t fd_size;  /* bytes written to it */
+    int fd;           /* active (newest) segment */
+    uint64_t fd_size; /* bytes written to it */
     uint64_t next_seq;
     unsigned char *wbuf;
     size_t wcap;
@@ -319,7 +319,8 @@ static int scan_segment(hb_journal_t *j, segment_t *s, int last, const hb_journa
         }
         struct stat st;
         fstat(fd, &st);
-        hb_warn(C, "%s: %s at offset %" PRIu64 ": cutting off %" PRIu64
+        hb_warn(C,
+                "%s: %s at offset %" PRIu64 ": cutting off %" PRIu64
                 " bytes (records never acknowledged as durable)",
                 s->path, why, good, (uint64_t)st.st_size - good);
         if (ftruncate(fd, (off_t)good) < 0 || fsync(fd) < 0) {
@@ -365,9 +366,10 @@ static int recover(hb_journal_t *j, const hb_journal_opts_t *o, char *err, size_
     for (size_t i = 0; i < n && rc == 0; i++) {
         segment_t *s = seg_add(j, firsts[i]);
         if (i > 0 && s->first_seq != j->segs[i - 1].end_seq) {
-            snprintf(err, errlen, "%s: starts at record %" PRIu64 " but the previous segment ends "
-                     "at %" PRIu64 "; the journal has a hole", s->path, s->first_seq,
-                     j->segs[i - 1].end_seq - 1);
+            snprintf(err, errlen,
+                     "%s: starts at record %" PRIu64 " but the previous segment ends "
+                     "at %" PRIu64 "; the journal has a hole",
+                     s->path, s->first_seq, j->segs[i - 1].end_seq - 1);
             rc = -1;
             break;
         }
@@ -454,8 +456,10 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
         a->next = NULL;
         if (bytes + len + a->len > j->max_bytes) {
             if (!atomic_exchange(&j->full, 1))
-                hb_warn(C, "journal full (%" PRIu64 " of %" PRIu64 " bytes): refusing new "
-                        "deliveries with 503 until sinks catch up", bytes + len, j->max_bytes);
+                hb_warn(C,
+                        "journal full (%" PRIu64 " of %" PRIu64 " bytes): refusing new "
+                        "deliveries with 503 until sinks catch up",
+                        bytes + len, j->max_bytes);
             a->err = ENOSPC;
             a->next = refused;
             refused = a;
@@ -485,8 +489,8 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
 
     if (hb_write_full(j->fd, j->wbuf, len) < 0) {
         int e = errno;
-        hb_error(C, "journal write failed: %s; answering %" PRIu64 " deliveries 503",
-                 strerror(e), j->next_seq - first);
+        hb_error(C, "journal write failed: %s; answering %" PRIu64 " deliveries 503", strerror(e),
+                 j->next_seq - first);
         if (ftruncate(j->fd, (off_t)j->fd_size) < 0)
             hb_error(C, "cannot cut the failed write: %s", strerror(errno));
         j->next_seq = first;

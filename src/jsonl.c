@@ -44,8 +44,8 @@ static void add_json_string(out_t *o, const char *s)
     json_decref(js);
 }
 
-void hb_jsonl_event(const hb_msg_t *m, const char *sink, const char *error, char **buf,
-                    size_t *len, size_t *cap)
+void hb_jsonl_event(const hb_msg_t *m, const char *sink, const char *error, char **buf, size_t *len,
+                    size_t *cap)
 {
     out_t o = {buf, len, cap};
     char ts[40];

@@ -93,10 +93,10 @@ void hb_log_write(hb_log_level_t level, const char *component, const char *fmt, 
 
 static void libevent_log_cb(int severity, const char *msg)
 {
-    hb_log_level_t l = severity <= EVENT_LOG_DEBUG ? HB_LOG_DEBUG
-                       : severity == EVENT_LOG_MSG ? HB_LOG_INFO
+    hb_log_level_t l = severity <= EVENT_LOG_DEBUG  ? HB_LOG_DEBUG
+                       : severity == EVENT_LOG_MSG  ? HB_LOG_INFO
                        : severity == EVENT_LOG_WARN ? HB_LOG_WARN
-                                                     : HB_LOG_ERROR;
+                                                    : HB_LOG_ERROR;
     hb_log(l, "libevent", "%s", msg);
 }
 

@@ -99,15 +99,14 @@ static void dedup_from_journal(const hb_record_t *r, void *arg)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: hookbridge [-c|--config FILE] [--check-config] [--version] [--help]\n\n"
-            "Receives Intercom webhooks over HTTPS, verifies X-Hub-Signature, makes each\n"
-            "delivery durable in a local journal, answers 200, and publishes it to Kafka,\n"
-            "Redis Streams and/or a JSON-lines file.\n\n"
-            "  -c, --config FILE   read configuration from FILE (key = value lines)\n"
-            "      --check-config  validate the configuration and exit 0 or 1\n"
-            "      --version       print the version and exit\n"
-            "  -h, --help          print this help and exit\n\n");
+    fprintf(out, "Usage: hookbridge [-c|--config FILE] [--check-config] [--version] [--help]\n\n"
+                 "Receives Intercom webhooks over HTTPS, verifies X-Hub-Signature, makes each\n"
+                 "delivery durable in a local journal, answers 200, and publishes it to Kafka,\n"
+                 "Redis Streams and/or a JSON-lines file.\n\n"
+                 "  -c, --config FILE   read configuration from FILE (key = value lines)\n"
+                 "      --check-config  validate the configuration and exit 0 or 1\n"
+                 "      --version       print the version and exit\n"
+                 "  -h, --help          print this help and exit\n\n");
     hb_config_print_help(out);
 }
 
@@ -263,7 +262,8 @@ int main(int argc, char **argv)
         hb_error(C, "libevent threading support unavailable");
         return 1;
     }
-    hb_info(C, "hookbridge %s starting: sinks=%s ack=%s journal=%s max_bytes=%lld workers=%lld "
+    hb_info(C,
+            "hookbridge %s starting: sinks=%s ack=%s journal=%s max_bytes=%lld workers=%lld "
             "verify=%s secrets=%s",
             HB_VERSION, app.cfg.sinks_str, app.cfg.ack_str, app.cfg.journal_dir,
             (long long)app.cfg.journal_max_bytes, (long long)app.cfg.workers,
@@ -322,7 +322,7 @@ int main(int argc, char **argv)
 fail:
     hb_error(C, "cannot start: %s", err);
     rc = 1;
-shutdown: {
+shutdown : {
     uint64_t grace = (uint64_t)app.cfg.shutdown_grace_ms, t0 = hb_mono_ms();
     hb_server_stop(app.server, grace);
     uint64_t spent = hb_mono_ms() - t0;

@@ -98,8 +98,8 @@ static void render_histogram(struct evbuffer *o, const char *name, const char *l
     for (size_t i = 0; i <= NBUCKETS; i++) {
         cum += atomic_load_explicit(&h->counts[i], memory_order_relaxed);
         if (i < NBUCKETS)
-            evbuffer_add_printf(o, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep,
-                                buckets[i], cum);
+            evbuffer_add_printf(o, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep, buckets[i],
+                                cum);
         else
             evbuffer_add_printf(o, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, cum);
     }
@@ -111,9 +111,10 @@ static void render_histogram(struct evbuffer *o, const char *name, const char *l
 void hb_metrics_render(struct evbuffer *o, struct hb_journal *j, struct hb_sink *const *sinks,
                        size_t n_sinks)
 {
-    evbuffer_add_printf(o, "# HELP hookbridge_build_info Build information.\n"
-                           "# TYPE hookbridge_build_info gauge\n"
-                           "hookbridge_build_info{version=\"%s\"} 1\n",
+    evbuffer_add_printf(o,
+                        "# HELP hookbridge_build_info Build information.\n"
+                        "# TYPE hookbridge_build_info gauge\n"
+                        "hookbridge_build_info{version=\"%s\"} 1\n",
                         HB_VERSION);
     evbuffer_add_printf(o, "# HELP hookbridge_requests_total HTTP requests answered, by route "
                            "and status.\n# TYPE hookbridge_requests_total counter\n");
@@ -123,26 +124,30 @@ void hb_metrics_render(struct evbuffer *o, struct hb_journal *j, struct hb_sink 
             if (!v && (statuses[i] != 200 || r != HB_EP_INTERCOM))
                 continue;
             if (statuses[i])
-                evbuffer_add_printf(o, "hookbridge_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+                evbuffer_add_printf(o,
+                                    "hookbridge_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
                                     route_names[r], statuses[i], v);
             else
-                evbuffer_add_printf(o, "hookbridge_requests_total{route=\"%s\",status=\"other\"} %llu\n",
-                                    route_names[r], v);
+                evbuffer_add_printf(
+                    o, "hookbridge_requests_total{route=\"%s\",status=\"other\"} %llu\n",
+                    route_names[r], v);
         }
     }
     evbuffer_add_printf(o, "# HELP hookbridge_request_duration_seconds Time from a webhook's "
                            "arrival to its answer.\n"
                            "# TYPE hookbridge_request_duration_seconds histogram\n");
     render_histogram(o, "hookbridge_request_duration_seconds", "", &request_latency);
-    evbuffer_add_printf(o, "# HELP hookbridge_verification_failures_total Deliveries refused "
-                           "for a missing or wrong signature.\n"
-                           "# TYPE hookbridge_verification_failures_total counter\n"
-                           "hookbridge_verification_failures_total %llu\n",
+    evbuffer_add_printf(o,
+                        "# HELP hookbridge_verification_failures_total Deliveries refused "
+                        "for a missing or wrong signature.\n"
+                        "# TYPE hookbridge_verification_failures_total counter\n"
+                        "hookbridge_verification_failures_total %llu\n",
                         (unsigned long long)atomic_load(&verify_failures));
-    evbuffer_add_printf(o, "# HELP hookbridge_duplicates_total Repeated notification ids "
-                           "answered without publishing.\n"
-                           "# TYPE hookbridge_duplicates_total counter\n"
-                           "hookbridge_duplicates_total %llu\n",
+    evbuffer_add_printf(o,
+                        "# HELP hookbridge_duplicates_total Repeated notification ids "
+                        "answered without publishing.\n"
+                        "# TYPE hookbridge_duplicates_total counter\n"
+                        "hookbridge_duplicates_total %llu\n",
                         (unsigned long long)atomic_load(&duplicates));
     if (j) {
         evbuffer_add_printf(
@@ -156,7 +161,8 @@ void hb_metrics_render(struct evbuffer *o, struct hb_journal *j, struct hb_sink 
             "# HELP hookbridge_journal_full 1 while new deliveries are refused for lack of room.\n"
             "# TYPE hookbridge_journal_full gauge\nhookbridge_journal_full %d\n"
             "# HELP hookbridge_journal_records_total Records made durable (last sequence number).\n"
-            "# TYPE hookbridge_journal_records_total counter\nhookbridge_journal_records_total %llu\n",
+            "# TYPE hookbridge_journal_records_total counter\nhookbridge_journal_records_total "
+            "%llu\n",
             (unsigned long long)hb_journal_bytes(j), (unsigned long long)hb_journal_max_bytes(j),
             hb_journal_segments(j), hb_journal_full(j),
             (unsigned long long)hb_journal_durable_seq(j));

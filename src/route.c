@@ -43,7 +43,7 @@ struct hb_route {
     hb_keyset_t *ks;
     _Atomic(hb_journal_t *) journal;
     hb_stage_t stage;
-    hb_dedup_t *dedup; /* NULL when dedup = off */
+    hb_dedup_t *dedup;           /* NULL when dedup = off */
     hb_route_loop_t *loops[256]; /* registered before the journal is set */
     size_t n_loops;
 };
@@ -185,8 +185,9 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
         p->next = NULL;
         if (p->a.err) {
             char why[128];
-            snprintf(why, sizeof(why), "%s%s", p->a.err == ENOSPC ? "journal full" :
-                     "journal write failed: ", p->a.err == ENOSPC ? "" : strerror(p->a.err));
+            snprintf(why, sizeof(why), "%s%s",
+                     p->a.err == ENOSPC ? "journal full" : "journal write failed: ",
+                     p->a.err == ENOSPC ? "" : strerror(p->a.err));
             answer_pending(l, p, 503, NULL, why);
             p = next;
             continue;
@@ -244,8 +245,8 @@ static void handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_
     }
     const unsigned char *body = len ? evbuffer_pullup(in, -1) : (const unsigned char *)"";
     if (cfg->intercom_verify) {
-        const char *sig = evhttp_find_header(evhttp_request_get_input_headers(req),
-                                             r->verifier->header);
+        const char *sig =
+            evhttp_find_header(evhttp_request_get_input_headers(req), r->verifier->header);
         pthread_mutex_lock(&r->ks_lock);
         hb_keyset_t *ks = hb_keyset_ref(r->ks);
         pthread_mutex_unlock(&r->ks_lock);
@@ -265,8 +266,10 @@ static void handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_
     if (env.id && r->dedup && hb_dedup_seen(r->dedup, env.id, strlen(env.id), hb_now_ms())) {
         char who[64];
         peer(req, who, sizeof(who));
-        hb_info(C, "200 to %s: notification %s already received within dedup.window; not "
-                "published again", who, env.id);
+        hb_info(C,
+                "200 to %s: notification %s already received within dedup.window; not "
+                "published again",
+                who, env.id);
         hb_metrics_duplicate();
         hb_envelope_clear(&env);
         reply(req, 200, "status", "duplicate", t0);

@@ -145,14 +145,15 @@ static void on_conn_deadline(evutil_socket_t fd, short what, void *arg)
     }
     evutil_socket_t sfd = bufferevent_getfd(c->bev);
     if (sfd >= 0) {
-        hb_info(C, "closing a connection that completed no request in %lld ms (slow or idle "
-                "client)", (long long)c->w->srv->cfg->read_timeout_ms);
+        hb_info(C,
+                "closing a connection that completed no request in %lld ms (slow or idle "
+                "client)",
+                (long long)c->w->srv->cfg->read_timeout_ms);
         shutdown(sfd, SHUT_RDWR); /* evhttp sees the end and frees it */
     }
 }
 
-static void conn_freed(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
-                       void *argp)
+static void conn_freed(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
     (void)parent;
     (void)ad;
@@ -216,8 +217,10 @@ static struct bufferevent *make_tls_bev(struct event_base *base, void *arg)
     if (++w->conns >= w->limit && w->accepting) {
         evconnlistener_disable(w->lev);
         w->accepting = 0;
-        hb_warn(C, "worker %d: %d connections (limits.max_connections per worker): not "
-                "accepting more until one closes", w->id, w->conns);
+        hb_warn(C,
+                "worker %d: %d connections (limits.max_connections per worker): not "
+                "accepting more until one closes",
+                w->id, w->conns);
     }
     struct bufferevent *bev = bufferevent_openssl_socket_new(
         base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
@@ -241,8 +244,10 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
     size_t left = hb_route_loop_pending(w->loop);
     if (left == 0 || hb_mono_ms() >= w->deadline_ms) {
         if (left)
-            hb_warn(C, "worker %d: stopping with %zu request(s) unanswered after the grace "
-                    "period (they are not acknowledged)", w->id, left);
+            hb_warn(C,
+                    "worker %d: stopping with %zu request(s) unanswered after the grace "
+                    "period (they are not acknowledged)",
+                    w->id, left);
         event_base_loopexit(w->base, NULL);
     }
 }
@@ -298,8 +303,8 @@ static int worker_init(hb_server_t *s, worker_t *w, char *err, size_t errlen)
         return -1;
     }
     evutil_make_socket_nonblocking(fd);
-    w->lev = evconnlistener_new(w->base, NULL, NULL,
-                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+    w->lev = evconnlistener_new(w->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+                                -1, fd);
     if (!w->lev) {
         close(fd);
         snprintf(err, errlen, "evconnlistener_new failed");

@@ -45,8 +45,8 @@ struct hb_sink {
     struct event_base *base;
     struct event *wake_ev, *retry_ev, *stop_ev;
 
-    hb_msg_t *head, *tail;   /* in flight, in sequence order */
-    hb_msg_t *retry;         /* to publish again, any order */
+    hb_msg_t *head, *tail; /* in flight, in sequence order */
+    hb_msg_t *retry;       /* to publish again, any order */
     size_t inflight, inflight_bytes;
     int backoff_ms;
     int read_error;
@@ -177,7 +177,8 @@ void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
         }
         if (!m->dead_letter && s->ops->has_dead_letter) {
             /* a poison message must not block the ones behind it */
-            hb_error(C, "%s: record %" PRIu64 " (topic %s, id %s) rejected for good: %s; "
+            hb_error(C,
+                     "%s: record %" PRIu64 " (topic %s, id %s) rejected for good: %s; "
                      "sending it to the dead-letter destination",
                      s->ops->name, m->seq, m->topic, m->id ? m->id : "-", why);
             m->dead_letter = 1;
@@ -390,8 +391,10 @@ void hb_sink_stop(hb_sink_t *s, uint64_t grace_ms)
     pthread_join(s->thread, NULL);
     uint64_t left = hb_journal_durable_seq(s->j) - hb_journal_cursor(s->j, s->idx);
     if (left)
-        hb_warn(C, "%s: stopped with %" PRIu64 " record(s) unpublished; they stay in the journal "
-                "for the next start", s->ops->name, left);
+        hb_warn(C,
+                "%s: stopped with %" PRIu64 " record(s) unpublished; they stay in the journal "
+                "for the next start",
+                s->ops->name, left);
 }
 
 void hb_sink_free(hb_sink_t *s)

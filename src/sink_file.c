@@ -26,7 +26,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-
 typedef struct file_sink {
     hb_sink_t *sink;
     char *path;
@@ -94,8 +93,8 @@ fail:
     return -1;
 }
 
-static void *file_open(hb_sink_t *sink, const hb_config_t *cfg, struct event_base *base,
-                       char *err, size_t errlen)
+static void *file_open(hb_sink_t *sink, const hb_config_t *cfg, struct event_base *base, char *err,
+                       size_t errlen)
 {
     (void)base;
     (void)err;

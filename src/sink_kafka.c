@@ -72,9 +72,10 @@ typedef struct kafka_sink {
 static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
-    hb_log_level_t l = level <= 3 ? HB_LOG_ERROR : level <= 4 ? HB_LOG_WARN
-                       : level <= 6                            ? HB_LOG_INFO
-                                                               : HB_LOG_DEBUG;
+    hb_log_level_t l = level <= 3   ? HB_LOG_ERROR
+                       : level <= 4 ? HB_LOG_WARN
+                       : level <= 6 ? HB_LOG_INFO
+                                    : HB_LOG_DEBUG;
     hb_log(l, "librdkafka", "%s: %s", fac, buf);
 }
 
@@ -88,8 +89,10 @@ static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *op
     }
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         atomic_store(&k->fatal, 1);
-        hb_error(C, "fatal producer error: %s; the producer will be recreated and undelivered "
-                 "records produced again", reason);
+        hb_error(C,
+                 "fatal producer error: %s; the producer will be recreated and undelivered "
+                 "records produced again",
+                 reason);
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
@@ -169,7 +172,8 @@ static int permanent(rd_kafka_resp_err_t err)
 #define MAYBE_PERMANENT_MS 30000
 static int maybe_permanent(rd_kafka_resp_err_t err)
 {
-    return err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+    return err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+           err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
            err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
            err == RD_KAFKA_RESP_ERR__INVALID_ARG;
 }
@@ -339,8 +343,8 @@ static rd_kafka_t *make_producer(kafka_sink_t *k, int solo, char *err, size_t er
     };
     for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
         rd_kafka_conf_set(conf, defaults[i][0], defaults[i][1], errstr, sizeof(errstr));
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", cfg->kafka_brokers, errstr,
-                          sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", cfg->kafka_brokers, errstr, sizeof(errstr)) !=
+        RD_KAFKA_CONF_OK) {
         snprintf(err, errlen, "kafka.brokers: %s", errstr);
         goto fail;
     }
@@ -383,8 +387,8 @@ fail:
 
 static void kafka_close(void *state);
 
-static void *kafka_open(hb_sink_t *sink, const hb_config_t *cfg, struct event_base *base,
-                        char *err, size_t errlen)
+static void *kafka_open(hb_sink_t *sink, const hb_config_t *cfg, struct event_base *base, char *err,
+                        size_t errlen)
 {
     kafka_sink_t *k = hb_calloc(1, sizeof(*k));
     k->sink = sink;
@@ -446,10 +450,10 @@ static void kafka_publish(void *state, hb_msg_t *m)
         add_header(h, "hookbridge-error", m->error);
     /* no RD_KAFKA_MSG_F_COPY: m owns the body until its delivery report */
     rd_kafka_t *rk = m->impl_flags & KAFKA_SOLO ? solo_producer(k) : k->rk;
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, klen),
-        RD_KAFKA_V_VALUE((void *)m->body, m->body_len), RD_KAFKA_V_HEADERS(h),
-        RD_KAFKA_V_OPAQUE(m), RD_KAFKA_V_END);
+    rd_kafka_resp_err_t err =
+        rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, klen),
+                          RD_KAFKA_V_VALUE((void *)m->body, m->body_len), RD_KAFKA_V_HEADERS(h),
+                          RD_KAFKA_V_OPAQUE(m), RD_KAFKA_V_END);
     if (err) {
         rd_kafka_headers_destroy(h);
         describe(k, err, m);

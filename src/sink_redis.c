@@ -263,8 +263,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 static void redis_close(void *state);
 
-static void *redis_open(hb_sink_t *sink, const hb_config_t *cfg, struct event_base *base,
-                        char *err, size_t errlen)
+static void *redis_open(hb_sink_t *sink, const hb_config_t *cfg, struct event_base *base, char *err,
+                        size_t errlen)
 {
     redis_sink_t *r = hb_calloc(1, sizeof(*r));
     r->sink = sink;

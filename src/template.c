@@ -35,8 +35,10 @@ int hb_template_check(const char *tmpl, char *err, size_t errlen)
             return -1;
         }
         if (placeholder(p + 1, (size_t)(end - p - 1)) < 0) {
-            snprintf(err, errlen, "unknown placeholder {%.*s} (use {app_id}, {workspace}, "
-                     "{topic}, {id})", (int)(end - p - 1), p + 1);
+            snprintf(err, errlen,
+                     "unknown placeholder {%.*s} (use {app_id}, {workspace}, "
+                     "{topic}, {id})",
+                     (int)(end - p - 1), p + 1);
             return -1;
         }
         p = end;

@@ -133,8 +133,10 @@ static int pair_paths(const hb_config_t *cfg, char *cert, char *key, size_t len,
     }
     if (hb_tls_generate_self_signed(cert, key, err, errlen) < 0)
         return -1;
-    hb_warn(C, "no tls.cert/tls.key configured: generated a self-signed certificate %s (for "
-            "development; configure a real certificate for production)", cert);
+    hb_warn(C,
+            "no tls.cert/tls.key configured: generated a self-signed certificate %s (for "
+            "development; configure a real certificate for production)",
+            cert);
     return 0;
 }
 
@@ -146,9 +148,8 @@ static SSL_CTX *make_ctx(const hb_config_t *cfg, char *err, size_t errlen)
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx)
         hb_oom("SSL_CTX_new");
-    SSL_CTX_set_min_proto_version(ctx, strcmp(cfg->tls_min_version, "1.3") == 0
-                                           ? TLS1_3_VERSION
-                                           : TLS1_2_VERSION);
+    SSL_CTX_set_min_proto_version(ctx, strcmp(cfg->tls_min_version, "1.3") == 0 ? TLS1_3_VERSION
+                                                                                : TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                  SSL_OP_NO_COMPRESSION);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);

@@ -61,8 +61,8 @@ typedef struct hb_config {
     char *path; /* the file it was read from, or NULL */
 } hb_config_t;
 
-void hb_config_init(hb_config_t *cfg);  /* every key at its default */
-void hb_config_free(hb_config_t *cfg);  /* accepts a half-built config */
+void hb_config_init(hb_config_t *cfg); /* every key at its default */
+void hb_config_free(hb_config_t *cfg); /* accepts a half-built config */
 
 /* Read `path`; keys not in the file keep their value. */
 int hb_config_load_file(hb_config_t *cfg, const char *path, char *err, size_t errlen);

@@ -48,7 +48,7 @@ typedef struct hb_append {
 typedef struct hb_journal_opts {
     const char *dir;
     uint64_t max_bytes;
-    uint64_t segment_bytes; /* 0 = derived from max_bytes */
+    uint64_t segment_bytes;   /* 0 = derived from max_bytes */
     const char *const *sinks; /* names, for the cursor file */
     size_t n_sinks;
     /* Called for each record found while opening (dedup rebuild); may be NULL. */

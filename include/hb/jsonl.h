@@ -14,7 +14,7 @@
 
 /* Append the line to *buf (realloc'd; len and cap updated). sink and error
  * may be NULL. */
-void hb_jsonl_event(const hb_msg_t *m, const char *sink, const char *error, char **buf,
-                    size_t *len, size_t *cap);
+void hb_jsonl_event(const hb_msg_t *m, const char *sink, const char *error, char **buf, size_t *len,
+                    size_t *cap);
 
 #endif

@@ -24,10 +24,10 @@ void hb_log_vwrite(hb_log_level_t level, const char *component, const char *fmt,
 /* Route libevent's and OpenSSL-independent library logs into ours. */
 void hb_log_hook_libevent(void);
 
-#define hb_log(level, component, ...)                                                             \
-    do {                                                                                          \
-        if ((int)(level) >= hb_log_level)                                                         \
-            hb_log_write((level), (component), __VA_ARGS__);                                      \
+#define hb_log(level, component, ...)                                                              \
+    do {                                                                                           \
+        if ((int)(level) >= hb_log_level)                                                          \
+            hb_log_write((level), (component), __VA_ARGS__);                                       \
     } while (0)
 
 #define hb_debug(c, ...) hb_log(HB_LOG_DEBUG, c, __VA_ARGS__)

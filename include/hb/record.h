@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #define HB_RECORD_HEADER 24
-#define HB_RECORD_FIXED 40 /* fixed part of the payload */
+#define HB_RECORD_FIXED 40          /* fixed part of the payload */
 #define HB_RECORD_MAGIC 0x314A4248u /* "HBJ1" read little-endian */
 #define HB_RECORD_MAX_PAYLOAD (64u << 20)
 
@@ -49,8 +49,8 @@ void hb_record_seal(unsigned char *buf, uint64_t seq);
 
 typedef enum {
     HB_DECODE_OK = 1,
-    HB_DECODE_SHORT = 0,    /* need more bytes (a torn tail if at EOF) */
-    HB_DECODE_CORRUPT = -1  /* bad magic, length or checksum */
+    HB_DECODE_SHORT = 0,   /* need more bytes (a torn tail if at EOF) */
+    HB_DECODE_CORRUPT = -1 /* bad magic, length or checksum */
 } hb_decode_t;
 
 /* Decode one record from buf; on OK fills r (pointing into buf) and *used. */

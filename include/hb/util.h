@@ -13,8 +13,8 @@ void *hb_realloc(void *p, size_t n);
 char *hb_strdup(const char *s);
 char *hb_strndup(const char *s, size_t n);
 
-uint64_t hb_now_ms(void);      /* wall clock, Unix milliseconds */
-uint64_t hb_mono_ms(void);     /* monotonic milliseconds */
+uint64_t hb_now_ms(void);  /* wall clock, Unix milliseconds */
+uint64_t hb_mono_ms(void); /* monotonic milliseconds */
 /* RFC 3339 UTC with milliseconds, e.g. 2026-11-27T07:46:08.123Z; buf >= 32. */
 void hb_format_rfc3339(uint64_t unix_ms, char *buf, size_t len);
 

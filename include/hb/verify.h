@@ -20,9 +20,9 @@ size_t hb_keyset_count(const hb_keyset_t *ks);
 
 typedef enum {
     HB_VERIFY_OK = 0,
-    HB_VERIFY_MISSING,  /* no signature header */
+    HB_VERIFY_MISSING,   /* no signature header */
     HB_VERIFY_MALFORMED, /* header present but not in the scheme's format */
-    HB_VERIFY_MISMATCH  /* well-formed, matches no secret */
+    HB_VERIFY_MISMATCH   /* well-formed, matches no secret */
 } hb_verify_result_t;
 
 typedef struct hb_verifier_ops {
@@ -38,7 +38,7 @@ extern const hb_verifier_ops_t hb_verifier_intercom;
 const char *hb_verify_result_str(hb_verify_result_t r);
 
 /* Compute "sha1=<hex>" for body with secret (tests and tools). out >= 46. */
-void hb_verify_intercom_sign(const char *secret, const unsigned char *body, size_t len,
-                             char *out, size_t outlen);
+void hb_verify_intercom_sign(const char *secret, const unsigned char *body, size_t len, char *out,
+                             size_t outlen);
 
 #endif

@@ -80,8 +80,7 @@ __attribute__((format(printf, 1, 2))) static void diag(const char *fmt, ...)
 }
 static int done_testing(void)
 {
-    printf("1..%d\n%d passed, %d failed\n", test_count_, test_count_ - test_failed_,
-           test_failed_);
+    printf("1..%d\n%d passed, %d failed\n", test_count_, test_count_ - test_failed_, test_failed_);
     fflush(stdout);
     return test_failed_ != 0;
 }
@@ -562,15 +561,15 @@ static void run(scen_t *sc)
     }
     hb_config_free(&cfg);
     hb_journal_t *j = NULL;
-    if (!ok(make_config(&cfg, m.bootstraps, dir, sc->extra_key, sc->extra_val) == 0,
-            "%s: config", sc->name) ||
+    if (!ok(make_config(&cfg, m.bootstraps, dir, sc->extra_key, sc->extra_val) == 0, "%s: config",
+            sc->name) ||
         !ok((j = journal_open(dir)) != NULL, "%s: journal open", sc->name))
         goto out;
     /* the first half now, the rest by `during` (or all now, without it) */
     int first = sc->during ? sc->n / 2 : sc->n;
     uint64_t last = append_records(j, sc->name, 0, first);
-    ok(last > 0, "%s: %d record(s) durable in the journal (last seq %" PRIu64 ")", sc->name,
-       first, last);
+    ok(last > 0, "%s: %d record(s) durable in the journal (last seq %" PRIu64 ")", sc->name, first,
+       last);
     if (sc->before_start)
         sc->before_start(&m, sc);
     uint64_t ts = hb_mono_ms();
@@ -589,8 +588,8 @@ static void run(scen_t *sc)
     diag("%s: published %" PRIu64 ", runner retries %" PRIu64 ", rejected %" PRIu64
          ", dead-lettered %" PRIu64 ", pending %" PRIu64 ", in flight %" PRIu64
          ", %.1f s after start",
-         sc->name, st.published, st.retries, st.rejected, st.dead_lettered, st.pending,
-         st.inflight, (double)(hb_mono_ms() - ts) / 1000.0);
+         sc->name, st.published, st.retries, st.rejected, st.dead_lettered, st.pending, st.inflight,
+         (double)(hb_mono_ms() - ts) / 1000.0);
     ok(st.pending == 0 && st.inflight == 0, "%s: nothing pending or in flight", sc->name);
     if (sc->after)
         sc->after(sc, &st);
@@ -622,9 +621,9 @@ static void transient_before(mock_t *m, scen_t *sc)
     rd_kafka_mock_push_request_errors(
         m->mc, KAFKAP_PRODUCE, 8, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
         RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
-        RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-        RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
-        RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
+        RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND, RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
+        RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+        RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
 }
 
 static uint64_t transient_during(mock_t *m, hb_sink_t *s, hb_journal_t *j, scen_t *sc,
@@ -633,8 +632,7 @@ static uint64_t transient_during(mock_t *m, hb_sink_t *s, hb_journal_t *j, scen_
     (void)s;
     long t = wait_cursor(j, last, 30000);
     ok(t >= 0, "%s: first half published through 8 errors (%ld ms)", sc->name, t);
-    rd_kafka_mock_push_request_errors(m->mc, KAFKAP_PRODUCE, 4,
-                                      RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+    rd_kafka_mock_push_request_errors(m->mc, KAFKAP_PRODUCE, 4, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
                                       RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
                                       RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
                                       RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
@@ -653,10 +651,9 @@ static void no_runner_retries(scen_t *sc, const hb_sink_stats_t *st)
 static void hard_before(mock_t *m, scen_t *sc)
 {
     (void)sc;
-    rd_kafka_mock_push_request_errors(m->mc, KAFKAP_PRODUCE, 3,
-                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
-                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
-                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+    rd_kafka_mock_push_request_errors(
+        m->mc, KAFKAP_PRODUCE, 3, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
 }
 
 /* fatal: a sequence desynchronisation is fatal for an idempotent producer;
@@ -705,8 +702,7 @@ static void all_down(mock_t *m, scen_t *sc)
     mock_all(m, 0);
 }
 
-static uint64_t down_then_up(mock_t *m, hb_sink_t *s, hb_journal_t *j, scen_t *sc,
-                             uint64_t last)
+static uint64_t down_then_up(mock_t *m, hb_sink_t *s, hb_journal_t *j, scen_t *sc, uint64_t last)
 {
     char why[300];
     (void)last;
@@ -773,8 +769,8 @@ static uint64_t readiness(mock_t *m, hb_sink_t *s, hb_journal_t *j, scen_t *sc, 
     ok(t >= 0, "%s: not ready with all brokers down (after %ld ms): %s", sc->name, t, why);
     uint64_t rest = append_rest(j, sc);
     sleep_ms(1500);
-    ok(hb_sink_ready(s, why, sizeof(why)) == 0, "%s: still not ready 1.5 s later: %s",
-       sc->name, why);
+    ok(hb_sink_ready(s, why, sizeof(why)) == 0, "%s: still not ready 1.5 s later: %s", sc->name,
+       why);
     mock_all(m, 1);
     t = wait_ready_why(s, 1, NULL, why, sizeof(why), 30000);
     ok(t >= 0, "%s: ready again after the brokers came back (after %ld ms)%s%s", sc->name, t,
@@ -824,8 +820,8 @@ static void restart(void)
     uint64_t stop_ms = hb_mono_ms() - ts;
     ok(stop_ms < 5000, "%s: stop with the broker down took %" PRIu64 " ms (grace 1000)", name,
        stop_ms);
-    ok(hb_journal_cursor(j, 0) == half,
-       "%s: the cursor stayed at the first half (%" PRIu64 ")", name, hb_journal_cursor(j, 0));
+    ok(hb_journal_cursor(j, 0) == half, "%s: the cursor stayed at the first half (%" PRIu64 ")",
+       name, hb_journal_cursor(j, 0));
     hb_journal_close(j);
     hb_sink_free(s);
     s = NULL;
@@ -887,8 +883,8 @@ static void idle_readiness(void)
         s = hb_sink_start(&hb_sink_kafka_ops, 0, &cfg, j, err, sizeof(err));
     if (ok(s != NULL, "%s: sink started", name)) {
         long t = wait_ready_why(s, 1, NULL, why, sizeof(why), 10000);
-        ok(t >= 0, "%s: an idle sink becomes ready (after %ld ms)%s%s", name, t,
-           t < 0 ? ": " : "", t < 0 ? why : "");
+        ok(t >= 0, "%s: an idle sink becomes ready (after %ld ms)%s%s", name, t, t < 0 ? ": " : "",
+           t < 0 ? why : "");
         mock_all(&m, 0);
         t = wait_ready_why(s, 0, "no Kafka broker reachable", why, sizeof(why), 20000);
         ok(t >= 0, "%s: not ready with all brokers down (after %ld ms): %s", name, t, why);
@@ -935,8 +931,8 @@ int main(void)
         {"transient", 1, 200, 0, transient_before, transient_during, no_runner_retries, NULL, NULL},
         {"hard_errors", 1, 200, 0, hard_before, NULL, runner_retried, NULL, NULL},
         {"fatal", 1, 200, 0, fatal_before, NULL, runner_retried, NULL, NULL},
-        {"batch_refused", 1, 200, 0, poison_before, NULL, batch_isolated, "kafka.batch.num.messages",
-         "20"},
+        {"batch_refused", 1, 200, 0, poison_before, NULL, batch_isolated,
+         "kafka.batch.num.messages", "20"},
         {"down_at_start", 1, 200, 0, all_down, down_then_up, NULL, NULL, NULL},
         {"leader_down_midway", 3, 200, 1, NULL, leader_down_midway, NULL, NULL, NULL},
         {"readiness", 1, 100, 0, NULL, readiness, NULL, NULL, NULL},

@@ -26,8 +26,8 @@
 
 static int test_count_, test_failed_;
 
-__attribute__((unused)) static int test_vok_(int cond, const char *file, int line,
-                                             const char *fmt, va_list ap)
+__attribute__((unused)) static int test_vok_(int cond, const char *file, int line, const char *fmt,
+                                             va_list ap)
 {
     test_count_++;
     if (!cond)
@@ -41,8 +41,8 @@ __attribute__((unused)) static int test_vok_(int cond, const char *file, int lin
     return cond;
 }
 
-__attribute__((unused, format(printf, 4, 5))) static int
-test_ok_(int cond, const char *file, int line, const char *fmt, ...)
+__attribute__((unused, format(printf, 4, 5))) static int test_ok_(int cond, const char *file,
+                                                                  int line, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -54,8 +54,8 @@ test_ok_(int cond, const char *file, int line, const char *fmt, ...)
 __attribute__((unused, format(printf, 5, 6))) static int
 test_is_str_(const char *got, const char *want, const char *file, int line, const char *fmt, ...)
 {
-    int cond = (got == NULL && want == NULL) ||
-               (got != NULL && want != NULL && strcmp(got, want) == 0);
+    int cond =
+        (got == NULL && want == NULL) || (got != NULL && want != NULL && strcmp(got, want) == 0);
     va_list ap;
     va_start(ap, fmt);
     test_vok_(cond, file, line, fmt, ap);
@@ -105,15 +105,14 @@ __attribute__((unused, format(printf, 1, 2))) static void diag(const char *fmt, 
 /* Skipped checks count as passed, as in TAP. */
 __attribute__((unused)) static int done_testing(void)
 {
-    printf("1..%d\n%d passed, %d failed\n", test_count_, test_count_ - test_failed_,
-           test_failed_);
+    printf("1..%d\n%d passed, %d failed\n", test_count_, test_count_ - test_failed_, test_failed_);
     fflush(stdout);
     return test_failed_ != 0;
 }
 
 #define ok(cond, ...) test_ok_(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
 #define is_str(got, want, ...) test_is_str_((got), (want), __FILE__, __LINE__, __VA_ARGS__)
-#define is_int(got, want, ...)                                                                    \
+#define is_int(got, want, ...)                                                                     \
     test_is_int_((intmax_t)(got), (intmax_t)(want), __FILE__, __LINE__, __VA_ARGS__)
 
 /* Read a whole file as raw bytes (NUL-terminated for convenience). NULL on

@@ -181,7 +181,8 @@ static void expect_error(const char *text, int line, const char *key, const char
 
 static void test_file_errors(void)
 {
-    expect_error("# a comment\nlisten = 1.2.3.4:5\n\nbogus.key = 1\n", 4, "bogus.key", "unknown key");
+    expect_error("# a comment\nlisten = 1.2.3.4:5\n\nbogus.key = 1\n", 4, "bogus.key",
+                 "unknown key");
     expect_error("\n\n\n\n\nlisten.port = 1\n", 6, "listen.port", "unknown key after blank lines");
     expect_error("ack = sometimes\n", 1, "ack", "ack = sometimes");
     expect_error("\nlimits.max_body = abc\n", 2, "limits.max_body", "limits.max_body = abc");
@@ -193,14 +194,16 @@ static void test_file_errors(void)
     expect_error("limits.max_body = 2g\n", 1, "limits.max_body", "limits.max_body out of range");
     expect_error("limits.max_body = -5\n", 1, "limits.max_body", "negative size");
     expect_error("limits.max_body = \n", 1, "limits.max_body", "empty size");
-    expect_error("limits.max_body = 1 m\n", 1, "limits.max_body", "size with a space before the unit");
+    expect_error("limits.max_body = 1 m\n", 1, "limits.max_body",
+                 "size with a space before the unit");
     expect_error("journal.max_bytes = 99999999999999999999999\n", 1, "journal.max_bytes",
                  "size overflowing 64 bits");
     expect_error("journal.max_bytes = 9223372036854775807g\n", 1, "journal.max_bytes",
                  "size whose unit overflows 64 bits");
     expect_error("redis.maxlen = 10k\n", 1, "redis.maxlen", "a unit on a plain integer");
     expect_error("workers = 1.5\n", 1, "workers", "a fraction for an integer");
-    expect_error("kafka.topic = intercom.{nope}\n", 1, "kafka.topic", "unknown template placeholder");
+    expect_error("kafka.topic = intercom.{nope}\n", 1, "kafka.topic",
+                 "unknown template placeholder");
     expect_error("redis.stream = intercom:{topic\n", 1, "redis.stream", "unterminated placeholder");
     expect_error("listen 0.0.0.0:1\n", 1, NULL, "line without '='");
     expect_error("= value\n", 1, NULL, "line without a key");
@@ -252,7 +255,8 @@ static void test_units(void)
         hb_config_set(&c, "dedup", "off", "t", err, sizeof(err));
         if (hb_config_set(&c, "dedup", on[i], "t", err, sizeof(err)) != 0 || c.dedup != 1)
             all = 0;
-        if (i < 4 && (hb_config_set(&c, "dedup", off[i], "t", err, sizeof(err)) != 0 || c.dedup != 0))
+        if (i < 4 &&
+            (hb_config_set(&c, "dedup", off[i], "t", err, sizeof(err)) != 0 || c.dedup != 0))
             all = 0;
         hb_config_free(&c);
     }
@@ -331,7 +335,8 @@ static void test_env(void)
         char want[128];
         size_t n = (size_t)snprintf(want, sizeof(want), "HOOKBRIDGE_");
         for (const char *q = k; *q; q++)
-            want[n++] = *q == '.' || *q == '-' ? '_' : (*q >= 'a' && *q <= 'z' ? (char)(*q - 32) : *q);
+            want[n++] =
+                *q == '.' || *q == '-' ? '_' : (*q >= 'a' && *q <= 'z' ? (char)(*q - 32) : *q);
         want[n] = '\0';
         hb_config_env_name(k, name, sizeof(name));
         if (strcmp(name, want) != 0)
@@ -365,14 +370,17 @@ static void test_env(void)
     is_int(c.journal_max_bytes, 2 * 1048576, "HOOKBRIDGE_JOURNAL_MAX_BYTES=2m");
     is_str(kprop(&c, "compression.type"), "zstd",
            "HOOKBRIDGE_KAFKA_COMPRESSION_TYPE=zstd -> compression.type");
-    is_str(kprop(&c, "linger.ms"), "20", "HOOKBRIDGE_KAFKA_LINGER_MS overrides the file's linger.ms");
+    is_str(kprop(&c, "linger.ms"), "20",
+           "HOOKBRIDGE_KAFKA_LINGER_MS overrides the file's linger.ms");
     is_str(c.kafka_brokers, "k1:9092,k2:9092", "HOOKBRIDGE_KAFKA_BROKERS sets kafka.brokers");
     ok(kprop(&c, "brokers") == NULL, "HOOKBRIDGE_KAFKA_BROKERS is not a pass-through property");
-    is_str(c.kafka_dead_letter_topic, "dead", "HOOKBRIDGE_KAFKA_DEAD_LETTER_TOPIC sets the owned key");
+    is_str(c.kafka_dead_letter_topic, "dead",
+           "HOOKBRIDGE_KAFKA_DEAD_LETTER_TOPIC sets the owned key");
     ok(kprop(&c, "dead.letter.topic") == NULL, "... and is not a pass-through property");
     is_int(c.n_kafka_props, 2, "exactly two pass-through properties (linger.ms, compression.type)");
     is_int(c.dedup, 0, "HOOKBRIDGE_DEDUP=off");
-    is_int(c.dedup_window_ms, 3600000, "HOOKBRIDGE_DEDUP_WINDOW=1h (not taken for HOOKBRIDGE_DEDUP)");
+    is_int(c.dedup_window_ms, 3600000,
+           "HOOKBRIDGE_DEDUP_WINDOW=1h (not taken for HOOKBRIDGE_DEDUP)");
     is_str(c.listen, "1.1.1.1:1", "HOOKBRIDGE_LISTENX does not set listen");
     is_int(c.workers, 0, "XHOOKBRIDGE_WORKERS is ignored");
     is_str(c.ack_str, "published", "HOOKBRIDGE_ACK=published");
@@ -423,12 +431,15 @@ static void test_secrets(void)
     if (rc == 0)
         rc = hb_config_finish(&c, err, sizeof(err));
     is_int(rc, 0, "intercom.secret = file:... loads and finishes (%s)", rc ? err : "ok");
-    is_str(c.intercom_secret, "s3cr3t-one,s3cr3t-two", "secret read from the file, trailing newlines cut");
+    is_str(c.intercom_secret, "s3cr3t-one,s3cr3t-two",
+           "secret read from the file, trailing newlines cut");
     hb_config_free(&c);
 
     hb_config_init(&c);
-    snprintf(line, sizeof(line), "intercom.verify = off\nredis.url = file:%s\n"
-             "kafka.sasl.password = file:%s\nkafka.client.id = file:%s\n", sfile, sfile, sfile);
+    snprintf(line, sizeof(line),
+             "intercom.verify = off\nredis.url = file:%s\n"
+             "kafka.sasl.password = file:%s\nkafka.client.id = file:%s\n",
+             sfile, sfile, sfile);
     rc = hb_config_load_file(&c, write_file(line), err, sizeof(err));
     if (rc == 0)
         rc = hb_config_finish(&c, err, sizeof(err));
@@ -508,19 +519,21 @@ static void test_finish(void)
 
     err[0] = '\0';
     rc = finish_text("intercom.secret = s\nsinks = kafka\n", err, sizeof(err), &c);
-    ok(rc == -1 && has(err, "kafka.brokers"), "sinks = kafka without kafka.brokers -> error (%s)", err);
+    ok(rc == -1 && has(err, "kafka.brokers"), "sinks = kafka without kafka.brokers -> error (%s)",
+       err);
     hb_config_free(&c);
 
     err[0] = '\0';
     rc = finish_text("intercom.secret = s\nsinks = kafka, file\nkafka.brokers = b:9092\n", err,
                      sizeof(err), &c);
-    ok(rc == 0 && c.sinks == (HB_SINK_KAFKA | HB_SINK_FILE), "sinks = kafka, file -> both bits (%s)",
-       err);
+    ok(rc == 0 && c.sinks == (HB_SINK_KAFKA | HB_SINK_FILE),
+       "sinks = kafka, file -> both bits (%s)", err);
     hb_config_free(&c);
 
     err[0] = '\0';
     rc = finish_text("intercom.secret = s\nsinks = bogus\n", err, sizeof(err), &c);
-    ok(rc == -1 && has(err, "sinks") && has(err, "bogus"), "sinks = bogus -> error naming it (%s)", err);
+    ok(rc == -1 && has(err, "sinks") && has(err, "bogus"), "sinks = bogus -> error naming it (%s)",
+       err);
     hb_config_free(&c);
 
     err[0] = '\0';
@@ -542,28 +555,32 @@ static void test_finish(void)
     rc = finish_text("intercom.secret = s\nsinks = redis,kafka,file\nredis.url = redis://r:6379/0\n"
                      "kafka.brokers = b:9092\n",
                      err, sizeof(err), &c);
-    ok(rc == 0 && c.sinks == (HB_SINK_KAFKA | HB_SINK_FILE | HB_SINK_REDIS),
-       "all three sinks (%s)", err);
+    ok(rc == 0 && c.sinks == (HB_SINK_KAFKA | HB_SINK_FILE | HB_SINK_REDIS), "all three sinks (%s)",
+       err);
     hb_config_free(&c);
 
     err[0] = '\0';
     rc = finish_text("intercom.secret = s\ntls.cert = /etc/hb/cert.pem\n", err, sizeof(err), &c);
-    ok(rc == -1 && has(err, "tls.key"), "tls.cert without tls.key -> error naming tls.key (%s)", err);
+    ok(rc == -1 && has(err, "tls.key"), "tls.cert without tls.key -> error naming tls.key (%s)",
+       err);
     hb_config_free(&c);
 
     err[0] = '\0';
     rc = finish_text("intercom.secret = s\ntls.key = /etc/hb/key.pem\n", err, sizeof(err), &c);
-    ok(rc == -1 && has(err, "tls.cert"), "tls.key without tls.cert -> error naming tls.cert (%s)", err);
+    ok(rc == -1 && has(err, "tls.cert"), "tls.key without tls.cert -> error naming tls.cert (%s)",
+       err);
     hb_config_free(&c);
 
     err[0] = '\0';
-    rc = finish_text("intercom.secret = s\ntls.cert = c.pem\ntls.key = k.pem\n", err, sizeof(err), &c);
+    rc = finish_text("intercom.secret = s\ntls.cert = c.pem\ntls.key = k.pem\n", err, sizeof(err),
+                     &c);
     ok(rc == 0, "tls.cert and tls.key together (%s)", err);
     hb_config_free(&c);
 
     err[0] = '\0';
     rc = finish_text("intercom.secret = s\nintercom.path = webhooks\n", err, sizeof(err), &c);
-    ok(rc == -1 && has(err, "intercom.path"), "intercom.path without a leading '/' -> error (%s)", err);
+    ok(rc == -1 && has(err, "intercom.path"), "intercom.path without a leading '/' -> error (%s)",
+       err);
     hb_config_free(&c);
 
     err[0] = '\0';
@@ -597,13 +614,35 @@ static void test_shipped_conf(void)
     while (hb_config_key_name(nkeys))
         nkeys++;
     /* every key of DESIGN.md section 2 is in the table */
-    static const char *const documented[] = {
-        "listen", "tls.cert", "tls.key", "tls.min_version", "admin.listen", "intercom.path",
-        "intercom.secret", "sinks", "kafka.brokers", "kafka.topic", "kafka.key", "redis.url",
-        "redis.stream", "redis.maxlen", "file.path", "journal.dir", "journal.max_bytes", "ack",
-        "limits.max_body", "intercom.verify", "shutdown.grace_ms", "workers", "dedup",
-        "dedup.window", "kafka.dead_letter_topic", "limits.max_connections",
-        "limits.read_timeout_ms", "log.level", "log.format"};
+    static const char *const documented[] = {"listen",
+                                             "tls.cert",
+                                             "tls.key",
+                                             "tls.min_version",
+                                             "admin.listen",
+                                             "intercom.path",
+                                             "intercom.secret",
+                                             "sinks",
+                                             "kafka.brokers",
+                                             "kafka.topic",
+                                             "kafka.key",
+                                             "redis.url",
+                                             "redis.stream",
+                                             "redis.maxlen",
+                                             "file.path",
+                                             "journal.dir",
+                                             "journal.max_bytes",
+                                             "ack",
+                                             "limits.max_body",
+                                             "intercom.verify",
+                                             "shutdown.grace_ms",
+                                             "workers",
+                                             "dedup",
+                                             "dedup.window",
+                                             "kafka.dead_letter_topic",
+                                             "limits.max_connections",
+                                             "limits.read_timeout_ms",
+                                             "log.level",
+                                             "log.format"};
     for (size_t d = 0; d < sizeof(documented) / sizeof(documented[0]); d++) {
         int found = 0;
         for (size_t i = 0; i < nkeys; i++)
@@ -633,8 +672,8 @@ static void test_shipped_conf(void)
             missing++;
         }
     }
-    ok(missing == 0, "config/hookbridge.conf mentions every one of the %zu keys (%zu missing)", nkeys,
-       missing);
+    ok(missing == 0, "config/hookbridge.conf mentions every one of the %zu keys (%zu missing)",
+       nkeys, missing);
     free(text);
 }
 

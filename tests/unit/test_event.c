@@ -153,9 +153,10 @@ static void test_fields(void)
     is_str(env.topic, "future.topic.v9", "unseen topic kept as is");
     hb_envelope_clear(&env);
 
-    rc = parse("{\"topic\":\"caf\\u00e9.created\",\"app_id\":\"\\u0041BC\",\"id\":\"q\\\"\\\\\\/x\","
-               "\"data\":{\"emoji\":\"\\ud83d\\ude00\"}}",
-               &env, why, sizeof(why));
+    rc =
+        parse("{\"topic\":\"caf\\u00e9.created\",\"app_id\":\"\\u0041BC\",\"id\":\"q\\\"\\\\\\/x\","
+              "\"data\":{\"emoji\":\"\\ud83d\\ude00\"}}",
+              &env, why, sizeof(why));
     ok(rc == 0, "body with \\u escapes parses (%s)", rc ? why : "ok");
     is_str(env.topic, "caf\xc3\xa9.created", "\\u00e9 in topic -> UTF-8");
     is_str(env.app_id, "ABC", "\\u0041 in app_id -> 'A'");
@@ -207,9 +208,10 @@ static void test_valid_json_edge_cases(void)
        rc ? why : "ok");
     hb_envelope_clear(&env);
 
-    rc = parse("{\"type\":\"notification_event\",\"topic\":\"contact.updated\","
-               "\"data\":{\"item\":{\"custom_attributes\":{\"big\":123456789012345678901234567890}}}}",
-               &env, why, sizeof(why));
+    rc = parse(
+        "{\"type\":\"notification_event\",\"topic\":\"contact.updated\","
+        "\"data\":{\"item\":{\"custom_attributes\":{\"big\":123456789012345678901234567890}}}}",
+        &env, why, sizeof(why));
     ok(rc == 0, "bug: an integer beyond 64 bits in a nested field is valid JSON and parses (%s)",
        rc ? why : "ok");
     hb_envelope_clear(&env);

@@ -504,8 +504,12 @@ static void test_basic(void)
 
     /* reopen: the on_record scan, the cursor, the records, the next seq */
     scan_t sc = {0, 0, 1};
-    hb_journal_opts_t o = {.dir = dir, .max_bytes = 1 << 20, .sinks = one_sink, .n_sinks = 1,
-                           .on_record = on_record, .on_record_arg = &sc};
+    hb_journal_opts_t o = {.dir = dir,
+                           .max_bytes = 1 << 20,
+                           .sinks = one_sink,
+                           .n_sinks = 1,
+                           .on_record = on_record,
+                           .on_record_arg = &sc};
     j = hb_journal_open(&o, err, sizeof(err));
     ok(j != NULL, "reopen (%s)", err);
     if (!j)
@@ -620,8 +624,12 @@ static void test_big_records(void)
     is_int(read_check(j, 0, 1, 0, B), 3, "three 3 MiB records read back byte for byte");
     hb_journal_close(j);
     scan_t sc = {0, 0, 1};
-    hb_journal_opts_t o = {.dir = dir, .max_bytes = 64u << 20, .sinks = one_sink, .n_sinks = 1,
-                           .on_record = on_record, .on_record_arg = &sc};
+    hb_journal_opts_t o = {.dir = dir,
+                           .max_bytes = 64u << 20,
+                           .sinks = one_sink,
+                           .n_sinks = 1,
+                           .on_record = on_record,
+                           .on_record_arg = &sc};
     j = hb_journal_open(&o, err, sizeof(err));
     ok(j != NULL && sc.n == 3, "reopen scans the 3 big records (%d) (%s)", sc.n, err);
     is_int(j ? read_check(j, 1, 1, 0, B) : -1, 2, "and they read back after reopen");
@@ -678,7 +686,8 @@ static void test_torn_tail(void)
     /* less than a header of garbage */
     append_bytes(seg, 0x48, 7);
     j = open_j(dir, 1 << 20, 0, one_sink, 1, err, sizeof(err));
-    ok(j != NULL && file_size(seg) == (off_t)(11 * R), "7 stray bytes: reopen succeeds, cut (%s)", err);
+    ok(j != NULL && file_size(seg) == (off_t)(11 * R), "7 stray bytes: reopen succeeds, cut (%s)",
+       err);
     is_int(j ? read_check(j, 0, 1, 0, B) : -1, 11, "7 stray bytes: 11 records intact");
     hb_journal_close(j);
 
@@ -988,7 +997,8 @@ static void test_full(void)
     is_int(e, ENOSPC, "without acks, an append eventually fails with ENOSPC");
     is_int(accepted, MAX / R, "after exactly as many records as fit (%d)", accepted);
     is_int(hb_journal_full(j), 1, "hb_journal_full() == 1");
-    ok(hb_journal_bytes(j) <= MAX, "bytes stay within max_bytes (%" PRIu64 ")", hb_journal_bytes(j));
+    ok(hb_journal_bytes(j) <= MAX, "bytes stay within max_bytes (%" PRIu64 ")",
+       hb_journal_bytes(j));
     uint64_t bytes_full = hb_journal_bytes(j);
     is_int(append_one(j, 1000, B, &s), ENOSPC, "the next append is refused too");
     is_int(hb_journal_bytes(j), bytes_full, "refusals write nothing");
@@ -1154,8 +1164,8 @@ static void test_open_errors(void)
     fclose(fp);
     snprintf(path, sizeof(path), "%s/plainfile/journal", dir);
     j = open_j(path, 1 << 20, 0, one_sink, 1, err, sizeof(err));
-    ok(j == NULL && strstr(err, "plainfile"), "a dir under a regular file: open fails naming it (%s)",
-       err);
+    ok(j == NULL && strstr(err, "plainfile"),
+       "a dir under a regular file: open fails naming it (%s)", err);
     snprintf(path, sizeof(path), "%s/new/nested/journal", dir);
     j = open_j(path, 1 << 20, 0, one_sink, 1, err, sizeof(err));
     ok(j != NULL, "a missing directory is created (%s)", err);

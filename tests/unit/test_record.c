@@ -62,8 +62,9 @@ static int same_bytes(const void *a, size_t alen, const void *b, size_t blen)
     return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
 }
 
-static const unsigned char body_bytes[] = "{\"type\":\"notification_event\",\"topic\":\"contact.deleted\","
-                                          "\"bin\":\"\0\xff\x80\"}";
+static const unsigned char body_bytes[] =
+    "{\"type\":\"notification_event\",\"topic\":\"contact.deleted\","
+    "\"bin\":\"\0\xff\x80\"}";
 
 static hb_record_t full_record(void)
 {
@@ -113,7 +114,8 @@ static void test_round_trip(void)
 
     /* a larger avail than the record: decode still uses only the record */
     used = 0;
-    is_int(hb_record_decode(buf, size + 8, &out, &used), HB_DECODE_OK, "decode with extra bytes after");
+    is_int(hb_record_decode(buf, size + 8, &out, &used), HB_DECODE_OK,
+           "decode with extra bytes after");
     is_int(used, size, "used excludes the extra bytes");
 
     /* resealing with another seq */
@@ -243,7 +245,8 @@ static void test_short_and_corrupt(void)
     reseal_all(w);
     is_int(decode_copy(w, size), HB_DECODE_CORRUPT, "wrong magic (checksums valid) -> CORRUPT");
     memset(w, 0, size);
-    is_int(decode_copy(w, size), HB_DECODE_CORRUPT, "all-zero bytes (a zero-filled tail) -> CORRUPT");
+    is_int(decode_copy(w, size), HB_DECODE_CORRUPT,
+           "all-zero bytes (a zero-filled tail) -> CORRUPT");
 
     /* lengths that disagree, checksums valid */
     memcpy(w, buf, size);

@@ -8,15 +8,19 @@
 
 static void test_check(void)
 {
-    const char *good[] = {"intercom.{topic}", "{app_id}", "{workspace}.{id}",
-                          "intercom:{app_id}:{topic}", "{app_id}{topic}{id}", "plain-text",
+    const char *good[] = {"intercom.{topic}",
+                          "{app_id}",
+                          "{workspace}.{id}",
+                          "intercom:{app_id}:{topic}",
+                          "{app_id}{topic}{id}",
+                          "plain-text",
                           "{id}"};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         char err[256] = "";
         is_int(hb_template_check(good[i], err, sizeof(err)), 0, "check accepts \"%s\"", good[i]);
     }
-    const char *bad[] = {"{nope}", "{topic", "topic}", "", "{}", "{{topic}}", "a}{topic}",
-                         "{app_id}.{"};
+    const char *bad[] = {"{nope}", "{topic",    "topic}",    "",
+                         "{}",     "{{topic}}", "a}{topic}", "{app_id}.{"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char err[256] = "";
         int rc = hb_template_check(bad[i], err, sizeof(err));
@@ -105,14 +109,18 @@ static void test_sanitise(void)
     is_int(n, 300, "a RAW key is not cut at 249");
 
     /* Redis keys: no spaces or control characters */
-    hb_template_expand("s:{topic}", HB_TMPL_REDIS_KEY, "a", "a b\tc\x01" "d\x7f" "e\r\nf", NULL, out,
-                       sizeof(out));
+    hb_template_expand("s:{topic}", HB_TMPL_REDIS_KEY, "a",
+                       "a b\tc\x01"
+                       "d\x7f"
+                       "e\r\nf",
+                       NULL, out, sizeof(out));
     is_str(out, "s:a_b_c_d_e__f", "redis key: space, tab, control chars, DEL become _");
     hb_template_expand("s {app_id}", HB_TMPL_REDIS_KEY, "ws:1/{x}", "t", NULL, out, sizeof(out));
     is_str(out, "s_ws:1/{x}", "redis key: printable punctuation kept, literal space replaced");
 
     /* RAW keeps the bytes */
-    hb_template_expand("{app_id}", HB_TMPL_RAW, "a b\tc/caf\xc3\xa9:#", "t", NULL, out, sizeof(out));
+    hb_template_expand("{app_id}", HB_TMPL_RAW, "a b\tc/caf\xc3\xa9:#", "t", NULL, out,
+                       sizeof(out));
     is_str(out, "a b\tc/caf\xc3\xa9:#", "RAW keeps spaces, tabs, UTF-8 and punctuation");
 }
 

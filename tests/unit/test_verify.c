@@ -49,8 +49,7 @@ static void test_vectors_file(const hb_keyset_t *ks)
         snprintf(bpath, sizeof(bpath), "%s/intercom/%s", HB_TESTDATA, file);
         size_t len;
         unsigned char *body = test_slurp(bpath, &len);
-        ok(body != NULL && len > 0, "%s: read the body as raw bytes (%zu)", file,
-           body ? len : 0);
+        ok(body != NULL && len > 0, "%s: read the body as raw bytes (%zu)", file, body ? len : 0);
         if (!body)
             continue;
         is_str(secret, SECRET, "%s: vector uses the test secret", file);
@@ -63,8 +62,8 @@ static void test_vectors_file(const hb_keyset_t *ks)
         upper(up + 5);
         is_int(verify(ks, up, body, len), HB_VERIFY_OK, "%s: upper-case hex verifies OK", file);
         /* one byte more or less is another body */
-        is_int(verify(ks, sig, body, len - 1), HB_VERIFY_MISMATCH, "%s: last byte dropped -> MISMATCH",
-               file);
+        is_int(verify(ks, sig, body, len - 1), HB_VERIFY_MISMATCH,
+               "%s: last byte dropped -> MISMATCH", file);
         free(body);
     }
     fclose(f);
@@ -156,7 +155,8 @@ static void test_refusals(const hb_keyset_t *ks)
     char other[64];
     hb_verify_intercom_sign("not_the_secret", (const unsigned char *)body, len, other,
                             sizeof(other));
-    is_int(verify(ks, other, body, len), HB_VERIFY_MISMATCH, "signed with another secret -> MISMATCH");
+    is_int(verify(ks, other, body, len), HB_VERIFY_MISMATCH,
+           "signed with another secret -> MISMATCH");
     /* no key set at all never verifies */
     is_int(verify(NULL, good, body, len), HB_VERIFY_MISMATCH, "NULL key set -> MISMATCH, no crash");
 
@@ -164,13 +164,15 @@ static void test_refusals(const hb_keyset_t *ks)
     char sig[64];
     hb_verify_intercom_sign(SECRET, (const unsigned char *)"", 0, sig, sizeof(sig));
     is_int(verify(ks, sig, "", 0), HB_VERIFY_OK, "empty body signed and verified");
-    is_int(verify(ks, sig, "x", 1), HB_VERIFY_MISMATCH, "that signature on a 1-byte body -> MISMATCH");
+    is_int(verify(ks, sig, "x", 1), HB_VERIFY_MISMATCH,
+           "that signature on a 1-byte body -> MISMATCH");
 
     /* bodies with NUL bytes are bytes, not strings */
     const unsigned char nul[] = {'{', 0, '}', 0};
     hb_verify_intercom_sign(SECRET, nul, sizeof(nul), sig, sizeof(sig));
     is_int(verify(ks, sig, nul, sizeof(nul)), HB_VERIFY_OK, "body with NUL bytes verifies");
-    is_int(verify(ks, sig, nul, 1), HB_VERIFY_MISMATCH, "only the bytes before the NUL -> MISMATCH");
+    is_int(verify(ks, sig, nul, 1), HB_VERIFY_MISMATCH,
+           "only the bytes before the NUL -> MISMATCH");
 }
 
 static void test_keysets(void)
@@ -190,8 +192,8 @@ static void test_keysets(void)
     char sig[64];
     for (int i = 0; i < 3; i++) {
         hb_verify_intercom_sign(secrets[i], (const unsigned char *)body, len, sig, sizeof(sig));
-        is_int(verify(ks, sig, body, len), HB_VERIFY_OK, "rotation: signed with secret %d ('%s') -> OK",
-               i, secrets[i]);
+        is_int(verify(ks, sig, body, len), HB_VERIFY_OK,
+               "rotation: signed with secret %d ('%s') -> OK", i, secrets[i]);
     }
     hb_verify_intercom_sign(" old-secret ", (const unsigned char *)body, len, sig, sizeof(sig));
     is_int(verify(ks, sig, body, len), HB_VERIFY_MISMATCH,
@@ -216,7 +218,8 @@ static void test_keysets(void)
 static void test_ops(void)
 {
     is_str(hb_verifier_intercom.name, "intercom", "verifier name");
-    ok(hb_verifier_intercom.header && strcasecmp(hb_verifier_intercom.header, "X-Hub-Signature") == 0,
+    ok(hb_verifier_intercom.header &&
+           strcasecmp(hb_verifier_intercom.header, "X-Hub-Signature") == 0,
        "verifier reads X-Hub-Signature");
     const char *s[4];
     for (int i = 0; i < 4; i++)
