@@ -48,6 +48,7 @@ typedef struct redis_sink {
     struct event *tick_ev, *reconnect_ev;
     int backoff_ms;
     int ever_connected;
+    int setup_failed; /* AUTH or SELECT refused on this connection */
 } redis_sink_t;
 
 static void schedule_reconnect(redis_sink_t *r);
@@ -153,8 +154,10 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
     redis_sink_t *r = ac->data;
     redisReply *rep = reply;
     const char *what = privdata;
-    if (rep && rep->type == REDIS_REPLY_ERROR) {
+    /* the first refusal is the cause (a bad AUTH makes SELECT fail too) */
+    if (rep && rep->type == REDIS_REPLY_ERROR && !r->setup_failed) {
         char why[640];
+        r->setup_failed = 1;
         snprintf(why, sizeof(why), "Redis refused %s: %s", what, rep->str);
         hb_sink_set_status(r->sink, 0, why);
     }
@@ -214,6 +217,7 @@ static void connect_now(redis_sink_t *r)
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     r->ac = ac;
+    r->setup_failed = 0;
     /* queued before any XADD: Redis runs them first on this connection */
     if (r->password) {
         if (r->user)
