@@ -81,7 +81,7 @@ static const key_t_ keys[] = {
     {"ack", T_ENUM, OFF(ack_str), "durable", "durable|written|published", 0, 0, 0,
      "when to answer 200: durable (after fdatasync), written (after write), published (after "
      "every sink acknowledged)"},
-    {"limits.max_body", T_SIZE, OFF(max_body), "1048576", NULL, 64, 1 << 30, 0,
+    {"limits.max_body", T_SIZE, OFF(max_body), "1048576", NULL, 64, 60 << 20, 0,
      "larger bodies get 413"},
     {"limits.max_connections", T_INT, OFF(max_connections), "10000", NULL, 1, 1000000, 0,
      "connection cap of the HTTPS listener"},

@@ -187,7 +187,7 @@ static void delete_published(hb_journal_t *j)
 {
     uint64_t min = min_of(j->persisted, j->n_sinks);
     uint64_t retain = atomic_load(&j->retain_after);
-    if (retain < min)
+    if (retain < min && atomic_load(&j->bytes) < j->low_water)
         min = retain;
     int deleted = 0;
     for (;;) {
@@ -297,7 +297,8 @@ static int scan_segment(hb_journal_t *j, segment_t *s, int last, const hb_journa
         end += (size_t)n;
     }
     uint64_t good = off + start;
-    if (why && last && !valid_record_after(fd, good)) {
+    int gap = why && strcmp(why, "sequence gap") == 0; /* a valid record, out of order */
+    if (why && last && !gap && !valid_record_after(fd, good)) {
         /* only garbage follows: a torn tail */
     } else if (why && last) {
         snprintf(err, errlen,
@@ -337,7 +338,13 @@ cleanup:
     return rc;
 }
 
-static int recover(hb_journal_t *j, const hb_journal_opts_t *o, char *err, size_t errlen)
+/* `cursor_max`: the highest sink cursor (0 if none). The writer only ever
+ * jumps over sequence numbers to continue after a cursor that is ahead of
+ * the records on disk (after an operator's repair cut records away), so a
+ * hole between segments that ends at or below it is expected; any other
+ * hole is damage. */
+static int recover(hb_journal_t *j, const hb_journal_opts_t *o, uint64_t cursor_max, char *err,
+                   size_t errlen)
 {
     DIR *d = opendir(j->dir);
     if (!d) {
@@ -365,7 +372,8 @@ static int recover(hb_journal_t *j, const hb_journal_opts_t *o, char *err, size_
     uint64_t total = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         segment_t *s = seg_add(j, firsts[i]);
-        if (i > 0 && s->first_seq != j->segs[i - 1].end_seq) {
+        if (i > 0 && s->first_seq != j->segs[i - 1].end_seq &&
+            !(s->first_seq > j->segs[i - 1].end_seq && s->first_seq <= cursor_max + 1)) {
             snprintf(err, errlen,
                      "%s: starts at record %" PRIu64 " but the previous segment ends "
                      "at %" PRIu64 "; the journal has a hole",
@@ -381,19 +389,27 @@ static int recover(hb_journal_t *j, const hb_journal_opts_t *o, char *err, size_
     return rc;
 }
 
+/* Make the newest segment the one written to. The writer's state (fd,
+ * fd_size) changes only on success; a segment file this call created is
+ * removed again on failure, so a failed rotation leaves no trace. */
 static int open_active(hb_journal_t *j, char *err, size_t errlen)
 {
     segment_t *s = &j->segs[j->nsegs - 1];
-    j->fd = open(s->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (j->fd < 0) {
+    int existed = access(s->path, F_OK) == 0;
+    int fd = open(s->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) {
         snprintf(err, errlen, "%s: %s", s->path, strerror(errno));
         return -1;
     }
-    j->fd_size = s->durable_size;
     if (hb_fsync_dir(j->dir) < 0) {
         snprintf(err, errlen, "%s: fsync: %s", j->dir, strerror(errno));
+        close(fd);
+        if (!existed)
+            unlink(s->path);
         return -1;
     }
+    j->fd = fd;
+    j->fd_size = s->durable_size;
     return 0;
 }
 
@@ -420,7 +436,8 @@ static void finish(hb_append_t *list, int err)
 
 static void rotate_if_needed(hb_journal_t *j)
 {
-    if (j->fd_size < j->segment_bytes)
+    /* never with undurable bytes at the end: they belong to this segment */
+    if (j->fd_size < j->segment_bytes || j->fd_size != j->segs[j->nsegs - 1].durable_size)
         return;
     char err[256];
     int oldfd = j->fd;
@@ -428,14 +445,12 @@ static void rotate_if_needed(hb_journal_t *j)
     seg_add(j, j->next_seq);
     pthread_mutex_unlock(&j->lock);
     if (open_active(j, err, sizeof(err)) < 0) {
-        /* Keep writing to the old segment: it is only larger than planned. */
+        /* Keep writing to the old segment: it is only larger than planned
+         * (open_active left fd and fd_size as they were). */
         hb_error(C, "cannot start a new segment: %s", err);
         pthread_mutex_lock(&j->lock);
         free(j->segs[--j->nsegs].path);
         pthread_mutex_unlock(&j->lock);
-        if (j->fd >= 0)
-            close(j->fd);
-        j->fd = oldfd;
         return;
     }
     close(oldfd);
@@ -502,10 +517,18 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
     j->fd_size += len;
     finish(written, 0);
     if (fdatasync(j->fd) < 0) {
-        /* The records stay in the file: a later successful sync makes them
-         * durable and they are published then (at least once). */
+        /* After a failed sync nothing can be said of those pages (a later
+         * sync that succeeds proves nothing about them), so the batch is
+         * cut off and answered 503: its records are never published, and
+         * the journal stays exactly as durable as it was. Deliveries of
+         * the batch already answered under ack = written are lost with it:
+         * that is the risk that mode takes. */
         int e = errno;
         hb_error(C, "journal fdatasync failed: %s; answering the batch 503", strerror(e));
+        if (ftruncate(j->fd, (off_t)(j->fd_size - len)) < 0)
+            hb_error(C, "cannot cut the unsynced batch: %s", strerror(errno));
+        j->fd_size -= len;
+        j->next_seq = first;
         atomic_store(&j->failed, 1);
         finish(durable, e);
         return;
@@ -581,7 +604,7 @@ hb_journal_t *hb_journal_open(const hb_journal_opts_t *o, char *err, size_t errl
     }
     hb_journal_t *j = hb_calloc(1, sizeof(*j));
     j->fd = -1;
-    atomic_init(&j->retain_after, UINT64_MAX);
+    atomic_init(&j->retain_after, o->retain_all ? 0 : UINT64_MAX);
     j->dir = hb_strdup(o->dir);
     j->max_bytes = o->max_bytes;
     j->low_water = o->max_bytes / 10 * 9;
@@ -606,7 +629,13 @@ hb_journal_t *hb_journal_open(const hb_journal_opts_t *o, char *err, size_t errl
         snprintf(err, errlen, "journal.dir %s: %s", j->dir, strerror(errno));
         goto fail;
     }
-    if (recover(j, o, err, errlen) < 0 || cursors_load(j, vals, found, err, errlen) < 0)
+    if (cursors_load(j, vals, found, err, errlen) < 0)
+        goto fail;
+    uint64_t cursor_max = 0;
+    for (size_t i = 0; i < j->n_sinks; i++)
+        if (found[i] && vals[i] > cursor_max)
+            cursor_max = vals[i];
+    if (recover(j, o, cursor_max, err, errlen) < 0)
         goto fail;
 
     /* Sequence numbers continue after everything ever seen, even when every
@@ -627,7 +656,11 @@ hb_journal_t *hb_journal_open(const hb_journal_opts_t *o, char *err, size_t errl
         j->persisted[i] = c;
     }
     atomic_store(&j->durable_seq, last);
-    if (j->nsegs == 0 || j->segs[j->nsegs - 1].durable_size >= j->segment_bytes)
+    /* A new segment when the newest is full, and also when sequence numbers
+     * jump past its end (a cursor ahead of the records on disk): a segment
+     * never has a gap inside. */
+    if (j->nsegs == 0 || j->segs[j->nsegs - 1].durable_size >= j->segment_bytes ||
+        j->segs[j->nsegs - 1].end_seq != j->next_seq)
         seg_add(j, j->next_seq);
     if (open_active(j, err, errlen) < 0)
         goto fail;

@@ -67,8 +67,9 @@ typedef struct app {
 static void *snapshot_main(void *arg)
 {
     app_t *app = arg;
-    uint64_t covered = hb_journal_durable_seq(app->journal); /* rebuilt at open */
-    hb_journal_retain_after(app->journal, covered);
+    /* ids of records durable now are in the set (rebuilt at open); the
+     * journal keeps everything until the first snapshot has them */
+    uint64_t covered = hb_journal_durable_seq(app->journal);
     pthread_mutex_lock(&app->snap_lock);
     while (!app->snap_stop) {
         struct timespec ts;
@@ -202,6 +203,9 @@ static int open_journal(app_t *app, char *err, size_t errlen)
         .n_sinks = n,
         .on_record = app->dedup ? dedup_from_journal : NULL,
         .on_record_arg = app,
+        /* ids rebuilt from the journal are only in memory until the first
+         * snapshot: keep their segments until then */
+        .retain_all = app->dedup != NULL,
     };
     app->journal = hb_journal_open(&o, err, errlen);
     return app->journal ? 0 : -1;

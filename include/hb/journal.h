@@ -54,6 +54,9 @@ typedef struct hb_journal_opts {
     /* Called for each record found while opening (dedup rebuild); may be NULL. */
     void (*on_record)(const hb_record_t *r, void *arg);
     void *on_record_arg;
+    /* Start with hb_journal_retain_after(j, 0): keep every segment until
+     * the caller has persisted what it needs (the dedup snapshot). */
+    int retain_all;
 } hb_journal_opts_t;
 
 hb_journal_t *hb_journal_open(const hb_journal_opts_t *opts, char *err, size_t errlen);
@@ -82,7 +85,9 @@ size_t hb_journal_segments(const hb_journal_t *j);
 
 /* Keep every segment holding a record after `seq`, even once published
  * (the dedup snapshot must cover a record's id before its segment goes).
- * Default: no such limit. Any thread. */
+ * Default: no such limit. The limit yields when the journal is over its
+ * low-water mark: accepting deliveries matters more than remembering ids.
+ * Any thread. */
 void hb_journal_retain_after(hb_journal_t *j, uint64_t seq);
 
 /* Register a function the writer calls after each durable batch and after

@@ -18,9 +18,9 @@
 #include <stdint.h>
 
 #define HB_RECORD_HEADER 24
-#define HB_RECORD_FIXED 40          /* fixed part of the payload */
-#define HB_RECORD_MAGIC 0x314A4248u /* "HBJ1" read little-endian */
-#define HB_RECORD_MAX_PAYLOAD (64u << 20)
+#define HB_RECORD_FIXED 40                /* fixed part of the payload */
+#define HB_RECORD_MAGIC 0x314A4248u       /* "HBJ1" read little-endian */
+#define HB_RECORD_MAX_PAYLOAD (64u << 20) /* > limits.max_body's 60 MiB + envelope */
 
 #define HB_REC_HAS_APP_ID 1
 #define HB_REC_HAS_ID 2

@@ -1150,6 +1150,58 @@ out:
     rm_tmpdir(dir);
 }
 
+/* Regression (code review): a cursor ahead of the records on disk (after
+ * an operator cut damaged records away, or a restored backup) made the
+ * writer append records with a sequence gap inside the newest segment, and
+ * the next start cut them off as a "torn tail" although they had been
+ * answered 200. Now the writer starts a new segment at the cursor, and a
+ * hole between segments below the highest cursor is accepted. */
+static void test_cursor_ahead_of_records(void)
+{
+    char dir[256], err[512], path[512];
+    const char *sinks[] = {"file"};
+    mk_tmpdir(dir, sizeof(dir), "ahead");
+    hb_journal_t *j = open_j(dir, 1 << 20, 0, sinks, 1, err, sizeof(err));
+    ok(j != NULL, "ahead: open: %s", err);
+    if (!j)
+        return;
+    uint64_t seqs[5];
+    int errs[5];
+    ok(append_range(j, 0, 5, 100, 1, seqs, errs) && seqs[4] == 5, "ahead: records 1..5");
+    hb_journal_close(j);
+    /* an operator's repair: the sink is said to have published up to 10 */
+    snprintf(path, sizeof(path), "%s/cursors", dir);
+    FILE *f = fopen(path, "w");
+    fputs("file 10\n", f);
+    fclose(f);
+    j = open_j(dir, 1 << 20, 0, sinks, 1, err, sizeof(err));
+    ok(j != NULL, "ahead: reopen with the cursor at 10: %s", err);
+    if (!j)
+        return;
+    uint64_t s11 = 0, s12 = 0;
+    int e11 = append_one(j, 11, 100, &s11), e12 = append_one(j, 12, 100, &s12);
+    ok(e11 == 0 && e12 == 0 && s11 == 11 && s12 == 12,
+       "ahead: new records continue after the cursor (%" PRIu64 ", %" PRIu64 ")", s11, s12);
+    hb_journal_close(j);
+    scan_t sc = {0, 0, 1};
+    hb_journal_opts_t o = {.dir = dir,
+                           .max_bytes = 1 << 20,
+                           .sinks = sinks,
+                           .n_sinks = 1,
+                           .on_record = on_record,
+                           .on_record_arg = &sc};
+    j = hb_journal_open(&o, err, sizeof(err));
+    ok(j != NULL, "ahead: third open accepts the hole below the cursor: %s", err);
+    if (!j)
+        return;
+    /* records 1..5 were published (cursor 10) and their segment deleted */
+    ok(sc.n == 2 && sc.last == 12, "ahead: nothing cut: %d records scanned, last %" PRIu64, sc.n,
+       sc.last);
+    ok(read_check(j, 10, 11, 11, 100) == 2, "ahead: the sink reads records 11 and 12");
+    hb_journal_close(j);
+    rm_tmpdir(dir);
+}
+
 static void test_open_errors(void)
 {
     char dir[128], err[512], path[4096];
@@ -1198,6 +1250,7 @@ int main(void)
     test_full_one_batch();
     test_full_latch_single_segment();
     test_two_sinks();
+    test_cursor_ahead_of_records();
     test_open_errors();
     diag("journal tests took %" PRIu64 " ms", mono_ms() - t0);
     return done_testing();
