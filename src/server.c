@@ -92,6 +92,12 @@ int hb_parse_listen(const char *spec, struct sockaddr_storage *ss, int *sslen)
     return -1; /* numeric only: no DNS at start-up or on a loop */
 }
 
+static struct timeval ms_timeval(int64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    return tv;
+}
+
 /* One hb_conn_t per accepted connection, hung on its SSL object: one SSL
  * is made per connection and freed with it, and OpenSSL tells us when (an
  * ex_data free callback), which evhttp 2.1 has no hook for.
@@ -138,8 +144,7 @@ static void on_conn_deadline(evutil_socket_t fd, short what, void *arg)
         return;
     if (c->busy || c->requests != c->seen) {
         c->seen = c->requests;
-        struct timeval tv = {(time_t)(c->w->srv->cfg->read_timeout_ms / 1000),
-                             (suseconds_t)(c->w->srv->cfg->read_timeout_ms % 1000) * 1000};
+        struct timeval tv = ms_timeval(c->w->srv->cfg->read_timeout_ms);
         event_add(c->deadline, &tv);
         return;
     }
@@ -230,8 +235,7 @@ static struct bufferevent *make_tls_bev(struct event_base *base, void *arg)
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
     c->bev = bev;
     c->deadline = evtimer_new(base, on_conn_deadline, c);
-    struct timeval tv = {(time_t)(w->srv->cfg->read_timeout_ms / 1000),
-                         (suseconds_t)(w->srv->cfg->read_timeout_ms % 1000) * 1000};
+    struct timeval tv = ms_timeval(w->srv->cfg->read_timeout_ms);
     event_add(c->deadline, &tv);
     return bev;
 }
@@ -290,8 +294,7 @@ static int worker_init(hb_server_t *s, worker_t *w, char *err, size_t errlen)
     int64_t slack = cfg->max_body > 65536 ? cfg->max_body : 65536;
     evhttp_set_max_body_size(w->http, (ev_ssize_t)(cfg->max_body + slack));
     evhttp_set_max_headers_size(w->http, 16384);
-    struct timeval tv = {(time_t)(cfg->read_timeout_ms / 1000),
-                         (suseconds_t)(cfg->read_timeout_ms % 1000) * 1000};
+    struct timeval tv = ms_timeval(cfg->read_timeout_ms);
     evhttp_set_timeout_tv(w->http, &tv);
     evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
