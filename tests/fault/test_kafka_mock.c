@@ -11,7 +11,7 @@
  * where they can legitimately happen (at least once, README.md).
  *
  *   baseline            no faults
- *   transient           retriable Produce errors (NOT_LEADER, REQUEST_TIMED_OUT,
+ *   transient           retriable Produce errors (NOT_LEADER, NOT_ENOUGH_REPLICAS,
  *                       NOT_ENOUGH_REPLICAS...): librdkafka retries them itself
  *   hard_errors         Produce errors librdkafka gives up on: the delivery
  *                       reports fail and the runner produces the records again
@@ -615,14 +615,20 @@ static uint64_t append_rest(hb_journal_t *j, scen_t *sc)
 /* transient: retriable errors on the first Produce requests of each half.
  * librdkafka retries them itself (same PID and sequence numbers), so the
  * runner sees no failure and the broker no duplicate. */
+/* Only errors that mean "not appended" are injected. REQUEST_TIMED_OUT and
+ * NOT_ENOUGH_REPLICAS_AFTER_APPEND mean "maybe appended": a real broker keeps
+ * that consistent with its idempotence sequence checks, but an injected one
+ * in the mock drops the batch while a later batch is still accepted, and
+ * librdkafka then (rightly, for a real broker) counts the dropped one as
+ * persisted. CI saw that once as a record missing from the mock. */
 static void transient_before(mock_t *m, scen_t *sc)
 {
     (void)sc;
     rd_kafka_mock_push_request_errors(
         m->mc, KAFKAP_PRODUCE, 8, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
-        RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
-        RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND, RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
-        RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+        RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
+        RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
         RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
 }
 
@@ -632,10 +638,10 @@ static uint64_t transient_during(mock_t *m, hb_sink_t *s, hb_journal_t *j, scen_
     (void)s;
     long t = wait_cursor(j, last, 30000);
     ok(t >= 0, "%s: first half published through 8 errors (%ld ms)", sc->name, t);
-    rd_kafka_mock_push_request_errors(m->mc, KAFKAP_PRODUCE, 4, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
-                                      RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
-                                      RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
-                                      RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
+    rd_kafka_mock_push_request_errors(
+        m->mc, KAFKAP_PRODUCE, 4, RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
+        RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
     return append_rest(j, sc);
 }
 
