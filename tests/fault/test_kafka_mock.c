@@ -35,57 +35,7 @@
  *
  * HB_TEST_ONLY=name[,name] runs some; HB_TEST_VERBOSE=1 shows info logs;
  * HB_TEST_KAFKA_DEBUG=eos,msg passes kafka.debug. Takes about 50 s. */
-#if defined(__has_include)
-#if __has_include("test.h")
-#include "test.h"
-#define HB_HAVE_TEST_H 1
-#endif
-#endif
-#ifndef HB_HAVE_TEST_H
-/* Minimal stand-in for tests/unit/test.h. */
-#include "hb/fmacros.h"
-#include <inttypes.h>
-#include <stdarg.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-static int test_count_, test_failed_;
-__attribute__((format(printf, 4, 5))) static int test_ok_(int cond, const char *file, int line,
-                                                          const char *fmt, ...)
-{
-    va_list ap;
-    test_count_++;
-    if (!cond)
-        test_failed_++;
-    printf("%sok %d - ", cond ? "" : "not ", test_count_);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    if (!cond)
-        printf(" (%s:%d)", file, line);
-    putchar('\n');
-    fflush(stdout);
-    return cond;
-}
-__attribute__((format(printf, 1, 2))) static void diag(const char *fmt, ...)
-{
-    va_list ap;
-    printf("# ");
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    putchar('\n');
-    fflush(stdout);
-}
-static int done_testing(void)
-{
-    printf("1..%d\n%d passed, %d failed\n", test_count_, test_count_ - test_failed_, test_failed_);
-    fflush(stdout);
-    return test_failed_ != 0;
-}
-#define ok(cond, ...) test_ok_(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
-#endif
+#include "test.h" /* tests/unit: the shared assert harness */
 
 #include "hb/config.h"
 #include "hb/journal.h"
