@@ -3,16 +3,31 @@
  * Layout of journal.dir:
  *   00000000000000000001.seg   records, named by the first sequence number
  *   cursors                    "<sink> <seq>" lines, replaced atomically
+ *   spare                      a zero-filled segment made ahead of need
  *
- * Group commit (Redis aof.c, PostgreSQL's WAL writer): the HTTP threads
- * push prepared records onto a queue; the writer takes the whole queue,
- * copies it into one buffer, writes it with one write(2), calls fdatasync
- * once, and only then reports the batch durable. While it syncs, the next
- * batch gathers, so the cost of a sync is shared by every request that
- * arrived during the previous one.
+ * Three threads, so that the path from append to answer holds nothing but
+ * a write and an fdatasync (PostgreSQL's WAL writer, Redis aof.c):
+ *
+ *  - the writer takes every queued append at once, seals the records,
+ *    closes the batch with a commit mark (record.h) and writes it with one
+ *    pwrite at the segment's write offset, then hands the batch to
+ *  - the syncer, which takes every written batch at once and calls
+ *    fdatasync back to back with the writer filling the next batch; only
+ *    then are the batch's appends done and readers woken;
+ *  - the keeper persists sink cursors, deletes published segments and
+ *    zero-fills the next segment ahead of time, all off that path. A
+ *    preallocated segment means fdatasync flushes data pages only: the
+ *    file's size and extents do not change, so no file-system journal
+ *    commit rides on every batch.
+ *
+ * Failure: a batch whose write or sync fails is answered 503, and so is
+ * every batch written after it that is not durable yet; the writer goes
+ * back to the durable end and writes over the failed bytes. Nothing is
+ * truncated on that path, so no clean-up can fail half-way, and recovery
+ * never counts the failed bytes: they carry no valid commit mark.
  *
  * Readers only ever read up to a segment's durable size, so they never see
- * a record that a crash could still take back, nor a half-copied page. */
+ * a record that a crash could still take back. */
 #include "hb/fmacros.h"
 
 #include "hb/journal.h"
@@ -30,12 +45,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
 #define C "journal"
 #define CURSOR_PERSIST_MS 200
-#define MAX_PROGRESS 16
+#define SPARE_RETRY_MS 10000
+#define MAX_BATCH_BYTES (4u << 20) /* a batch bigger than this is split */
+#define ZERO_CHUNK (1u << 20)
 
 typedef struct segment {
     uint64_t first_seq;
@@ -44,44 +62,69 @@ typedef struct segment {
     char *path;
 } segment_t;
 
-typedef struct progress {
+typedef struct listener {
     void (*fn)(void *arg);
     void *arg;
-} progress_t;
+    struct listener *next;
+} listener_t;
+
+/* A batch written and waiting for fdatasync. */
+typedef struct batch {
+    struct batch *next;
+    hb_append_t *durable; /* appends to finish once synced */
+    int fd;
+    uint64_t end_off;  /* write offset after the batch */
+    uint64_t next_seq; /* one past its last record */
+} batch_t;
+
+typedef int (*fault_fn)(const char *op, void *arg);
 
 struct hb_journal {
     char *dir;
     uint64_t max_bytes, low_water, segment_bytes;
+    int prealloc;
     size_t n_sinks;
     char **sink_names;
     _Atomic uint64_t cursors[HB_JOURNAL_MAX_SINKS];
-    uint64_t persisted[HB_JOURNAL_MAX_SINKS]; /* writer thread only */
+    _Atomic uint64_t min_cursor;
+    uint64_t persisted[HB_JOURNAL_MAX_SINKS]; /* keeper thread only */
     atomic_int cursors_dirty;
 
-    pthread_mutex_t lock; /* queue, stop, segs */
-    pthread_cond_t cond;
+    pthread_mutex_t lock; /* everything below up to "writer only" */
+    pthread_cond_t wcond; /* writer: appends queued */
+    pthread_cond_t scond; /* syncer: batches written */
+    pthread_cond_t dcond; /* writer: the syncer finished a round */
+    pthread_cond_t kcond; /* keeper (CLOCK_MONOTONIC): periodic work or stop */
     hb_append_t *qhead, *qtail;
-    int stop;
+    batch_t *shead, *stail;
+    int syncing;     /* the syncer holds batches taken from the list */
+    int rewind;      /* a sync failed: the writer goes back to the durable end */
+    uint64_t synced; /* durable end of the active segment */
+    int stop, sstop, kstop;
+    int spare_ready;
     segment_t *segs;
     size_t nsegs, capsegs;
 
     /* writer thread only */
-    int fd;           /* active (newest) segment */
-    uint64_t fd_size; /* bytes written to it */
+    int fd;         /* active (newest) segment */
+    uint64_t wpos;  /* its write offset */
+    uint64_t whigh; /* the highest offset ever written to it */
     uint64_t next_seq;
     unsigned char *wbuf;
     size_t wcap;
-    uint64_t last_persist_ms;
-    uint64_t retain_seen;
+
+    /* keeper thread only */
+    uint64_t last_persist_ms, spare_fail_ms, retain_seen;
 
     _Atomic uint64_t durable_seq;
     _Atomic uint64_t retain_after; /* UINT64_MAX: none */
     _Atomic uint64_t bytes;
     atomic_int full, failed;
-    progress_t progress[MAX_PROGRESS];
-    atomic_int n_progress;
-    pthread_t thread;
-    int thread_started;
+    _Atomic(listener_t *) progress; /* pushed, never removed until close */
+    fault_fn fault;
+    void *fault_arg;
+    pthread_t writer, syncer, keeper;
+    int threads; /* how many of them were started */
 };
 
 struct hb_journal_reader {
@@ -93,6 +136,39 @@ struct hb_journal_reader {
     unsigned char *buf;
     size_t cap, start, end;
 };
+
+static int inject(hb_journal_t *j, const char *op)
+{
+    int e = j->fault ? j->fault(op, j->fault_arg) : 0;
+    if (e)
+        errno = e;
+    return e ? -1 : 0;
+}
+
+static int pwrite_full(int fd, const void *buf, size_t len, off_t off)
+{
+    const unsigned char *p = buf;
+    while (len) {
+        ssize_t n = pwrite(fd, p, len, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        p += n;
+        off += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void cond_init_mono(pthread_cond_t *c)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(c, &a);
+    pthread_condattr_destroy(&a);
+}
 
 /* ---- segments list (caller holds j->lock) ---- */
 
@@ -171,21 +247,26 @@ static int cursors_persist(hb_journal_t *j)
     return 0;
 }
 
-static uint64_t min_of(const uint64_t *v, size_t n)
+static uint64_t min_of(const _Atomic uint64_t *v, size_t n)
 {
     uint64_t m = UINT64_MAX;
-    for (size_t i = 0; i < n; i++)
-        if (v[i] < m)
-            m = v[i];
+    for (size_t i = 0; i < n; i++) {
+        uint64_t x = atomic_load(&v[i]);
+        if (x < m)
+            m = x;
+    }
     return m;
 }
 
 /* Delete every segment but the newest whose records all sinks have
  * published according to the persisted cursors: after a crash the cursors
- * file must never point before the oldest segment left. */
+ * file must never point before the oldest segment left. Keeper thread. */
 static void delete_published(hb_journal_t *j)
 {
-    uint64_t min = min_of(j->persisted, j->n_sinks);
+    uint64_t min = UINT64_MAX;
+    for (size_t i = 0; i < j->n_sinks; i++)
+        if (j->persisted[i] < min)
+            min = j->persisted[i];
     uint64_t retain = atomic_load(&j->retain_after);
     if (retain < min && atomic_load(&j->bytes) < j->low_water)
         min = retain;
@@ -220,121 +301,230 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Is there a record that decodes anywhere after `from`? Distinguishes a
- * torn tail (only garbage after the last good record) from damage in the
- * middle (good records after a bad one), which must not be cut silently. */
-static int valid_record_after(int fd, uint64_t from)
+/* What lies after the last committed byte, read from `from` to the end:
+ * all zeros (a preallocated segment's unused part), and the highest
+ * synced_end that any valid commit mark claims there; legacy segments
+ * (no commit marks) ask instead whether any record decodes there. */
+typedef struct tail_info {
+    int all_zero;
+    uint64_t claim;
+    int record_after;
+} tail_info_t;
+
+static int scan_tail(int fd, uint64_t from, int legacy, tail_info_t *t)
 {
+    memset(t, 0, sizeof(*t));
+    t->all_zero = 1;
     struct stat st;
-    if (fstat(fd, &st) < 0 || (uint64_t)st.st_size <= from + 1)
-        return 0;
-    size_t len = (size_t)((uint64_t)st.st_size - from);
-    unsigned char *buf = hb_malloc(len);
-    ssize_t n = hb_pread_full(fd, buf, len, (off_t)from);
-    int found = 0;
-    for (ssize_t i = 1; n > 0 && i + HB_RECORD_HEADER <= n && !found; i++) {
-        hb_record_t r;
-        size_t used;
-        found = hb_record_decode(buf + i, (size_t)(n - i), &r, &used) == HB_DECODE_OK;
+    if (fstat(fd, &st) < 0)
+        return -1;
+    /* Legacy segments were never preallocated: read the tail whole, since
+     * a record there may be of any size. Otherwise in chunks that overlap
+     * by a commit mark, so that a 64 MiB zero tail costs no 64 MiB. */
+    size_t chunk = legacy ? (size_t)((uint64_t)st.st_size - from) : ZERO_CHUNK;
+    unsigned char *buf = hb_malloc(chunk + HB_COMMIT_SIZE);
+    for (uint64_t off = from; off < (uint64_t)st.st_size;) {
+        ssize_t n = hb_pread_full(fd, buf, chunk + HB_COMMIT_SIZE, (off_t)off);
+        if (n < 0) {
+            free(buf);
+            return -1;
+        }
+        ssize_t scan = n > (ssize_t)chunk ? (ssize_t)chunk : n;
+        for (ssize_t i = 0; i < scan; i++) {
+            if (buf[i] == 0)
+                continue;
+            t->all_zero = 0;
+            hb_record_t r;
+            hb_commit_t c;
+            size_t used;
+            hb_decode_t d = hb_record_decode_any(buf + i, (size_t)(n - i), &r, &c, &used);
+            if (d == HB_DECODE_COMMIT && c.synced_end > t->claim)
+                t->claim = c.synced_end;
+            else if (d == HB_DECODE_OK && (off > from || i > 0))
+                t->record_after = 1;
+        }
+        if (n <= (ssize_t)chunk)
+            break;
+        off += chunk;
     }
     free(buf);
-    return found;
+    return 0;
 }
 
-/* Scan one segment: returns 0 and fills s, or -1 with err. A bad tail is
- * cut off when `last`, else it is an error. */
+/* The state of a segment scan: the buffer holds the file from `base`,
+ * anchored at the start of the batch being read so that its records can be
+ * handed to on_record once its commit mark proves it whole. */
+typedef struct scan {
+    int fd;
+    unsigned char *buf;
+    size_t cap, end;
+    uint64_t base;
+} scan_t;
+
+/* Make buf[from..) hold at least `want` more bytes if the file has them. */
+static ssize_t scan_fill(scan_t *sc, size_t *anchor, size_t *cur)
+{
+    if (*anchor > 0) {
+        memmove(sc->buf, sc->buf + *anchor, sc->end - *anchor);
+        sc->end -= *anchor;
+        *cur -= *anchor;
+        sc->base += *anchor;
+        *anchor = 0;
+    }
+    if (sc->end == sc->cap) {
+        sc->cap *= 2;
+        sc->buf = hb_realloc(sc->buf, sc->cap);
+    }
+    ssize_t n =
+        hb_pread_full(sc->fd, sc->buf + sc->end, sc->cap - sc->end, (off_t)(sc->base + sc->end));
+    if (n > 0)
+        sc->end += (size_t)n;
+    return n;
+}
+
+static void replay_batch(const scan_t *sc, size_t from, size_t to, const hb_journal_opts_t *o)
+{
+    while (o->on_record && from < to) {
+        hb_record_t r;
+        size_t used;
+        if (hb_record_decode(sc->buf + from, to - from, &r, &used) != HB_DECODE_OK)
+            break; /* cannot happen: decoded once already */
+        o->on_record(&r, o->on_record_arg);
+        from += used;
+    }
+}
+
+/* Scan one segment: returns 0 and fills s, or -1 with err. Only records a
+ * valid commit mark covers count (a legacy segment, written before commit
+ * marks, counts every record up to the first bad byte). What follows the
+ * last commit is a torn tail unless a later mark says it had been synced:
+ * that is damage, and so is any bad byte in a segment that is not the
+ * newest. A torn tail of the newest segment is cut off. */
 static int scan_segment(hb_journal_t *j, segment_t *s, int last, const hb_journal_opts_t *o,
                         char *err, size_t errlen)
 {
-    int fd = open(s->path, last ? O_RDWR | O_CLOEXEC : O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    scan_t sc = {.fd = -1};
+    int rc = -1;
+    sc.fd = open(s->path, last ? O_RDWR | O_CLOEXEC : O_RDONLY | O_CLOEXEC);
+    if (sc.fd < 0) {
         snprintf(err, errlen, "%s: %s", s->path, strerror(errno));
         return -1;
     }
-    size_t cap = 1 << 20, start = 0, end = 0;
-    unsigned char *buf = hb_malloc(cap);
-    uint64_t off = 0, expect = s->first_seq;
-    int rc = -1;
+    /* What the page cache holds of the newest segment may never have
+     * reached the disk (kill -9 between write and fdatasync): make it
+     * durable before any of it is trusted (dedup ids, replays). */
+    if (last && (inject(j, "open-sync") < 0 || fdatasync(sc.fd) < 0)) {
+        snprintf(err, errlen, "%s: fdatasync: %s", s->path, strerror(errno));
+        goto cleanup;
+    }
+    sc.cap = 1 << 20;
+    sc.buf = hb_malloc(sc.cap);
+    size_t anchor = 0, cur = 0; /* batch start, next byte to decode */
+    uint64_t expect = s->first_seq, batch_first = s->first_seq, committed_seq = s->first_seq;
+    uint64_t committed_end = 0, claim = 0;
+    uint32_t bcrc = 0;
+    int legacy = -1; /* unknown until the first record */
     const char *why = NULL;
     for (;;) {
         hb_record_t r;
+        hb_commit_t c;
         size_t used;
-        hb_decode_t d = hb_record_decode(buf + start, end - start, &r, &used);
+        hb_decode_t d = hb_record_decode_any(sc.buf + cur, sc.end - cur, &r, &c, &used);
+        if (legacy < 0 && d != HB_DECODE_SHORT)
+            legacy = d == HB_DECODE_OK;
         if (d == HB_DECODE_OK) {
             if (r.seq != expect) {
                 why = "sequence gap";
                 break;
             }
-            if (o->on_record)
-                o->on_record(&r, o->on_record_arg);
             expect++;
-            start += used;
+            cur += used;
+            if (legacy) {
+                if (o->on_record)
+                    o->on_record(&r, o->on_record_arg);
+                anchor = cur;
+                committed_end = sc.base + cur;
+                committed_seq = expect;
+            } else {
+                bcrc = hb_commit_crc_add(bcrc, sc.buf + cur - used);
+            }
             continue;
         }
-        if (d == HB_DECODE_CORRUPT) {
+        if (d == HB_DECODE_COMMIT && !legacy) {
+            int header =
+                sc.base + cur == 0 && c.first_seq == 0 && c.last_seq == 0 && c.batch_bytes == 0;
+            int whole = expect > batch_first && c.first_seq == batch_first &&
+                        c.last_seq == expect - 1 && c.batch_bytes == (uint64_t)(cur - anchor) &&
+                        c.batch_crc == bcrc;
+            if (!header && !whole) {
+                why = "commit mark that does not match its batch";
+                break;
+            }
+            replay_batch(&sc, anchor, cur, o);
+            cur += used;
+            anchor = cur;
+            committed_end = sc.base + cur;
+            committed_seq = batch_first = expect;
+            bcrc = 0;
+            if (c.synced_end > claim)
+                claim = c.synced_end;
+            continue;
+        }
+        if (d != HB_DECODE_SHORT) {
             why = "bad checksum or header";
             break;
         }
-        /* short: read more */
-        off += start;
-        memmove(buf, buf + start, end - start);
-        end -= start;
-        start = 0;
-        if (end == cap) {
-            cap *= 2;
-            buf = hb_realloc(buf, cap);
-        }
-        ssize_t n = hb_pread_full(fd, buf + end, cap - end, (off_t)(off + end));
+        ssize_t n = scan_fill(&sc, &anchor, &cur);
         if (n < 0) {
             snprintf(err, errlen, "%s: read: %s", s->path, strerror(errno));
             goto cleanup;
         }
         if (n == 0) {
-            if (end > 0)
-                why = "torn record at the end";
+            if (cur < sc.end || anchor < cur)
+                why = "torn batch at the end";
             break;
         }
-        end += (size_t)n;
     }
-    uint64_t good = off + start;
-    int gap = why && strcmp(why, "sequence gap") == 0; /* a valid record, out of order */
-    if (why && last && !gap && !valid_record_after(fd, good)) {
-        /* only garbage follows: a torn tail */
-    } else if (why && last) {
-        snprintf(err, errlen,
-                 "%s: %s at offset %" PRIu64 " with valid records after it: the journal is "
-                 "damaged, not torn; refusing to start. To repair, copy the file away, then cut "
-                 "it at offset %" PRIu64 " (truncate -s %" PRIu64 ") to lose the records after "
-                 "the damage, or restore it from a backup",
-                 s->path, why, good, good, good);
+    tail_info_t t;
+    if (scan_tail(sc.fd, committed_end, legacy > 0, &t) < 0) {
+        snprintf(err, errlen, "%s: read: %s", s->path, strerror(errno));
         goto cleanup;
     }
-    if (why) {
-        if (!last) {
+    if (t.claim > claim)
+        claim = t.claim;
+    if (!t.all_zero) {
+        int damaged = legacy > 0 ? t.record_after : committed_end < claim;
+        if (!why)
+            why = "bytes after the last commit";
+        if (damaged || !last) {
             snprintf(err, errlen,
-                     "%s: %s at offset %" PRIu64 " in a segment that is not the newest; refusing "
-                     "to start. To repair, move this file and every later segment out of %s "
-                     "(their records after offset %" PRIu64 " are lost)",
-                     s->path, why, good, j->dir, good);
+                     "%s: %s at offset %" PRIu64 "%s; the journal is damaged, not torn; refusing "
+                     "to start. To repair, copy the file away, then cut it at offset %" PRIu64
+                     " (truncate -s %" PRIu64 "), losing the records after it%s, or restore it "
+                     "from a backup",
+                     s->path, why, committed_end,
+                     damaged ? " below what was already synced"
+                             : " in a segment that is not the "
+                               "newest",
+                     committed_end, committed_end,
+                     last ? "" : ", and move every later segment away");
             goto cleanup;
         }
-        struct stat st;
-        fstat(fd, &st);
         hb_warn(C,
-                "%s: %s at offset %" PRIu64 ": cutting off %" PRIu64
-                " bytes (records never acknowledged as durable)",
-                s->path, why, good, (uint64_t)st.st_size - good);
-        if (ftruncate(fd, (off_t)good) < 0 || fsync(fd) < 0) {
+                "%s: %s at offset %" PRIu64 ": cutting off the torn tail (records never "
+                "acknowledged as durable)",
+                s->path, why, committed_end);
+        if (ftruncate(sc.fd, (off_t)committed_end) < 0 || fsync(sc.fd) < 0) {
             snprintf(err, errlen, "%s: cannot cut torn tail: %s", s->path, strerror(errno));
             goto cleanup;
         }
     }
-    s->end_seq = expect;
-    s->durable_size = good;
+    s->end_seq = committed_seq;
+    s->durable_size = committed_end;
     rc = 0;
 cleanup:
-    free(buf);
-    close(fd);
+    free(sc.buf);
+    close(sc.fd);
     return rc;
 }
 
@@ -389,37 +579,68 @@ static int recover(hb_journal_t *j, const hb_journal_opts_t *o, uint64_t cursor_
     return rc;
 }
 
-/* Make the newest segment the one written to. The writer's state (fd,
- * fd_size) changes only on success; a segment file this call created is
- * removed again on failure, so a failed rotation leaves no trace. */
-static int open_active(hb_journal_t *j, char *err, size_t errlen)
+/* ---- the spare segment (keeper thread) ---- */
+
+static void spare_path(const hb_journal_t *j, char *out, size_t len, int tmp)
 {
-    segment_t *s = &j->segs[j->nsegs - 1];
-    int existed = access(s->path, F_OK) == 0;
-    int fd = open(s->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: %s", s->path, strerror(errno));
-        return -1;
+    snprintf(out, len, "%s/spare%s", j->dir, tmp ? ".tmp" : "");
+}
+
+/* Write a segment header and zeros up to segment_bytes, sync, and name it
+ * "spare". Skipped while the disk is short of room: a spare must never be
+ * what makes an append fail with ENOSPC. */
+static void spare_make(hb_journal_t *j)
+{
+    char tmp[PATH_MAX], path[PATH_MAX];
+    struct statvfs vfs;
+    if (statvfs(j->dir, &vfs) == 0 &&
+        (uint64_t)vfs.f_bavail * vfs.f_frsize < 4 * j->segment_bytes + (64u << 20))
+        return;
+    spare_path(j, tmp, sizeof(tmp), 1);
+    spare_path(j, path, sizeof(path), 0);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        goto fail;
+    unsigned char *zero = hb_calloc(1, ZERO_CHUNK);
+    hb_commit_t hdr = {0};
+    hb_commit_encode(&hdr, zero);
+    int ok = 1;
+    for (uint64_t off = 0; ok && off < j->segment_bytes; off += ZERO_CHUNK) {
+        size_t n =
+            j->segment_bytes - off < ZERO_CHUNK ? (size_t)(j->segment_bytes - off) : ZERO_CHUNK;
+        ok = hb_write_full(fd, zero, n) == 0;
+        if (off == 0)
+            memset(zero, 0, HB_COMMIT_SIZE);
     }
-    if (hb_fsync_dir(j->dir) < 0) {
-        snprintf(err, errlen, "%s: fsync: %s", j->dir, strerror(errno));
+    free(zero);
+    if (!ok || fdatasync(fd) < 0 || close(fd) < 0) {
+        fd = -1;
+        goto fail;
+    }
+    if (rename(tmp, path) < 0)
+        goto fail;
+    pthread_mutex_lock(&j->lock);
+    j->spare_ready = 1;
+    pthread_mutex_unlock(&j->lock);
+    return;
+fail:
+    if (!j->spare_fail_ms)
+        hb_warn(C,
+                "cannot prepare the next segment ahead of time (%s): segments grow as they "
+                "are written instead",
+                strerror(errno));
+    j->spare_fail_ms = hb_mono_ms();
+    if (fd >= 0)
         close(fd);
-        if (!existed)
-            unlink(s->path);
-        return -1;
-    }
-    j->fd = fd;
-    j->fd_size = s->durable_size;
-    return 0;
+    unlink(tmp);
 }
 
 /* ---- the writer ---- */
 
 static void notify_progress(hb_journal_t *j)
 {
-    int n = atomic_load(&j->n_progress);
-    for (int i = 0; i < n; i++)
-        j->progress[i].fn(j->progress[i].arg);
+    for (listener_t *l = atomic_load(&j->progress); l; l = l->next)
+        l->fn(l->arg);
 }
 
 /* Hand every append of `list` back; none may be touched afterwards. */
@@ -434,26 +655,145 @@ static void finish(hb_append_t *list, int err)
     }
 }
 
-static void rotate_if_needed(hb_journal_t *j)
+/* After a failed write or sync: continue at the durable end. Caller holds
+ * j->lock. */
+static void rewind_locked(hb_journal_t *j)
 {
-    /* never with undurable bytes at the end: they belong to this segment */
-    if (j->fd_size < j->segment_bytes || j->fd_size != j->segs[j->nsegs - 1].durable_size)
-        return;
-    char err[256];
-    int oldfd = j->fd;
+    j->wpos = j->synced;
+    j->next_seq = atomic_load(&j->durable_seq) + 1;
+    j->rewind = 0;
+}
+
+/* Write zeros over [from, to) of the active segment and sync: what a failed
+ * batch left past the durable end must not survive in a segment that stops
+ * being the newest, where recovery takes any such byte for damage. */
+static int zero_range(hb_journal_t *j, uint64_t from, uint64_t to)
+{
+    unsigned char *zero = hb_calloc(1, ZERO_CHUNK);
+    int rc = 0;
+    for (uint64_t off = from; rc == 0 && off < to; off += ZERO_CHUNK) {
+        size_t n = to - off < ZERO_CHUNK ? (size_t)(to - off) : ZERO_CHUNK;
+        rc = pwrite_full(j->fd, zero, n, (off_t)off);
+    }
+    free(zero);
+    return rc == 0 ? fdatasync(j->fd) : rc;
+}
+
+/* Make a new segment starting at next_seq the active one: the spare
+ * renamed (header and zeros already durable) or else a new empty file. The
+ * writer's state changes only on success; a failed rotation keeps writing
+ * to the old segment, which is only larger than planned. */
+static void rotate(hb_journal_t *j)
+{
+    char spare[PATH_MAX];
     pthread_mutex_lock(&j->lock);
-    seg_add(j, j->next_seq);
-    pthread_mutex_unlock(&j->lock);
-    if (open_active(j, err, sizeof(err)) < 0) {
-        /* Keep writing to the old segment: it is only larger than planned
-         * (open_active left fd and fd_size as they were). */
-        hb_error(C, "cannot start a new segment: %s", err);
-        pthread_mutex_lock(&j->lock);
-        free(j->segs[--j->nsegs].path);
+    /* the syncer must be done with the old file before it is closed */
+    while (j->shead || j->syncing)
+        pthread_cond_wait(&j->dcond, &j->lock);
+    if (j->rewind) { /* the last batches failed: nothing to rotate past */
+        rewind_locked(j);
         pthread_mutex_unlock(&j->lock);
         return;
     }
-    close(oldfd);
+    pthread_mutex_unlock(&j->lock);
+    if (j->whigh > j->wpos && zero_range(j, j->wpos, j->whigh) < 0) {
+        hb_error(C,
+                 "cannot clear what a failed batch left in %020" PRIu64 ".seg: %s; "
+                 "writing on in it",
+                 j->segs[j->nsegs - 1].first_seq, strerror(errno));
+        return;
+    }
+    pthread_mutex_lock(&j->lock);
+    int use_spare = j->spare_ready;
+    j->spare_ready = 0;
+    segment_t *s = seg_add(j, j->next_seq);
+    char *path = hb_strdup(s->path);
+    pthread_mutex_unlock(&j->lock);
+
+    spare_path(j, spare, sizeof(spare), 0);
+    int fd = -1;
+    uint64_t wpos = 0;
+    if (use_spare && rename(spare, path) == 0) {
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        wpos = HB_COMMIT_SIZE; /* the header is there, durable */
+    }
+    if (fd < 0) {
+        wpos = 0;
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    }
+    if (fd < 0 || hb_fsync_dir(j->dir) < 0) {
+        hb_error(C, "cannot start a new segment %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        unlink(path);
+        pthread_mutex_lock(&j->lock);
+        free(j->segs[--j->nsegs].path);
+        pthread_mutex_unlock(&j->lock);
+        free(path);
+        return;
+    }
+    free(path);
+    close(j->fd);
+    j->fd = fd;
+    j->wpos = j->whigh = wpos;
+    pthread_mutex_lock(&j->lock);
+    j->segs[j->nsegs - 1].durable_size = wpos;
+    j->synced = wpos;
+    pthread_cond_signal(&j->kcond); /* time to make the next spare */
+    pthread_mutex_unlock(&j->lock);
+    atomic_fetch_add(&j->bytes, wpos);
+}
+
+/* Write wbuf[0..len) (records first..next_seq-1 and their commit mark) and
+ * queue it for the syncer. */
+static void emit(hb_journal_t *j, size_t len, uint64_t first, hb_append_t *durable,
+                 hb_append_t *written)
+{
+    if (j->wpos + len > j->whigh)
+        j->whigh = j->wpos + len; /* a failed write may have written some of it */
+    if (inject(j, "write") < 0 || pwrite_full(j->fd, j->wbuf, len, (off_t)j->wpos) < 0) {
+        int e = errno;
+        hb_error(C, "journal write failed: %s; answering %" PRIu64 " deliveries 503", strerror(e),
+                 j->next_seq - first);
+        j->next_seq = first; /* nothing of it is durable; its bytes get written over */
+        atomic_store(&j->failed, 1);
+        finish(written, e);
+        finish(durable, e);
+        return;
+    }
+    j->wpos += len;
+    finish(written, 0);
+    batch_t *b = hb_malloc(sizeof(*b));
+    b->next = NULL;
+    b->durable = durable;
+    b->fd = j->fd;
+    b->end_off = j->wpos;
+    b->next_seq = j->next_seq;
+    pthread_mutex_lock(&j->lock);
+    if (j->rewind) {
+        /* a sync failed while this was written after it: it goes too */
+        rewind_locked(j);
+        pthread_mutex_unlock(&j->lock);
+        finish(durable, EIO);
+        free(b);
+        return;
+    }
+    if (j->stail)
+        j->stail->next = b;
+    else
+        j->shead = b;
+    j->stail = b;
+    pthread_cond_signal(&j->scond);
+    pthread_mutex_unlock(&j->lock);
+}
+
+static void ensure_wcap(hb_journal_t *j, size_t need)
+{
+    if (need <= j->wcap)
+        return;
+    while (need > j->wcap)
+        j->wcap = j->wcap ? j->wcap * 2 : 1 << 20;
+    j->wbuf = hb_realloc(j->wbuf, j->wcap);
 }
 
 static void write_batch(hb_journal_t *j, hb_append_t *batch)
@@ -463,13 +803,31 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
     hb_append_t *durable = NULL, **dtail = &durable, *written = NULL, **wtail = &written;
     hb_append_t *refused = NULL;
     size_t len = 0;
-    uint64_t first = j->next_seq, bytes = atomic_load(&j->bytes);
+    uint32_t bcrc = 0;
+    uint64_t first = 0, bytes = 0;
 
-    rotate_if_needed(j);
     for (hb_append_t *a = batch, *next; a; a = next) {
         next = a->next;
         a->next = NULL;
-        if (bytes + len + a->len > j->max_bytes) {
+        if (len == 0) {
+            if (j->wpos >= j->segment_bytes)
+                rotate(j);
+            /* bytes count once synced: add what is written and not yet */
+            pthread_mutex_lock(&j->lock);
+            if (j->rewind)
+                rewind_locked(j);
+            bytes = atomic_load(&j->bytes) + (j->wpos - j->synced);
+            pthread_mutex_unlock(&j->lock);
+            first = j->next_seq;
+            bcrc = 0;
+            if (j->wpos == 0) { /* a new file announces its format */
+                hb_commit_t hdr = {0};
+                ensure_wcap(j, HB_COMMIT_SIZE);
+                hb_commit_encode(&hdr, j->wbuf);
+                len = HB_COMMIT_SIZE;
+            }
+        }
+        if (bytes + len + a->len + HB_COMMIT_SIZE > j->max_bytes) {
             if (!atomic_exchange(&j->full, 1))
                 hb_warn(C,
                         "journal full (%" PRIu64 " of %" PRIu64 " bytes): refusing new "
@@ -478,71 +836,47 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
             a->err = ENOSPC;
             a->next = refused;
             refused = a;
-            continue;
-        }
-        if (len + a->len > j->wcap) {
-            while (len + a->len > j->wcap)
-                j->wcap = j->wcap ? j->wcap * 2 : 1 << 20;
-            j->wbuf = hb_realloc(j->wbuf, j->wcap);
-        }
-        a->seq = j->next_seq++;
-        a->err = 0;
-        hb_record_seal(a->buf, a->seq);
-        memcpy(j->wbuf + len, a->buf, a->len);
-        len += a->len;
-        if (a->stage == HB_STAGE_WRITTEN) {
-            *wtail = a;
-            wtail = &a->next;
         } else {
-            *dtail = a;
-            dtail = &a->next;
+            ensure_wcap(j, len + a->len + HB_COMMIT_SIZE);
+            a->seq = j->next_seq++;
+            a->err = 0;
+            hb_record_seal(a->buf, a->seq);
+            bcrc = hb_commit_crc_add(bcrc, a->buf);
+            memcpy(j->wbuf + len, a->buf, a->len);
+            len += a->len;
+            if (a->stage == HB_STAGE_WRITTEN) {
+                *wtail = a;
+                wtail = &a->next;
+            } else {
+                *dtail = a;
+                dtail = &a->next;
+            }
+        }
+        int records = j->next_seq > first;
+        if (records && (!next || len >= MAX_BATCH_BYTES)) {
+            size_t hdr = j->wpos == 0 ? HB_COMMIT_SIZE : 0;
+            pthread_mutex_lock(&j->lock);
+            uint64_t synced = j->synced;
+            pthread_mutex_unlock(&j->lock);
+            hb_commit_t c = {
+                .first_seq = first,
+                .last_seq = j->next_seq - 1,
+                .batch_bytes = len - hdr,
+                .synced_end = synced,
+                .batch_crc = bcrc,
+            };
+            hb_commit_encode(&c, j->wbuf + len);
+            len += HB_COMMIT_SIZE;
+            emit(j, len, first, durable, written);
+            durable = written = NULL;
+            dtail = &durable;
+            wtail = &written;
+            len = 0;
+        } else if (!records && !next) {
+            len = 0;
         }
     }
     finish(refused, 0);
-    if (!len)
-        return;
-
-    if (hb_write_full(j->fd, j->wbuf, len) < 0) {
-        int e = errno;
-        hb_error(C, "journal write failed: %s; answering %" PRIu64 " deliveries 503", strerror(e),
-                 j->next_seq - first);
-        if (ftruncate(j->fd, (off_t)j->fd_size) < 0)
-            hb_error(C, "cannot cut the failed write: %s", strerror(errno));
-        j->next_seq = first;
-        atomic_store(&j->failed, 1);
-        finish(written, e);
-        finish(durable, e);
-        return;
-    }
-    j->fd_size += len;
-    finish(written, 0);
-    if (fdatasync(j->fd) < 0) {
-        /* After a failed sync nothing can be said of those pages (a later
-         * sync that succeeds proves nothing about them), so the batch is
-         * cut off and answered 503: its records are never published, and
-         * the journal stays exactly as durable as it was. Deliveries of
-         * the batch already answered under ack = written are lost with it:
-         * that is the risk that mode takes. */
-        int e = errno;
-        hb_error(C, "journal fdatasync failed: %s; answering the batch 503", strerror(e));
-        if (ftruncate(j->fd, (off_t)(j->fd_size - len)) < 0)
-            hb_error(C, "cannot cut the unsynced batch: %s", strerror(errno));
-        j->fd_size -= len;
-        j->next_seq = first;
-        atomic_store(&j->failed, 1);
-        finish(durable, e);
-        return;
-    }
-    atomic_store(&j->failed, 0);
-    pthread_mutex_lock(&j->lock);
-    segment_t *s = &j->segs[j->nsegs - 1];
-    s->end_seq = j->next_seq;
-    atomic_fetch_add(&j->bytes, j->fd_size - s->durable_size);
-    s->durable_size = j->fd_size;
-    pthread_mutex_unlock(&j->lock);
-    atomic_store(&j->durable_seq, j->next_seq - 1);
-    finish(durable, 0);
-    notify_progress(j);
 }
 
 static void *writer_main(void *arg)
@@ -550,31 +884,91 @@ static void *writer_main(void *arg)
     hb_journal_t *j = arg;
     for (;;) {
         pthread_mutex_lock(&j->lock);
-        while (!j->qhead && !j->stop) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += CURSOR_PERSIST_MS * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            if (pthread_cond_timedwait(&j->cond, &j->lock, &ts) == ETIMEDOUT)
-                break;
-        }
+        while (!j->qhead && !j->stop)
+            pthread_cond_wait(&j->wcond, &j->lock);
         hb_append_t *batch = j->qhead;
         int stop = j->stop;
         j->qhead = j->qtail = NULL;
         pthread_mutex_unlock(&j->lock);
-
         if (batch)
             write_batch(j, batch);
-        /* the low-water check runs every pass, not only after a deletion:
-         * a refused oversized record may leave the journal far from full */
-        if (atomic_load(&j->full) && atomic_load(&j->bytes) < j->low_water) {
-            atomic_store(&j->full, 0);
-            hb_info(C, "journal below its low-water mark (%" PRIu64 " bytes): accepting again",
-                    atomic_load(&j->bytes));
+        else if (stop)
+            break;
+    }
+    return NULL;
+}
+
+static void *syncer_main(void *arg)
+{
+    hb_journal_t *j = arg;
+    pthread_mutex_lock(&j->lock);
+    for (;;) {
+        while (!j->shead && !j->sstop)
+            pthread_cond_wait(&j->scond, &j->lock);
+        if (!j->shead)
+            break;
+        batch_t *list = j->shead, *last = j->stail;
+        j->shead = j->stail = NULL;
+        j->syncing = 1;
+        pthread_mutex_unlock(&j->lock);
+
+        /* every batch of a round shares one file: rotation waits for us */
+        int rc = inject(j, "sync") < 0 ? -1 : fdatasync(list->fd), e = errno;
+
+        pthread_mutex_lock(&j->lock);
+        if (rc < 0) {
+            /* After a failed sync nothing can be said of those pages (a
+             * later sync that succeeds proves nothing about them): the
+             * round and everything written after it is answered 503 and
+             * written over. Deliveries already answered under ack =
+             * written are lost with it: the risk that mode takes. */
+            if (j->stail) {
+                last->next = j->shead;
+                j->shead = j->stail = NULL;
+            }
+            j->rewind = 1;
+        } else {
+            segment_t *s = &j->segs[j->nsegs - 1];
+            s->end_seq = last->next_seq;
+            atomic_fetch_add(&j->bytes, last->end_off - s->durable_size);
+            s->durable_size = last->end_off;
+            j->synced = last->end_off;
+            atomic_store(&j->durable_seq, last->next_seq - 1);
         }
+        j->syncing = 0;
+        pthread_cond_broadcast(&j->dcond);
+        pthread_mutex_unlock(&j->lock);
+
+        if (rc < 0) {
+            hb_error(C, "journal fdatasync failed: %s; answering the unsynced batches 503",
+                     strerror(e));
+            atomic_store(&j->failed, 1);
+        } else {
+            atomic_store(&j->failed, 0);
+        }
+        if (rc == 0)
+            notify_progress(j); /* readers first: they have the most to do */
+        for (batch_t *b = list, *next; b; b = next) {
+            next = b->next;
+            finish(b->durable, rc < 0 ? e : 0);
+            free(b);
+        }
+        pthread_mutex_lock(&j->lock);
+    }
+    pthread_mutex_unlock(&j->lock);
+    return NULL;
+}
+
+/* Cursor persistence, deletion, the full flag's low-water check and the
+ * spare segment: every CURSOR_PERSIST_MS, on a monotonic clock so that a
+ * step of the wall clock never stalls them. */
+static void *keeper_main(void *arg)
+{
+    hb_journal_t *j = arg;
+    pthread_mutex_lock(&j->lock);
+    for (;;) {
+        int stop = j->kstop, need_spare = j->prealloc && !j->spare_ready;
+        pthread_mutex_unlock(&j->lock);
         uint64_t now = hb_mono_ms();
         if (atomic_load(&j->cursors_dirty) &&
             (stop || now - j->last_persist_ms >= CURSOR_PERSIST_MS)) {
@@ -588,13 +982,56 @@ static void *writer_main(void *arg)
             j->retain_seen = retain;
             delete_published(j);
         }
-        if (stop && !batch)
+        if (atomic_load(&j->full) && atomic_load(&j->bytes) < j->low_water) {
+            atomic_store(&j->full, 0);
+            hb_info(C, "journal below its low-water mark (%" PRIu64 " bytes): accepting again",
+                    atomic_load(&j->bytes));
+        }
+        if (need_spare && !stop && (!j->spare_fail_ms || now - j->spare_fail_ms >= SPARE_RETRY_MS))
+            spare_make(j);
+        pthread_mutex_lock(&j->lock);
+        if (stop)
             break;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += CURSOR_PERSIST_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        if (!j->kstop)
+            pthread_cond_timedwait(&j->kcond, &j->lock, &ts);
     }
+    pthread_mutex_unlock(&j->lock);
     return NULL;
 }
 
 /* ---- public ---- */
+
+static int start_thread(hb_journal_t *j, pthread_t *t, void *(*fn)(void *))
+{
+    if (pthread_create(t, NULL, fn, j) != 0)
+        return -1;
+    j->threads++;
+    return 0;
+}
+
+/* Open (or create) the newest segment for writing at its durable end. */
+static int open_active(hb_journal_t *j, char *err, size_t errlen)
+{
+    segment_t *s = &j->segs[j->nsegs - 1];
+    int fd = open(s->path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 || hb_fsync_dir(j->dir) < 0) {
+        snprintf(err, errlen, "%s: %s", s->path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    j->fd = fd;
+    j->wpos = j->whigh = s->durable_size;
+    j->synced = s->durable_size;
+    return 0;
+}
 
 hb_journal_t *hb_journal_open(const hb_journal_opts_t *o, char *err, size_t errlen)
 {
@@ -608,6 +1045,9 @@ hb_journal_t *hb_journal_open(const hb_journal_opts_t *o, char *err, size_t errl
     j->dir = hb_strdup(o->dir);
     j->max_bytes = o->max_bytes;
     j->low_water = o->max_bytes / 10 * 9;
+    j->prealloc = !o->no_prealloc;
+    j->fault = o->fault;
+    j->fault_arg = o->fault_arg;
     j->segment_bytes = o->segment_bytes;
     if (!j->segment_bytes) {
         j->segment_bytes = o->max_bytes / 8;
@@ -621,14 +1061,24 @@ hb_journal_t *hb_journal_open(const hb_journal_opts_t *o, char *err, size_t errl
     for (size_t i = 0; i < o->n_sinks; i++)
         j->sink_names[i] = hb_strdup(o->sinks[i]);
     pthread_mutex_init(&j->lock, NULL);
-    pthread_cond_init(&j->cond, NULL);
+    pthread_cond_init(&j->wcond, NULL);
+    pthread_cond_init(&j->scond, NULL);
+    pthread_cond_init(&j->dcond, NULL);
+    cond_init_mono(&j->kcond);
 
     uint64_t vals[HB_JOURNAL_MAX_SINKS] = {0};
     int found[HB_JOURNAL_MAX_SINKS] = {0};
+    char spare[PATH_MAX];
     if (hb_mkdir_p(j->dir, 0700) < 0) {
         snprintf(err, errlen, "journal.dir %s: %s", j->dir, strerror(errno));
         goto fail;
     }
+    spare_path(j, spare, sizeof(spare), 1);
+    unlink(spare); /* half made when we stopped */
+    spare_path(j, spare, sizeof(spare), 0);
+    struct stat st;
+    j->spare_ready =
+        j->prealloc && stat(spare, &st) == 0 && (uint64_t)st.st_size == j->segment_bytes;
     if (cursors_load(j, vals, found, err, errlen) < 0)
         goto fail;
     uint64_t cursor_max = 0;
@@ -655,6 +1105,7 @@ hb_journal_t *hb_journal_open(const hb_journal_opts_t *o, char *err, size_t errl
         atomic_store(&j->cursors[i], c);
         j->persisted[i] = c;
     }
+    atomic_store(&j->min_cursor, min_of(j->cursors, j->n_sinks));
     atomic_store(&j->durable_seq, last);
     /* A new segment when the newest is full, and also when sequence numbers
      * jump past its end (a cursor ahead of the records on disk): a segment
@@ -671,11 +1122,12 @@ hb_journal_t *hb_journal_open(const hb_journal_opts_t *o, char *err, size_t errl
     delete_published(j);
     if (atomic_load(&j->bytes) >= j->max_bytes)
         atomic_store(&j->full, 1);
-    if (pthread_create(&j->thread, NULL, writer_main, j) != 0) {
-        snprintf(err, errlen, "journal: cannot start writer thread");
+    if (start_thread(j, &j->writer, writer_main) < 0 ||
+        start_thread(j, &j->syncer, syncer_main) < 0 ||
+        start_thread(j, &j->keeper, keeper_main) < 0) {
+        snprintf(err, errlen, "journal: cannot start its threads");
         goto fail;
     }
-    j->thread_started = 1;
     hb_info(C, "journal %s open: %zu segment(s), %" PRIu64 " bytes, next record %" PRIu64, j->dir,
             j->nsegs, atomic_load(&j->bytes), j->next_seq);
     return j;
@@ -684,19 +1136,29 @@ fail:
     return NULL;
 }
 
+/* Stop one thread: set its flag under the lock, wake it, join. */
+static void stop_thread(hb_journal_t *j, int *flag, pthread_cond_t *cond, pthread_t t, int idx)
+{
+    if (j->threads <= idx)
+        return;
+    pthread_mutex_lock(&j->lock);
+    *flag = 1;
+    pthread_cond_broadcast(cond);
+    pthread_mutex_unlock(&j->lock);
+    pthread_join(t, NULL);
+}
+
 void hb_journal_close(hb_journal_t *j)
 {
     if (!j)
         return;
-    if (j->thread_started) {
-        pthread_mutex_lock(&j->lock);
-        j->stop = 1;
-        pthread_cond_signal(&j->cond);
-        pthread_mutex_unlock(&j->lock);
-        pthread_join(j->thread, NULL);
-        if (atomic_load(&j->cursors_dirty))
-            cursors_persist(j);
-    }
+    /* in pipeline order: the writer finishes the queue, the syncer what
+     * was written, the keeper persists the cursors one last time */
+    stop_thread(j, &j->stop, &j->wcond, j->writer, 0);
+    stop_thread(j, &j->sstop, &j->scond, j->syncer, 1);
+    stop_thread(j, &j->kstop, &j->kcond, j->keeper, 2);
+    if (j->threads && atomic_load(&j->cursors_dirty))
+        cursors_persist(j);
     if (j->fd >= 0)
         close(j->fd);
     for (size_t i = 0; i < j->nsegs; i++)
@@ -705,10 +1167,17 @@ void hb_journal_close(hb_journal_t *j)
     for (size_t i = 0; i < j->n_sinks; i++)
         free(j->sink_names[i]);
     free(j->sink_names);
+    for (listener_t *l = atomic_load(&j->progress), *next; l; l = next) {
+        next = l->next;
+        free(l);
+    }
     free(j->wbuf);
     free(j->dir);
     pthread_mutex_destroy(&j->lock);
-    pthread_cond_destroy(&j->cond);
+    pthread_cond_destroy(&j->wcond);
+    pthread_cond_destroy(&j->scond);
+    pthread_cond_destroy(&j->dcond);
+    pthread_cond_destroy(&j->kcond);
     free(j);
 }
 
@@ -716,12 +1185,14 @@ void hb_journal_append(hb_journal_t *j, hb_append_t *a)
 {
     a->next = NULL;
     pthread_mutex_lock(&j->lock);
+    int wake = !j->qhead; /* one wake-up per batch: the writer takes the whole queue */
     if (j->qtail)
         j->qtail->next = a;
     else
         j->qhead = a;
     j->qtail = a;
-    pthread_cond_signal(&j->cond);
+    if (wake)
+        pthread_cond_signal(&j->wcond);
     pthread_mutex_unlock(&j->lock);
 }
 
@@ -740,10 +1211,16 @@ void hb_journal_ack(hb_journal_t *j, size_t idx, uint64_t seq)
     uint64_t cur = atomic_load(&j->cursors[idx]);
     while (seq > cur && !atomic_compare_exchange_weak(&j->cursors[idx], &cur, seq))
         ;
-    if (seq > cur) {
-        atomic_store(&j->cursors_dirty, 1);
+    if (seq <= cur)
+        return;
+    atomic_store(&j->cursors_dirty, 1);
+    /* listeners care about records published everywhere: tell them only
+     * when that moved, not on every sink's every acknowledgement */
+    uint64_t min = min_of(j->cursors, j->n_sinks), old = atomic_load(&j->min_cursor);
+    while (min > old && !atomic_compare_exchange_weak(&j->min_cursor, &old, min))
+        ;
+    if (min > old)
         notify_progress(j);
-    }
 }
 
 uint64_t hb_journal_cursor(const hb_journal_t *j, size_t idx)
@@ -753,13 +1230,7 @@ uint64_t hb_journal_cursor(const hb_journal_t *j, size_t idx)
 
 uint64_t hb_journal_min_cursor(const hb_journal_t *j)
 {
-    uint64_t m = UINT64_MAX;
-    for (size_t i = 0; i < j->n_sinks; i++) {
-        uint64_t c = atomic_load(&((hb_journal_t *)j)->cursors[i]);
-        if (c < m)
-            m = c;
-    }
-    return m;
+    return atomic_load(&((hb_journal_t *)j)->min_cursor);
 }
 
 uint64_t hb_journal_durable_seq(const hb_journal_t *j)
@@ -793,12 +1264,12 @@ void hb_journal_retain_after(hb_journal_t *j, uint64_t seq)
 
 void hb_journal_on_progress(hb_journal_t *j, void (*fn)(void *arg), void *arg)
 {
-    int n = atomic_load(&j->n_progress);
-    if (n >= MAX_PROGRESS)
-        hb_oom("journal progress callbacks");
-    j->progress[n].fn = fn;
-    j->progress[n].arg = arg;
-    atomic_store(&j->n_progress, n + 1);
+    listener_t *l = hb_malloc(sizeof(*l));
+    l->fn = fn;
+    l->arg = arg;
+    l->next = atomic_load(&j->progress);
+    while (!atomic_compare_exchange_weak(&j->progress, &l->next, l))
+        ;
 }
 
 /* ---- readers ---- */
@@ -881,7 +1352,12 @@ int hb_journal_reader_next(hb_journal_reader_t *r, hb_record_t *rec)
                 return rc;
         }
         size_t used;
-        hb_decode_t d = hb_record_decode(r->buf + r->start, r->end - r->start, rec, &used);
+        hb_decode_t d =
+            hb_record_decode_any(r->buf + r->start, r->end - r->start, rec, NULL, &used);
+        if (d == HB_DECODE_COMMIT) {
+            r->start += used;
+            continue;
+        }
         if (d == HB_DECODE_OK) {
             r->start += used;
             if (rec->seq <= r->after)

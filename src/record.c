@@ -85,11 +85,63 @@ void hb_record_seal(unsigned char *buf, uint64_t seq)
     put32(buf + 20, hb_crc32c(0, buf, 20));
 }
 
+void hb_commit_encode(const hb_commit_t *c, unsigned char *buf)
+{
+    unsigned char *p = buf + HB_RECORD_HEADER;
+    put64(p, c->first_seq);
+    put64(p + 8, c->batch_bytes);
+    put64(p + 16, c->synced_end);
+    put32(p + 24, c->batch_crc);
+    put32(p + 28, 0);
+    put32(buf, HB_COMMIT_MAGIC);
+    put32(buf + 4, HB_COMMIT_SIZE - HB_RECORD_HEADER);
+    put64(buf + 8, c->last_seq);
+    put32(buf + 16, hb_crc32c(0, p, HB_COMMIT_SIZE - HB_RECORD_HEADER));
+    put32(buf + 20, hb_crc32c(0, buf, 20));
+}
+
+uint32_t hb_commit_crc_add(uint32_t crc, const unsigned char *record)
+{
+    return hb_crc32c(crc, record, HB_RECORD_HEADER);
+}
+
+static hb_decode_t decode_commit(const unsigned char *buf, size_t avail, hb_commit_t *c,
+                                 size_t *used)
+{
+    if (get32(buf + 4) != HB_COMMIT_SIZE - HB_RECORD_HEADER)
+        return HB_DECODE_CORRUPT;
+    if (avail < HB_COMMIT_SIZE)
+        return HB_DECODE_SHORT;
+    const unsigned char *p = buf + HB_RECORD_HEADER;
+    if (hb_crc32c(0, p, HB_COMMIT_SIZE - HB_RECORD_HEADER) != get32(buf + 16))
+        return HB_DECODE_CORRUPT;
+    if (c) {
+        c->last_seq = get64(buf + 8);
+        c->first_seq = get64(p);
+        c->batch_bytes = get64(p + 8);
+        c->synced_end = get64(p + 16);
+        c->batch_crc = get32(p + 24);
+    }
+    *used = HB_COMMIT_SIZE;
+    return HB_DECODE_COMMIT;
+}
+
 hb_decode_t hb_record_decode(const unsigned char *buf, size_t avail, hb_record_t *r, size_t *used)
+{
+    hb_decode_t d = hb_record_decode_any(buf, avail, r, NULL, used);
+    return d == HB_DECODE_COMMIT ? HB_DECODE_CORRUPT : d;
+}
+
+hb_decode_t hb_record_decode_any(const unsigned char *buf, size_t avail, hb_record_t *r,
+                                 hb_commit_t *commit, size_t *used)
 {
     if (avail < HB_RECORD_HEADER)
         return HB_DECODE_SHORT;
-    if (get32(buf) != HB_RECORD_MAGIC || get32(buf + 20) != hb_crc32c(0, buf, 20))
+    if (get32(buf + 20) != hb_crc32c(0, buf, 20))
+        return HB_DECODE_CORRUPT;
+    if (get32(buf) == HB_COMMIT_MAGIC)
+        return decode_commit(buf, avail, commit, used);
+    if (get32(buf) != HB_RECORD_MAGIC)
         return HB_DECODE_CORRUPT;
     uint32_t plen = get32(buf + 4);
     if (plen < HB_RECORD_FIXED || plen > HB_RECORD_MAX_PAYLOAD)

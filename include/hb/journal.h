@@ -4,15 +4,18 @@
  * Threads:
  *  - hb_journal_append / hb_journal_full / stats: any thread, never block
  *    on I/O (a mutex held for a list push only).
- *  - the writer thread (owned here) writes batches, calls fdatasync once
- *    per batch, calls each append's done callback, wakes the readers,
- *    persists cursors and deletes segments every sink is past.
+ *  - three threads owned here: the writer writes batches, the syncer
+ *    makes them durable (fdatasync back to back) and calls each append's
+ *    done callback, the keeper persists cursors, deletes segments every
+ *    sink is past and prepares the next segment. done() runs on the
+ *    writer (HB_STAGE_WRITTEN, or a refusal) or on the syncer.
  *  - a reader belongs to one sink thread; hb_journal_reader_next does
  *    blocking pread on that thread.
  *
- * On open, segments are scanned: a torn or corrupt tail of the newest
- * segment is cut off with a warning; corruption anywhere else refuses to
- * start (the error says which file to move away). */
+ * On open, segments are scanned: only batches closed by a valid commit
+ * mark count (record.h); a torn tail of the newest segment is cut off with
+ * a warning; bad bytes that a later commit mark says were synced, or any in
+ * an older segment, refuse to start (the error says how to repair). */
 #ifndef HB_JOURNAL_H
 #define HB_JOURNAL_H
 
@@ -57,6 +60,14 @@ typedef struct hb_journal_opts {
     /* Start with hb_journal_retain_after(j, 0): keep every segment until
      * the caller has persisted what it needs (the dedup snapshot). */
     int retain_all;
+    /* Do not zero-fill the next segment ahead of time (segments then grow
+     * as they are written, and each fdatasync also commits their size). */
+    int no_prealloc;
+    /* Tests: fault(op, arg) is asked before each "write" and "sync" of a
+     * batch and before the "open-sync" of the newest segment at open; an
+     * errno it returns fails that step as the system call would. */
+    int (*fault)(const char *op, void *arg);
+    void *fault_arg;
 } hb_journal_opts_t;
 
 hb_journal_t *hb_journal_open(const hb_journal_opts_t *opts, char *err, size_t errlen);
@@ -90,9 +101,10 @@ size_t hb_journal_segments(const hb_journal_t *j);
  * Any thread. */
 void hb_journal_retain_after(hb_journal_t *j, uint64_t seq);
 
-/* Register a function the writer calls after each durable batch and after
- * cursors move (e.g. to wake the sink threads or answer ack=published
- * requests). Must not block. Register before traffic starts. */
+/* Register a function called after each durable batch and whenever the
+ * lowest sink cursor moves (to wake the sink threads, or to answer
+ * ack=published requests). Must not block. Any number, any time before
+ * hb_journal_close; never removed. */
 void hb_journal_on_progress(hb_journal_t *j, void (*fn)(void *arg), void *arg);
 
 /* A reader of durable records after `after_seq` (usually the sink cursor). */
