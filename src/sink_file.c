@@ -5,10 +5,14 @@
  * The payload is the raw body with CR and LF bytes made spaces (see
  * include/hb/jsonl.h for why that changes nothing).
  *
- * A batch of messages is written with one write(2) and made durable with
- * one fdatasync before any of them is acknowledged. On open, a partial last
- * line (a crash mid-write) is cut off: its record was never acknowledged
- * and will be written again.
+ * Each batch of messages is written with one write(2); fdatasync runs on a
+ * cadence (every SYNC_MS, or sooner once SYNC_BYTES are waiting) rather
+ * than per batch, and a message is acknowledged only once a sync covers
+ * it: the acknowledgement lets the journal delete its record, so it must
+ * never run ahead of what is on disk. A failed sync cuts the file back to
+ * the last good sync and publishes what followed again. On open, a partial
+ * last line (a crash mid-write) is cut off: its record was never
+ * acknowledged and will be written again.
  *
  * @locality: sink thread (blocking I/O is fine there). */
 #include "hb/fmacros.h"
@@ -18,6 +22,8 @@
 #include "hb/log.h"
 #include "hb/util.h"
 
+#include <event2/event.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -26,13 +32,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define SYNC_MS 50
+#define SYNC_BYTES (4u << 20)
+
 typedef struct file_sink {
     hb_sink_t *sink;
     char *path;
     int fd;
+    off_t size, synced; /* bytes written, and covered by a sync */
     char *buf;
     size_t len, cap;
-    hb_msg_t *batch, **batch_tail;
+    hb_msg_t *batch, **batch_tail;       /* formatted, not written yet */
+    hb_msg_t *unsynced, **unsynced_tail; /* written, waiting for a sync */
+    struct event *sync_ev;
 } file_sink_t;
 
 /* Cut a partial last line left by a crash in the middle of a write. */
@@ -77,14 +89,17 @@ static int try_open(file_sink_t *f)
         if (hb_mkdir_p(dir, 0755) < 0)
             goto fail;
     }
-    f->fd = open(f->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    /* customer data: readable by the bridge's user only, like the journal */
+    f->fd = open(f->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (f->fd < 0)
         goto fail;
-    if (cut_partial_line(f->fd) < 0) {
+    struct stat st;
+    if (cut_partial_line(f->fd) < 0 || fstat(f->fd, &st) < 0) {
         close(f->fd);
         f->fd = -1;
         goto fail;
     }
+    f->size = f->synced = st.st_size;
     hb_sink_set_status(f->sink, 1, NULL);
     return 0;
 fail:
@@ -93,10 +108,11 @@ fail:
     return -1;
 }
 
+static void on_sync_timer(evutil_socket_t fd, short what, void *arg);
+
 static void *file_open(hb_sink_t *sink, const hb_config_t *cfg, struct event_base *base, char *err,
                        size_t errlen)
 {
-    (void)base;
     (void)err;
     (void)errlen;
     file_sink_t *f = hb_calloc(1, sizeof(*f));
@@ -104,6 +120,10 @@ static void *file_open(hb_sink_t *sink, const hb_config_t *cfg, struct event_bas
     f->path = hb_strdup(cfg->file_path);
     f->fd = -1;
     f->batch_tail = &f->batch;
+    f->unsynced_tail = &f->unsynced;
+    f->sync_ev = evtimer_new(base, on_sync_timer, f);
+    if (!f->sync_ev)
+        hb_oom("evtimer_new");
     try_open(f); /* a failure is retried on every flush */
     return f;
 }
@@ -117,12 +137,12 @@ static void file_publish(void *state, hb_msg_t *m)
     f->batch_tail = &m->impl_next;
 }
 
-static void finish_batch(file_sink_t *f, hb_sink_result_t res, const char *why)
+/* Hand a list back to the runner; the list is empty afterwards. */
+static void finish_list(hb_msg_t **list, hb_msg_t ***tail, hb_sink_result_t res, const char *why)
 {
-    hb_msg_t *m = f->batch;
-    f->batch = NULL;
-    f->batch_tail = &f->batch;
-    f->len = 0;
+    hb_msg_t *m = *list;
+    *list = NULL;
+    *tail = list;
     while (m) {
         hb_msg_t *next = m->impl_next;
         m->impl_next = NULL;
@@ -131,29 +151,71 @@ static void finish_batch(file_sink_t *f, hb_sink_result_t res, const char *why)
     }
 }
 
+/* The file cannot be trusted past its last good sync: cut it there, close
+ * it (reopened on the next flush) and publish everything after again. */
+static void file_failed(file_sink_t *f, const char *what)
+{
+    char why[PATH_MAX + 64];
+    snprintf(why, sizeof(why), "%s %s failed: %s", what, f->path, strerror(errno));
+    if (f->fd >= 0) {
+        if (ftruncate(f->fd, f->synced) < 0)
+            hb_error("sink.file", "cannot cut %s back to its last sync: %s", f->path,
+                     strerror(errno));
+        close(f->fd);
+        f->fd = -1;
+    }
+    hb_sink_set_status(f->sink, 0, why);
+    f->len = 0;
+    finish_list(&f->unsynced, &f->unsynced_tail, HB_SINK_RETRY, why);
+    finish_list(&f->batch, &f->batch_tail, HB_SINK_RETRY, why);
+}
+
+static void sync_now(file_sink_t *f)
+{
+    evtimer_del(f->sync_ev);
+    if (!f->unsynced)
+        return;
+    if (fdatasync(f->fd) < 0) {
+        file_failed(f, "sync of");
+        return;
+    }
+    f->synced = f->size;
+    finish_list(&f->unsynced, &f->unsynced_tail, HB_SINK_OK, NULL);
+}
+
+static void on_sync_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sync_now(arg);
+}
+
 static void file_flush(void *state)
 {
     file_sink_t *f = state;
-    char why[PATH_MAX + 64];
     if (!f->batch)
         return;
     if (f->fd < 0 && try_open(f) < 0) {
-        finish_batch(f, HB_SINK_RETRY, "file sink cannot open its file");
+        f->len = 0;
+        finish_list(&f->batch, &f->batch_tail, HB_SINK_RETRY, "file sink cannot open its file");
         return;
     }
-    struct stat st;
-    off_t before = fstat(f->fd, &st) == 0 ? st.st_size : -1;
-    if (hb_write_full(f->fd, f->buf, f->len) < 0 || fdatasync(f->fd) < 0) {
-        snprintf(why, sizeof(why), "write to %s failed: %s", f->path, strerror(errno));
-        if (before >= 0 && ftruncate(f->fd, before) < 0)
-            hb_error("sink.file", "cannot cut a failed write: %s", strerror(errno));
-        hb_sink_set_status(f->sink, 0, why);
-        close(f->fd);
-        f->fd = -1;
-        finish_batch(f, HB_SINK_RETRY, why);
+    if (hb_write_full(f->fd, f->buf, f->len) < 0) {
+        file_failed(f, "write to");
         return;
     }
-    finish_batch(f, HB_SINK_OK, NULL);
+    f->size += (off_t)f->len;
+    f->len = 0;
+    *f->unsynced_tail = f->batch;
+    f->unsynced_tail = f->batch_tail;
+    f->batch = NULL;
+    f->batch_tail = &f->batch;
+    if (f->size - f->synced >= (off_t)SYNC_BYTES) {
+        sync_now(f);
+    } else if (!evtimer_pending(f->sync_ev, NULL)) {
+        struct timeval tv = {0, SYNC_MS * 1000};
+        evtimer_add(f->sync_ev, &tv);
+    }
 }
 
 static void file_close(void *state)
@@ -161,10 +223,14 @@ static void file_close(void *state)
     file_sink_t *f = state;
     if (!f)
         return;
-    /* unflushed lines were never acknowledged: they stay in the journal */
-    finish_batch(f, HB_SINK_RETRY, "shutting down");
+    /* what is written gets its sync; unwritten lines were never
+     * acknowledged: they stay in the journal */
+    if (f->fd >= 0)
+        sync_now(f);
+    finish_list(&f->batch, &f->batch_tail, HB_SINK_RETRY, "shutting down");
     if (f->fd >= 0)
         close(f->fd);
+    event_free(f->sync_ev);
     free(f->buf);
     free(f->path);
     free(f);
