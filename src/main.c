@@ -46,8 +46,12 @@ typedef struct app {
     hb_server_t *server;
     hb_admin_t *admin;
     hb_journal_t *journal;
+    /* The configured sinks, in one order that gives both the journal's
+     * cursor names and each sink's cursor index: derived once, so that a
+     * sink can never acknowledge another's cursor. */
+    const hb_sink_ops_t *sink_ops[HB_JOURNAL_MAX_SINKS];
     hb_sink_t *sinks[HB_JOURNAL_MAX_SINKS];
-    size_t n_sinks;
+    size_t n_sink_ops, n_sinks;
     hb_dedup_t *dedup;
     char dedup_path[PATH_MAX];
     pthread_t snap_thread;
@@ -72,8 +76,8 @@ static void *snapshot_main(void *arg)
     uint64_t covered = hb_journal_durable_seq(app->journal);
     pthread_mutex_lock(&app->snap_lock);
     while (!app->snap_stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
+        struct timespec ts; /* snap_cond runs on CLOCK_MONOTONIC: a clock step never stalls it */
+        clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_sec += DEDUP_SNAPSHOT_MS / 1000;
         pthread_cond_timedwait(&app->snap_cond, &app->snap_lock, &ts);
         pthread_mutex_unlock(&app->snap_lock);
@@ -152,35 +156,29 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopbreak(app->base);
 }
 
-static const hb_sink_ops_t *sink_ops_for(int bit)
+/* Every sink this build has, in the order their cursors are listed. */
+static const struct {
+    int bit;
+    const hb_sink_ops_t *ops;
+} sink_table[] = {
+    {HB_SINK_KAFKA, &hb_sink_kafka_ops},
+    {HB_SINK_REDIS, &hb_sink_redis_ops},
+    {HB_SINK_FILE, &hb_sink_file_ops},
+};
+
+static void choose_sinks(app_t *app)
 {
-    switch (bit) {
-    case HB_SINK_FILE:
-        return &hb_sink_file_ops;
-    case HB_SINK_KAFKA:
-        return &hb_sink_kafka_ops;
-    case HB_SINK_REDIS:
-        return &hb_sink_redis_ops;
-    default:
-        return NULL;
-    }
+    for (size_t i = 0; i < sizeof(sink_table) / sizeof(sink_table[0]); i++)
+        if (app->cfg.sinks & sink_table[i].bit)
+            app->sink_ops[app->n_sink_ops++] = sink_table[i].ops;
 }
 
 static int start_sinks(app_t *app, char *err, size_t errlen)
 {
-    static const int order[] = {HB_SINK_KAFKA, HB_SINK_REDIS, HB_SINK_FILE};
-    size_t idx = 0;
-    for (size_t i = 0; i < 3; i++) {
-        if (!(app->cfg.sinks & order[i]))
-            continue;
-        const hb_sink_ops_t *ops = sink_ops_for(order[i]);
-        if (!ops) {
-            snprintf(err, errlen, "sinks: this build has no %s sink yet",
-                     order[i] == HB_SINK_KAFKA ? "kafka" : "redis");
-            return -1;
-        }
-        app->sinks[app->n_sinks] = hb_sink_start(ops, idx++, &app->cfg, app->journal, err, errlen);
-        if (!app->sinks[app->n_sinks])
+    for (size_t i = 0; i < app->n_sink_ops; i++) {
+        /* index i is the journal cursor named sink_ops[i]->name */
+        app->sinks[i] = hb_sink_start(app->sink_ops[i], i, &app->cfg, app->journal, err, errlen);
+        if (!app->sinks[i])
             return -1;
         app->n_sinks++;
     }
@@ -189,18 +187,14 @@ static int start_sinks(app_t *app, char *err, size_t errlen)
 
 static int open_journal(app_t *app, char *err, size_t errlen)
 {
-    static const int order[] = {HB_SINK_KAFKA, HB_SINK_REDIS, HB_SINK_FILE};
-    static const char *const names[] = {"kafka", "redis", "file"};
-    const char *sinks[3];
-    size_t n = 0;
-    for (size_t i = 0; i < 3; i++)
-        if (app->cfg.sinks & order[i])
-            sinks[n++] = names[i];
+    const char *names[HB_JOURNAL_MAX_SINKS];
+    for (size_t i = 0; i < app->n_sink_ops; i++)
+        names[i] = app->sink_ops[i]->name;
     hb_journal_opts_t o = {
         .dir = app->cfg.journal_dir,
         .max_bytes = (uint64_t)app->cfg.journal_max_bytes,
-        .sinks = sinks,
-        .n_sinks = n,
+        .sinks = names,
+        .n_sinks = app->n_sink_ops,
         .on_record = app->dedup ? dedup_from_journal : NULL,
         .on_record_arg = app,
         /* ids rebuilt from the journal are only in memory until the first
@@ -298,6 +292,7 @@ int main(int argc, char **argv)
         goto fail;
     if (hb_server_start(app.server, err, sizeof(err)) < 0)
         goto fail;
+    choose_sinks(&app);
     if (open_journal(&app, err, sizeof(err)) < 0)
         goto fail;
     if (start_sinks(&app, err, sizeof(err)) < 0)
@@ -305,8 +300,12 @@ int main(int argc, char **argv)
     if (app.dedup) {
         hb_info(C, "dedup: %zu notification id(s) remembered from before the start",
                 hb_dedup_count(app.dedup));
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_mutex_init(&app.snap_lock, NULL);
-        pthread_cond_init(&app.snap_cond, NULL);
+        pthread_cond_init(&app.snap_cond, &ca);
+        pthread_condattr_destroy(&ca);
         app.snap_started = pthread_create(&app.snap_thread, NULL, snapshot_main, &app) == 0;
     }
     hb_route_set_journal(app.route, app.journal);
