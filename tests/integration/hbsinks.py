@@ -12,6 +12,10 @@ RESP client over a raw socket (byte exact, no redis-py needed).
   Redis(url)                             RESP client: cmd(), xrange_all(), ...
   PrivateService(tc, "redis"|"kafka")    a private server for outage tests,
                                           always stopped by a cleanup
+  redis_server(tc, *args)                a throwaway redis-server with extra
+                                          options (requirepass, replicaof ...)
+  redis_count_ids(url, pattern, dbs)     {id: entries} over streams and dbs
+  sink_pending(bridge, sink)             records journaled, not yet released
   Poster                                 a thread posting on one keep-alive
                                           connection, recording send/answer
                                           times per notification
@@ -26,6 +30,7 @@ import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -351,6 +356,81 @@ def redis_wait_ids(url, pattern, ids, timeout=60.0):
 
 
 # ------------------------------------------------------------ private servers
+
+def redis_server(tc, *args, password=None):
+    """A throwaway redis-server in the foreground on a free loopback port,
+    with extra command-line options `args` (e.g. "--requirepass", "pw" or
+    "--replicaof", "127.0.0.1", "6379").  It is terminated by a cleanup on
+    `tc`.  Returns redis://127.0.0.1:PORT once it answers PING (AUTHing
+    with `password` first when given)."""
+    exe = shutil.which("redis-server")
+    if not exe:
+        fail_or_skip(tc, "redis-server is not installed (Debian package redis-server)")
+    tmp = tempfile.mkdtemp(prefix="hbtest-redis-")
+    port = hbtest.free_port()
+    log = open(os.path.join(tmp, "redis.log"), "wb")
+    p = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                          "--appendonly", "no", "--dir", tmp] + [str(a) for a in args],
+                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+    def stop():
+        p.terminate()
+        try:
+            p.wait(scaled(10))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
+        log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    tc.addCleanup(stop)
+    url = "redis://127.0.0.1:%d" % port
+
+    def up():
+        try:
+            with Redis(url, timeout=5) as r:
+                if password:
+                    r.cmd("AUTH", password)
+                return r.cmd("PING") == b"PONG"
+        except (OSError, RedisError):
+            return p.poll() is not None  # exited: stop polling, report below
+    if not wait_until(up, 20) or p.poll() is not None:
+        with open(os.path.join(tmp, "redis.log"), "rb") as f:
+            tail = f.read()[-2000:].decode("utf-8", "replace")
+        tc.fail("private redis-server on port %d did not start:\n%s" % (port, tail))
+    return url
+
+
+def redis_version():
+    """(major, minor) of the installed redis-server, or None."""
+    exe = shutil.which("redis-server")
+    if not exe:
+        return None
+    out = subprocess.run([exe, "--version"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL).stdout.decode()
+    m = re.search(r"v=(\d+)\.(\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def redis_count_ids(url, pattern, dbs=(0,)):
+    """{id: entries} over every stream matching `pattern` in each database
+    of `dbs` (a Counter, so a missing id counts 0)."""
+    counts = collections.Counter()
+    with Redis(url) as r:
+        for db in dbs:
+            r.cmd("SELECT", db)
+            for k in r.scan_keys(pattern):
+                for _, fields in r.xrange_all(k):
+                    counts[dict(zip(fields[0::2], fields[1::2])).get(b"id")] += 1
+    return counts
+
+
+def sink_pending(bridge, sink):
+    """hookbridge_sink_pending_records{sink}: journaled, not yet released."""
+    try:
+        return hbtest.metric_sum(bridge.metrics(), "hookbridge_sink_pending_records", sink=sink)
+    except (OSError, AssertionError):
+        return -1
+
 
 class PrivateService:
     """A private Redis or Kafka started by tests/services/<kind>.sh with its
