@@ -515,11 +515,13 @@ static void *redis_open(hb_sink_t *sink, const hb_config_t *cfg, struct event_ba
     not_ready(r, "connecting to Redis");
     hb_info(C, "publishing to Redis at %s:%d db %d (stream %s, maxlen ~%" PRId64 ")", r->host,
             r->port, r->db, cfg->redis_stream, cfg->redis_maxlen);
-    if (confirming(r))
+    if (cfg->redis_wait_replicas > 0)
         hb_info(C,
-                "events count as published after WAIT for %" PRId64 " replica(s)%s "
-                "(timeout %" PRId64 " ms)",
-                cfg->redis_wait_replicas, cfg->redis_wait_aof ? " and WAITAOF local fsync" : "",
+                "events count as published once %" PRId64 " replica(s) have them (WAIT, %" PRId64
+                " ms)",
+                cfg->redis_wait_replicas, cfg->redis_wait_timeout_ms);
+    if (cfg->redis_wait_aof)
+        hb_info(C, "events count as published once Redis fsynced its AOF (WAITAOF, %" PRId64 " ms)",
                 cfg->redis_wait_timeout_ms);
     connect_now(r);
     return r;
