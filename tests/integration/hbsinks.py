@@ -16,6 +16,8 @@ RESP client over a raw socket (byte exact, no redis-py needed).
                                           options (requirepass, replicaof ...)
   redis_count_ids(url, pattern, dbs)     {id: entries} over streams and dbs
   sink_pending(bridge, sink)             records journaled, not yet released
+  wait_not_ready(tc, bridge, *words)     /readyz 503 naming every word
+  post_notifications(tc, bridge, tag, n) n signed posts answered 200; the ids
   Poster                                 a thread posting on one keep-alive
                                           connection, recording send/answer
                                           times per notification
@@ -627,6 +629,30 @@ def readyz(bridge):
         return st, body.decode("utf-8", "replace")
     except OSError as e:
         return None, repr(e)
+
+
+def wait_not_ready(tc, bridge, *words, timeout=30):
+    """Poll /readyz until it answers 503 with every one of `words` in its
+    body; fail the test with the last answer otherwise.  Returns the body."""
+    seen = []
+
+    def reported():
+        st, text = readyz(bridge)
+        seen.append((st, text))
+        return st == 503 and all(w in text for w in words)
+    tc.assertTrue(wait_until(reported, timeout), "/readyz does not report %r: last %r\n%s" %
+                  (words, seen[-1:], bridge.log_tail()))
+    return seen[-1][1]
+
+
+def post_notifications(tc, bridge, tag, n, app_id="ws1"):
+    """Post n signed notifications with ids n_<tag>_<i>, each answered 200;
+    returns the ids."""
+    ids = ["n_%s_%d" % (tag, i) for i in range(n)]
+    for nid in ids:
+        st, _, body = bridge.post_signed(hbtest.notification(nid, app_id=app_id))
+        tc.assertEqual(st, 200, body)
+    return ids
 
 
 def sink_published(bridge, sink):

@@ -22,30 +22,13 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import hbsinks  # noqa: E402
-from hbsinks import readyz, redis_count_ids, sink_pending, sink_published, wait_until  # noqa: E402
-from hbtest import BridgeTestCase, notification  # noqa: E402
+from hbsinks import redis_count_ids, sink_pending, sink_published, wait_until  # noqa: E402
+from hbtest import BridgeTestCase  # noqa: E402
 
 N = 20
 
 
 class RedisAckDurability(BridgeTestCase):
-
-    def post_all(self, b, tag):
-        ids = ["n_%s_%d" % (tag, i) for i in range(N)]
-        for nid in ids:
-            st, _, body = b.post_signed(notification(nid, app_id="wsd"))
-            self.assertEqual(st, 200, body)
-        return ids
-
-    def wait_not_ready(self, b, *words):
-        seen = []
-
-        def reported():
-            st, text = readyz(b)
-            seen.append((st, text))
-            return st == 503 and all(w in text for w in words)
-        self.assertTrue(wait_until(reported, 30), "/readyz does not report %r: last %r\n%s" %
-                        (words, seen[-1:], b.log_tail()))
 
     def assert_nothing_released(self, b, why):
         """No record counted as published, all still pending in the
@@ -64,12 +47,12 @@ class RedisAckDurability(BridgeTestCase):
                                  "redis.stream": prefix + ":{app_id}:{topic}",
                                  "redis.wait_replicas": 1, "redis.wait_timeout_ms": 300,
                                  "shutdown.grace_ms": 500})
-        ids = self.post_all(b, "rep")
+        ids = hbsinks.post_notifications(self, b, "rep", N, app_id="wsd")
         # the XADDs themselves go through: the entries are in the master
         self.assertTrue(wait_until(
             lambda: sum(redis_count_ids(master, prefix + ":*").values()) == N, 30),
             "the events did not reach the master\n%s" % b.log_tail())
-        self.wait_not_ready(b, "WAIT", "0 of 1", "redis.wait_replicas")
+        hbsinks.wait_not_ready(self, b, "WAIT", "0 of 1", "redis.wait_replicas")
         self.assert_nothing_released(b, "no replica attached")
 
         port = master.rsplit(":", 1)[1]
@@ -94,7 +77,7 @@ class RedisAckDurability(BridgeTestCase):
         if version is not None and version >= (7, 2):
             aof = hbsinks.redis_server(self, "--appendonly", "yes", "--appendfsync", "everysec")
             b = self.start_bridge(**dict(conf, **{"redis.url": aof}))
-            ids = self.post_all(b, "aof")
+            ids = hbsinks.post_notifications(self, b, "aof", N, app_id="wsd")
             self.assertTrue(wait_until(lambda: sink_pending(b, "redis") == 0, 60),
                             "not released with appendonly yes\n%s" % b.log_tail())
             self.assertEqual(dict(redis_count_ids(aof, prefix + ":*")),
@@ -103,8 +86,8 @@ class RedisAckDurability(BridgeTestCase):
         # not ready with the reason, nothing published or released
         url = hbsinks.redis_server(self)
         b = self.start_bridge(wait_ready=False, **dict(conf, **{"redis.url": url}))
-        self.wait_not_ready(b, "WAITAOF", "redis.wait_aof", "7.2")
-        self.post_all(b, "noaof")
+        hbsinks.wait_not_ready(self, b, "WAITAOF", "redis.wait_aof", "7.2")
+        hbsinks.post_notifications(self, b, "noaof", N, app_id="wsd")
         self.assert_nothing_released(b, "WAITAOF unavailable")
         self.assertEqual(sum(redis_count_ids(url, prefix + ":*").values()), 0,
                          "events published although WAITAOF cannot confirm them")

@@ -22,8 +22,8 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import hbsinks  # noqa: E402
-from hbsinks import readyz, redis_count_ids, sink_pending, sink_published, wait_until  # noqa: E402
-from hbtest import BridgeTestCase, notification  # noqa: E402
+from hbsinks import redis_count_ids, sink_pending, sink_published, wait_until  # noqa: E402
+from hbtest import BridgeTestCase  # noqa: E402
 
 N = 5
 ALL_DBS = range(16)  # redis-server's default `databases 16`
@@ -31,23 +31,6 @@ ALL_DBS = range(16)  # redis-server's default `databases 16`
 
 class RedisSetupRefused(BridgeTestCase):
     secrets_never_logged = BridgeTestCase.secrets_never_logged + ("wrong-pw", "right-pw")
-
-    def post_all(self, b, tag):
-        ids = ["n_%s_%d" % (tag, i) for i in range(N)]
-        for nid in ids:
-            st, _, body = b.post_signed(notification(nid, app_id="wsr"))
-            self.assertEqual(st, 200, body)
-        return ids
-
-    def wait_refusal(self, b, *words):
-        seen = []
-
-        def refused():
-            st, text = readyz(b)
-            seen.append((st, text))
-            return st == 503 and all(w in text for w in words)
-        self.assertTrue(wait_until(refused, 30), "/readyz does not report %r: last %r\n%s" %
-                        (words, seen[-1:], b.log_tail()))
 
     def assert_held(self, b, url, prefix, why):
         """Nothing in any database, nothing counted as published, every
@@ -78,11 +61,11 @@ class RedisSetupRefused(BridgeTestCase):
         conf = {"sinks": "redis", "redis.url": url + "/99", "shutdown.grace_ms": 500,
                 "redis.stream": prefix + ":{app_id}:{topic}"}
         b = self.start_bridge(wait_ready=False, **conf)
-        self.wait_refusal(b, "SELECT", "out of range")
-        ids = self.post_all(b, "db99")
+        hbsinks.wait_not_ready(self, b, "SELECT", "out of range")
+        ids = hbsinks.post_notifications(self, b, "db99", N, app_id="wsr")
         self.assert_held(b, url, prefix, "redis.url with database 99")
         # still refused (retried with backoff, not given up)
-        self.wait_refusal(b, "SELECT", "out of range")
+        hbsinks.wait_not_ready(self, b, "SELECT", "out of range")
         b.restart(**{"redis.url": url + "/3"})
         self.assert_arrive_once(b, url, prefix, ids, 3)
 
@@ -98,8 +81,8 @@ class RedisSetupRefused(BridgeTestCase):
         conf = {"sinks": "redis", "redis.url": "redis://hbuser:wrong-pw@%s" % host,
                 "shutdown.grace_ms": 500, "redis.stream": prefix + ":{app_id}:{topic}"}
         b = self.start_bridge(wait_ready=False, **conf)
-        self.wait_refusal(b, "AUTH", "WRONGPASS")
-        ids = self.post_all(b, "pw")
+        hbsinks.wait_not_ready(self, b, "AUTH", "WRONGPASS")
+        ids = hbsinks.post_notifications(self, b, "pw", N, app_id="wsr")
         self.assert_held(b, url, prefix, "a wrong password")
         b.restart(**{"redis.url": "redis://hbuser:right-pw@%s/0" % host})
         self.assert_arrive_once(b, url, prefix, ids, 0)
