@@ -359,17 +359,18 @@ def redis_wait_ids(url, pattern, ids, timeout=60.0):
 
 # ------------------------------------------------------------ private servers
 
-def redis_server(tc, *args, password=None):
-    """A throwaway redis-server in the foreground on a free loopback port,
-    with extra command-line options `args` (e.g. "--requirepass", "pw" or
-    "--replicaof", "127.0.0.1", "6379").  It is terminated by a cleanup on
-    `tc`.  Returns redis://127.0.0.1:PORT once it answers PING (AUTHing
-    with `password` first when given)."""
+def redis_server(tc, *args, password=None, port=None):
+    """A throwaway redis-server in the foreground on a loopback port (a
+    free one unless `port` is given), with extra command-line options
+    `args` (e.g. "--requirepass", "pw" or "--replicaof", "127.0.0.1",
+    "6379").  It is terminated by a cleanup on `tc`.  Returns
+    redis://127.0.0.1:PORT once it answers PING (AUTHing with `password`
+    first when given)."""
     exe = shutil.which("redis-server")
     if not exe:
         fail_or_skip(tc, "redis-server is not installed (Debian package redis-server)")
     tmp = tempfile.mkdtemp(prefix="hbtest-redis-")
-    port = hbtest.free_port()
+    port = port or hbtest.free_port()
     log = open(os.path.join(tmp, "redis.log"), "wb")
     p = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                           "--appendonly", "no", "--dir", tmp] + [str(a) for a in args],

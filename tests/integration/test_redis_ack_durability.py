@@ -22,6 +22,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import hbsinks  # noqa: E402
+import hbtest  # noqa: E402
 from hbsinks import redis_count_ids, sink_pending, sink_published, wait_until  # noqa: E402
 from hbtest import BridgeTestCase  # noqa: E402
 
@@ -40,19 +41,26 @@ class RedisAckDurability(BridgeTestCase):
         self.assertEqual(sink_pending(b, "redis"), N,
                          "%s: the journal no longer holds every record" % why)
 
-    def test_wait_replicas_holds_events_until_a_replica_has_them(self):
-        master = hbsinks.redis_server(self, "--repl-diskless-sync-delay", "0")
+    def post_unreplicated(self, master, tag):
+        """A bridge with redis.wait_replicas = 1 on a master without
+        replicas, and N events posted to it: XADDed into the master, but
+        unconfirmed.  Returns (bridge, stream prefix, ids)."""
         prefix = hbsinks.unique_prefix()
         b = self.start_bridge(**{"sinks": "redis", "redis.url": master,
                                  "redis.stream": prefix + ":{app_id}:{topic}",
                                  "redis.wait_replicas": 1, "redis.wait_timeout_ms": 300,
                                  "shutdown.grace_ms": 500})
-        ids = hbsinks.post_notifications(self, b, "rep", N, app_id="wsd")
+        ids = hbsinks.post_notifications(self, b, tag, N, app_id="wsd")
         # the XADDs themselves go through: the entries are in the master
         self.assertTrue(wait_until(
             lambda: sum(redis_count_ids(master, prefix + ":*").values()) == N, 30),
             "the events did not reach the master\n%s" % b.log_tail())
         hbsinks.wait_not_ready(self, b, "WAIT", "0 of 1", "redis.wait_replicas")
+        return b, prefix, ids
+
+    def test_wait_replicas_holds_events_until_a_replica_has_them(self):
+        master = hbsinks.redis_server(self, "--repl-diskless-sync-delay", "0")
+        b, prefix, ids = self.post_unreplicated(master, "rep")
         self.assert_nothing_released(b, "no replica attached")
 
         port = master.rsplit(":", 1)[1]
@@ -68,6 +76,31 @@ class RedisAckDurability(BridgeTestCase):
                          "each event must be in the master exactly once")
         self.assertEqual(dict(redis_count_ids(replica, prefix + ":*")), want,
                          "the replica must hold every released event")
+
+    def test_unconfirmed_events_survive_a_redis_crash(self):
+        """The case the wait exists for: the master answers the XADDs, then
+        dies without persistence before any replica has them.  Released on
+        the XADD reply, these events would be gone; held, they are sent
+        again to the restarted (empty) master and released once its new
+        replica has them."""
+        port = hbtest.free_port()
+        master = hbsinks.redis_server(self, "--repl-diskless-sync-delay", "0", port=port)
+        b, prefix, ids = self.post_unreplicated(master, "crash")
+        self.assertEqual(sink_pending(b, "redis"), N)
+        # no persistence: SHUTDOWN NOSAVE loses the data like a crash does
+        with hbsinks.Redis(master) as r:
+            try:
+                r.cmd("SHUTDOWN", "NOSAVE")
+            except (OSError, hbsinks.RedisError):
+                pass  # the server closes the connection as it exits
+        master = hbsinks.redis_server(self, "--repl-diskless-sync-delay", "0", port=port)
+        hbsinks.redis_server(self, "--replicaof", "127.0.0.1", port)
+        ok = wait_until(lambda: sink_pending(b, "redis") == 0, 90)
+        self.assertTrue(ok, "records not released after the restart (pending %s)\n%s" %
+                        (sink_pending(b, "redis"), b.log_tail()))
+        self.assertEqual(dict(redis_count_ids(master, prefix + ":*")),
+                         {i.encode(): 1 for i in ids},
+                         "every event must be in the restarted master exactly once")
 
     def test_wait_aof(self):
         version = hbsinks.redis_version()
