@@ -72,6 +72,15 @@ static const key_t_ keys[] = {
      "stream key template"},
     {"redis.maxlen", T_INT, OFF(redis_maxlen), "1000000", NULL, 0, BIG, 0,
      "approximate MAXLEN ~ trim of each stream; 0 = none"},
+    {"redis.wait_replicas", T_INT, OFF(redis_wait_replicas), "0", NULL, 0, 1000, 0,
+     "after each pipeline of XADDs, WAIT for this many replicas before the events count as "
+     "published; 0 = off"},
+    {"redis.wait_timeout_ms", T_INT, OFF(redis_wait_timeout_ms), "1000", NULL, 1, 600000, 0,
+     "how long one WAIT or WAITAOF may block; on a shortfall the events are waited for again "
+     "later"},
+    {"redis.wait_aof", T_BOOL, OFF(redis_wait_aof), "off", NULL, 0, 0, 0,
+     "on: WAITAOF until Redis has fsynced the events to its append-only file before they count "
+     "as published (Redis 7.2 or later, appendonly yes)"},
     {"file.path", T_STRING, OFF(file_path), "data/events.jsonl", NULL, 0, 0, 0,
      "JSON-lines output of the file sink"},
     {"journal.dir", T_STRING, OFF(journal_dir), "data/journal", NULL, 0, 0, 0,

@@ -40,6 +40,9 @@ typedef struct hb_config {
     char *redis_url; /* may hold a password: never logged */
     char *redis_stream;
     int64_t redis_maxlen;
+    int64_t redis_wait_replicas; /* 0 = do not WAIT */
+    int64_t redis_wait_timeout_ms;
+    int redis_wait_aof;
     char *file_path;
     char *journal_dir;
     int64_t journal_max_bytes;

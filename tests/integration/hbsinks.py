@@ -12,6 +12,12 @@ RESP client over a raw socket (byte exact, no redis-py needed).
   Redis(url)                             RESP client: cmd(), xrange_all(), ...
   PrivateService(tc, "redis"|"kafka")    a private server for outage tests,
                                           always stopped by a cleanup
+  redis_server(tc, *args)                a throwaway redis-server with extra
+                                          options (requirepass, replicaof ...)
+  redis_count_ids(url, pattern, dbs)     {id: entries} over streams and dbs
+  sink_pending(bridge, sink)             records journaled, not yet released
+  wait_not_ready(tc, bridge, *words)     /readyz 503 naming every word
+  post_notifications(tc, bridge, tag, n) n signed posts answered 200; the ids
   Poster                                 a thread posting on one keep-alive
                                           connection, recording send/answer
                                           times per notification
@@ -26,6 +32,7 @@ import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -352,6 +359,82 @@ def redis_wait_ids(url, pattern, ids, timeout=60.0):
 
 # ------------------------------------------------------------ private servers
 
+def redis_server(tc, *args, password=None, port=None):
+    """A throwaway redis-server in the foreground on a loopback port (a
+    free one unless `port` is given), with extra command-line options
+    `args` (e.g. "--requirepass", "pw" or "--replicaof", "127.0.0.1",
+    "6379").  It is terminated by a cleanup on `tc`.  Returns
+    redis://127.0.0.1:PORT once it answers PING (AUTHing with `password`
+    first when given)."""
+    exe = shutil.which("redis-server")
+    if not exe:
+        fail_or_skip(tc, "redis-server is not installed (Debian package redis-server)")
+    tmp = tempfile.mkdtemp(prefix="hbtest-redis-")
+    port = port or hbtest.free_port()
+    log = open(os.path.join(tmp, "redis.log"), "wb")
+    p = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                          "--appendonly", "no", "--dir", tmp] + [str(a) for a in args],
+                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+    def stop():
+        p.terminate()
+        try:
+            p.wait(scaled(10))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
+        log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    tc.addCleanup(stop)
+    url = "redis://127.0.0.1:%d" % port
+
+    def up():
+        try:
+            with Redis(url, timeout=5) as r:
+                if password:
+                    r.cmd("AUTH", password)
+                return r.cmd("PING") == b"PONG"
+        except (OSError, RedisError):
+            return p.poll() is not None  # exited: stop polling, report below
+    if not wait_until(up, 20) or p.poll() is not None:
+        with open(os.path.join(tmp, "redis.log"), "rb") as f:
+            tail = f.read()[-2000:].decode("utf-8", "replace")
+        tc.fail("private redis-server on port %d did not start:\n%s" % (port, tail))
+    return url
+
+
+def redis_version():
+    """(major, minor) of the installed redis-server, or None."""
+    exe = shutil.which("redis-server")
+    if not exe:
+        return None
+    out = subprocess.run([exe, "--version"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL).stdout.decode()
+    m = re.search(r"v=(\d+)\.(\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def redis_count_ids(url, pattern, dbs=(0,)):
+    """{id: entries} over every stream matching `pattern` in each database
+    of `dbs` (a Counter, so a missing id counts 0)."""
+    counts = collections.Counter()
+    with Redis(url) as r:
+        for db in dbs:
+            r.cmd("SELECT", db)
+            for k in r.scan_keys(pattern):
+                for _, fields in r.xrange_all(k):
+                    counts[dict(zip(fields[0::2], fields[1::2])).get(b"id")] += 1
+    return counts
+
+
+def sink_pending(bridge, sink):
+    """hookbridge_sink_pending_records{sink}: journaled, not yet released."""
+    try:
+        return hbtest.metric_sum(bridge.metrics(), "hookbridge_sink_pending_records", sink=sink)
+    except (OSError, AssertionError):
+        return -1
+
+
 class PrivateService:
     """A private Redis or Kafka started by tests/services/<kind>.sh with its
     own state dir.  A cleanup stopping it (and deleting its state) is
@@ -547,6 +630,30 @@ def readyz(bridge):
         return st, body.decode("utf-8", "replace")
     except OSError as e:
         return None, repr(e)
+
+
+def wait_not_ready(tc, bridge, *words, timeout=30):
+    """Poll /readyz until it answers 503 with every one of `words` in its
+    body; fail the test with the last answer otherwise.  Returns the body."""
+    seen = []
+
+    def reported():
+        st, text = readyz(bridge)
+        seen.append((st, text))
+        return st == 503 and all(w in text for w in words)
+    tc.assertTrue(wait_until(reported, timeout), "/readyz does not report %r: last %r\n%s" %
+                  (words, seen[-1:], bridge.log_tail()))
+    return seen[-1][1]
+
+
+def post_notifications(tc, bridge, tag, n, app_id="ws1"):
+    """Post n signed notifications with ids n_<tag>_<i>, each answered 200;
+    returns the ids."""
+    ids = ["n_%s_%d" % (tag, i) for i in range(n)]
+    for nid in ids:
+        st, _, body = bridge.post_signed(hbtest.notification(nid, app_id=app_id))
+        tc.assertEqual(st, 200, body)
+    return ids
 
 
 def sink_published(bridge, sink):

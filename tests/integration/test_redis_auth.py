@@ -8,17 +8,14 @@ Run: python3 tests/integration/test_redis_auth.py
 """
 
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import hbsinks  # noqa: E402
-from hbsinks import Redis, readyz, redis_wait_ids, wait_until  # noqa: E402
-from hbtest import BridgeTestCase, free_port, notification  # noqa: E402
+from hbsinks import Redis, wait_until  # noqa: E402
+from hbtest import BridgeTestCase, notification  # noqa: E402
 
 PASSWORD = "s3cret-redis-pw"
 
@@ -27,27 +24,8 @@ class RedisAuth(BridgeTestCase):
     secrets_never_logged = BridgeTestCase.secrets_never_logged + (PASSWORD,)
 
     def start_redis(self):
-        exe = shutil.which("redis-server")
-        if not exe:
-            hbsinks.fail_or_skip(self, "redis-server is not installed")
-        tmp = tempfile.mkdtemp(prefix="hbtest-rauth-")
-        port = free_port()
-        p = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1",
-                              "--requirepass", PASSWORD, "--save", "", "--appendonly", "no",
-                              "--dir", tmp], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-        self.addCleanup(lambda: (p.terminate(), p.wait(10)))
-        url = "redis://default:%s@127.0.0.1:%d" % (PASSWORD, port)
-
-        def up():
-            try:
-                with Redis(url) as r:
-                    r.cmd("AUTH", "default", PASSWORD)
-                    return r.cmd("PING") == b"PONG"
-            except (OSError, hbsinks.RedisError):
-                return False
-        self.assertTrue(wait_until(up, 20), "private redis-server did not start")
-        return url
+        url = hbsinks.redis_server(self, "--requirepass", PASSWORD, password=PASSWORD)
+        return url.replace("redis://", "redis://default:%s@" % PASSWORD)
 
     def test_auth_and_database(self):
         url = self.start_redis()
@@ -69,16 +47,8 @@ class RedisAuth(BridgeTestCase):
         url = self.start_redis()
         bad = url.replace(PASSWORD, "not-the-password")
         b = self.start_bridge(wait_ready=False, **{"sinks": "redis", "redis.url": bad})
-        seen = []
-
-        def refused():
-            st, text = readyz(b)
-            seen.append((st, text))
-            return st == 503 and "AUTH" in text
-        self.assertTrue(wait_until(refused, 30), "/readyz did not report the refused AUTH: %r"
-                        % seen[-1:])
-        self.assertNotIn("not-the-password", seen[-1][1])
-
+        text = hbsinks.wait_not_ready(self, b, "AUTH")
+        self.assertNotIn("not-the-password", text)
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
