@@ -79,6 +79,48 @@ typedef struct batch {
 
 typedef int (*fault_fn)(const char *op, void *arg);
 
+/* A histogram for /metrics: counts per bucket (not cumulative), the last
+ * one past every bound. Written by one thread, read by any. */
+typedef struct hist {
+    _Atomic uint64_t counts[HB_JOURNAL_HIST_MAX + 1];
+    _Atomic uint64_t sum; /* in the unit of the bounds times 1e6 */
+} hist_t;
+
+static const double records_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+static const double seconds_bounds[] = {50e-6, 100e-6, 250e-6, 500e-6, 1e-3,   2.5e-3,
+                                        5e-3,  10e-3,  25e-3,  50e-3,  100e-3, 250e-3};
+#define NBOUNDS(a) (sizeof(a) / sizeof((a)[0]))
+
+static void hist_add(hist_t *h, const double *bounds, size_t n, double v)
+{
+    size_t i = 0;
+    while (i < n && v > bounds[i])
+        i++;
+    atomic_fetch_add(&h->counts[i], 1);
+    atomic_fetch_add(&h->sum, (uint64_t)(v * 1e6));
+}
+
+static void hist_read(const hist_t *h, const double *bounds, size_t n, hb_journal_hist_t *out)
+{
+    out->n = n;
+    out->bounds = bounds;
+    uint64_t c = 0;
+    for (size_t i = 0; i <= n; i++) {
+        c += atomic_load(&((hist_t *)h)->counts[i]);
+        if (i < n)
+            out->cumulative[i] = c;
+    }
+    out->count = c;
+    out->sum = (double)atomic_load(&((hist_t *)h)->sum) / 1e6;
+}
+
+static double since_s(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
 struct hb_journal {
     char *dir;
     uint64_t max_bytes, low_water, segment_bytes;
@@ -120,9 +162,10 @@ struct hb_journal {
     _Atomic uint64_t retain_after; /* UINT64_MAX: none */
     _Atomic uint64_t bytes;
     atomic_int full, failed;
-    _Atomic(listener_t *) progress; /* pushed, never removed until close */
+    _Atomic(listener_t *) progress, published; /* pushed, never removed until close */
     fault_fn fault;
     void *fault_arg;
+    hist_t h_records, h_write, h_sync;
     pthread_t writer, syncer, keeper;
     int threads; /* how many of them were started */
 };
@@ -637,9 +680,9 @@ fail:
 
 /* ---- the writer ---- */
 
-static void notify_progress(hb_journal_t *j)
+static void notify(listener_t *l)
 {
-    for (listener_t *l = atomic_load(&j->progress); l; l = l->next)
+    for (; l; l = l->next)
         l->fn(l->arg);
 }
 
@@ -751,7 +794,12 @@ static void emit(hb_journal_t *j, size_t len, uint64_t first, hb_append_t *durab
 {
     if (j->wpos + len > j->whigh)
         j->whigh = j->wpos + len; /* a failed write may have written some of it */
-    if (inject(j, "write") < 0 || pwrite_full(j->fd, j->wbuf, len, (off_t)j->wpos) < 0) {
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int wrc = inject(j, "write") < 0 ? -1 : pwrite_full(j->fd, j->wbuf, len, (off_t)j->wpos);
+    hist_add(&j->h_write, seconds_bounds, NBOUNDS(seconds_bounds), since_s(&t0));
+    hist_add(&j->h_records, records_bounds, NBOUNDS(records_bounds), (double)(j->next_seq - first));
+    if (wrc < 0) {
         int e = errno;
         hb_error(C, "journal write failed: %s; answering %" PRIu64 " deliveries 503", strerror(e),
                  j->next_seq - first);
@@ -913,7 +961,10 @@ static void *syncer_main(void *arg)
         pthread_mutex_unlock(&j->lock);
 
         /* every batch of a round shares one file: rotation waits for us */
+        struct timespec t0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         int rc = inject(j, "sync") < 0 ? -1 : fdatasync(list->fd), e = errno;
+        hist_add(&j->h_sync, seconds_bounds, NBOUNDS(seconds_bounds), since_s(&t0));
 
         pthread_mutex_lock(&j->lock);
         if (rc < 0) {
@@ -947,7 +998,7 @@ static void *syncer_main(void *arg)
             atomic_store(&j->failed, 0);
         }
         if (rc == 0)
-            notify_progress(j); /* readers first: they have the most to do */
+            notify(atomic_load(&j->progress)); /* readers first: they have the most to do */
         for (batch_t *b = list, *next; b; b = next) {
             next = b->next;
             finish(b->durable, rc < 0 ? e : 0);
@@ -1167,9 +1218,11 @@ void hb_journal_close(hb_journal_t *j)
     for (size_t i = 0; i < j->n_sinks; i++)
         free(j->sink_names[i]);
     free(j->sink_names);
-    for (listener_t *l = atomic_load(&j->progress), *next; l; l = next) {
-        next = l->next;
-        free(l);
+    for (int k = 0; k < 2; k++) {
+        for (listener_t *l = atomic_load(k ? &j->published : &j->progress), *next; l; l = next) {
+            next = l->next;
+            free(l);
+        }
     }
     free(j->wbuf);
     free(j->dir);
@@ -1220,7 +1273,7 @@ void hb_journal_ack(hb_journal_t *j, size_t idx, uint64_t seq)
     while (min > old && !atomic_compare_exchange_weak(&j->min_cursor, &old, min))
         ;
     if (min > old)
-        notify_progress(j);
+        notify(atomic_load(&j->published));
 }
 
 uint64_t hb_journal_cursor(const hb_journal_t *j, size_t idx)
@@ -1257,19 +1310,37 @@ size_t hb_journal_segments(const hb_journal_t *j)
     return n;
 }
 
+void hb_journal_histograms(const hb_journal_t *j, hb_journal_hist_t *records,
+                           hb_journal_hist_t *write_s, hb_journal_hist_t *sync_s)
+{
+    hist_read(&j->h_records, records_bounds, NBOUNDS(records_bounds), records);
+    hist_read(&j->h_write, seconds_bounds, NBOUNDS(seconds_bounds), write_s);
+    hist_read(&j->h_sync, seconds_bounds, NBOUNDS(seconds_bounds), sync_s);
+}
+
 void hb_journal_retain_after(hb_journal_t *j, uint64_t seq)
 {
     atomic_store(&j->retain_after, seq);
 }
 
-void hb_journal_on_progress(hb_journal_t *j, void (*fn)(void *arg), void *arg)
+static void listen_on(_Atomic(listener_t *) *list, void (*fn)(void *arg), void *arg)
 {
     listener_t *l = hb_malloc(sizeof(*l));
     l->fn = fn;
     l->arg = arg;
-    l->next = atomic_load(&j->progress);
-    while (!atomic_compare_exchange_weak(&j->progress, &l->next, l))
+    l->next = atomic_load(list);
+    while (!atomic_compare_exchange_weak(list, &l->next, l))
         ;
+}
+
+void hb_journal_on_progress(hb_journal_t *j, void (*fn)(void *arg), void *arg)
+{
+    listen_on(&j->progress, fn, arg);
+}
+
+void hb_journal_on_published(hb_journal_t *j, void (*fn)(void *arg), void *arg)
+{
+    listen_on(&j->published, fn, arg);
 }
 
 /* ---- readers ---- */

@@ -386,7 +386,7 @@ void hb_route_set_journal(hb_route_t *r, hb_journal_t *j)
 {
     if (r->cfg->ack == HB_ACK_PUBLISHED)
         for (size_t i = 0; i < r->n_loops; i++)
-            hb_journal_on_progress(j, journal_progress, r->loops[i]);
+            hb_journal_on_published(j, journal_progress, r->loops[i]);
     atomic_store(&r->journal, j);
 }
 

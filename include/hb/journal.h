@@ -94,6 +94,19 @@ uint64_t hb_journal_bytes(const hb_journal_t *j);
 uint64_t hb_journal_max_bytes(const hb_journal_t *j);
 size_t hb_journal_segments(const hb_journal_t *j);
 
+/* Histograms for /metrics: records per batch written, seconds per
+ * batch write, seconds per fdatasync round. Any thread. */
+#define HB_JOURNAL_HIST_MAX 16
+typedef struct hb_journal_hist {
+    size_t n;                                 /* bounds */
+    const double *bounds;                     /* upper bounds, ascending */
+    uint64_t cumulative[HB_JOURNAL_HIST_MAX]; /* observations <= bounds[i] */
+    uint64_t count;                           /* all observations (+Inf) */
+    double sum;
+} hb_journal_hist_t;
+void hb_journal_histograms(const hb_journal_t *j, hb_journal_hist_t *records,
+                           hb_journal_hist_t *write_s, hb_journal_hist_t *sync_s);
+
 /* Keep every segment holding a record after `seq`, even once published
  * (the dedup snapshot must cover a record's id before its segment goes).
  * Default: no such limit. The limit yields when the journal is over its
@@ -101,11 +114,12 @@ size_t hb_journal_segments(const hb_journal_t *j);
  * Any thread. */
 void hb_journal_retain_after(hb_journal_t *j, uint64_t seq);
 
-/* Register a function called after each durable batch and whenever the
- * lowest sink cursor moves (to wake the sink threads, or to answer
- * ack=published requests). Must not block. Any number, any time before
- * hb_journal_close; never removed. */
+/* Register a function called after each durable batch (to wake the sink
+ * threads), or whenever the lowest sink cursor moves (to answer
+ * ack=published requests). Must not block. Any number, from any thread,
+ * any time before hb_journal_close; never removed. */
 void hb_journal_on_progress(hb_journal_t *j, void (*fn)(void *arg), void *arg);
+void hb_journal_on_published(hb_journal_t *j, void (*fn)(void *arg), void *arg);
 
 /* A reader of durable records after `after_seq` (usually the sink cursor). */
 hb_journal_reader_t *hb_journal_reader_new(hb_journal_t *j, uint64_t after_seq);

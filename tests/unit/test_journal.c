@@ -468,6 +468,12 @@ static void test_basic(void)
        "bytes == the records, a segment header and a commit mark per batch (%" PRIu64 ")",
        hb_journal_bytes(j));
     ok(atomic_load(&progress_calls) > 0, "the progress callback ran after the durable batch");
+    hb_journal_hist_t hr, hw, hs;
+    hb_journal_histograms(j, &hr, &hw, &hs);
+    ok(hr.count >= 1 && hr.sum == N && hr.cumulative[hr.n - 1] == hr.count,
+       "batch-size histogram: %" PRIu64 " batches holding %g records", hr.count, hr.sum);
+    ok(hw.count == hr.count && hs.count >= 1 && hs.count <= hr.count && hs.sum > 0,
+       "one write per batch, at most one sync per batch (%" PRIu64 " syncs)", hs.count);
 
     /* the earlier reader sees them now */
     int got = 0, in_order = 1;
