@@ -5,24 +5,25 @@
  *   cursors                    "<sink> <seq>" lines, replaced atomically
  *   spare                      a zero-filled segment made ahead of need
  *
- * Three threads, so that the path from append to answer holds nothing but
- * a write and an fdatasync (PostgreSQL's WAL writer, Redis aof.c):
+ * Two threads, so that the path from append to answer holds nothing but
+ * a write and an fdatasync (Redis aof.c, PostgreSQL's WAL writer):
  *
  *  - the writer takes every queued append at once, seals the records,
- *    closes the batch with a commit mark (record.h) and writes it with one
- *    pwrite at the segment's write offset, then hands the batch to
- *  - the syncer, which takes every written batch at once and calls
- *    fdatasync back to back with the writer filling the next batch; only
- *    then are the batch's appends done and readers woken;
+ *    closes the batch with a commit mark (record.h), writes it with one
+ *    pwrite at the segment's write offset and calls fdatasync once; only
+ *    then are the batch's appends done and readers woken. Appends that
+ *    arrive meanwhile form the next batch (group commit). A separate sync
+ *    stage was tried: it overlaps a write of a few microseconds with the
+ *    sync and costs a thread hand-off per batch, which on two cores was
+ *    more CPU per request than it saved;
  *  - the keeper persists sink cursors, deletes published segments and
  *    zero-fills the next segment ahead of time, all off that path. A
  *    preallocated segment means fdatasync flushes data pages only: the
  *    file's size and extents do not change, so no file-system journal
  *    commit rides on every batch.
  *
- * Failure: a batch whose write or sync fails is answered 503, and so is
- * every batch written after it that is not durable yet; the writer goes
- * back to the durable end and writes over the failed bytes. Nothing is
+ * Failure: a batch whose write or sync fails is answered 503; the writer
+ * goes back to the durable end and writes over the failed bytes. Nothing is
  * truncated on that path, so no clean-up can fail half-way, and recovery
  * never counts the failed bytes: they carry no valid commit mark.
  *
@@ -67,15 +68,6 @@ typedef struct listener {
     void *arg;
     struct listener *next;
 } listener_t;
-
-/* A batch written and waiting for fdatasync. */
-typedef struct batch {
-    struct batch *next;
-    hb_append_t *durable; /* appends to finish once synced */
-    int fd;
-    uint64_t end_off;  /* write offset after the batch */
-    uint64_t next_seq; /* one past its last record */
-} batch_t;
 
 typedef int (*fault_fn)(const char *op, void *arg);
 
@@ -134,23 +126,19 @@ struct hb_journal {
 
     pthread_mutex_t lock; /* everything below up to "writer only" */
     pthread_cond_t wcond; /* writer: appends queued */
-    pthread_cond_t scond; /* syncer: batches written */
-    pthread_cond_t dcond; /* writer: the syncer finished a round */
     pthread_cond_t kcond; /* keeper (CLOCK_MONOTONIC): periodic work or stop */
     hb_append_t *qhead, *qtail;
-    batch_t *shead, *stail;
-    int syncing;     /* the syncer holds batches taken from the list */
-    int rewind;      /* a sync failed: the writer goes back to the durable end */
     uint64_t synced; /* durable end of the active segment */
-    int stop, sstop, kstop;
+    int stop, kstop;
     int spare_ready;
     segment_t *segs;
     size_t nsegs, capsegs;
 
     /* writer thread only */
-    int fd;         /* active (newest) segment */
-    uint64_t wpos;  /* its write offset */
-    uint64_t whigh; /* the highest offset ever written to it */
+    int fd;              /* active (newest) segment */
+    uint64_t wpos;       /* its write offset */
+    uint64_t whigh;      /* the highest offset ever written to it */
+    int active_prealloc; /* it was zero-filled to segment_bytes ahead of time */
     uint64_t next_seq;
     unsigned char *wbuf;
     size_t wcap;
@@ -166,7 +154,7 @@ struct hb_journal {
     fault_fn fault;
     void *fault_arg;
     hist_t h_records, h_write, h_sync;
-    pthread_t writer, syncer, keeper;
+    pthread_t writer, keeper;
     int threads; /* how many of them were started */
 };
 
@@ -698,15 +686,6 @@ static void finish(hb_append_t *list, int err)
     }
 }
 
-/* After a failed write or sync: continue at the durable end. Caller holds
- * j->lock. */
-static void rewind_locked(hb_journal_t *j)
-{
-    j->wpos = j->synced;
-    j->next_seq = atomic_load(&j->durable_seq) + 1;
-    j->rewind = 0;
-}
-
 /* Write zeros over [from, to) of the active segment and sync: what a failed
  * batch left past the durable end must not survive in a segment that stops
  * being the newest, where recovery takes any such byte for damage. */
@@ -729,16 +708,6 @@ static int zero_range(hb_journal_t *j, uint64_t from, uint64_t to)
 static void rotate(hb_journal_t *j)
 {
     char spare[PATH_MAX];
-    pthread_mutex_lock(&j->lock);
-    /* the syncer must be done with the old file before it is closed */
-    while (j->shead || j->syncing)
-        pthread_cond_wait(&j->dcond, &j->lock);
-    if (j->rewind) { /* the last batches failed: nothing to rotate past */
-        rewind_locked(j);
-        pthread_mutex_unlock(&j->lock);
-        return;
-    }
-    pthread_mutex_unlock(&j->lock);
     if (j->whigh > j->wpos && zero_range(j, j->wpos, j->whigh) < 0) {
         hb_error(C,
                  "cannot clear what a failed batch left in %020" PRIu64 ".seg: %s; "
@@ -779,6 +748,7 @@ static void rotate(hb_journal_t *j)
     close(j->fd);
     j->fd = fd;
     j->wpos = j->whigh = wpos;
+    j->active_prealloc = wpos > 0;
     pthread_mutex_lock(&j->lock);
     j->segs[j->nsegs - 1].durable_size = wpos;
     j->synced = wpos;
@@ -787,8 +757,8 @@ static void rotate(hb_journal_t *j)
     atomic_fetch_add(&j->bytes, wpos);
 }
 
-/* Write wbuf[0..len) (records first..next_seq-1 and their commit mark) and
- * queue it for the syncer. */
+/* Write wbuf[0..len) (records first..next_seq-1 and their commit mark),
+ * make it durable, and hand the appends back. */
 static void emit(hb_journal_t *j, size_t len, uint64_t first, hb_append_t *durable,
                  hb_append_t *written)
 {
@@ -809,30 +779,47 @@ static void emit(hb_journal_t *j, size_t len, uint64_t first, hb_append_t *durab
         finish(durable, e);
         return;
     }
-    j->wpos += len;
     finish(written, 0);
-    batch_t *b = hb_malloc(sizeof(*b));
-    b->next = NULL;
-    b->durable = durable;
-    b->fd = j->fd;
-    b->end_off = j->wpos;
-    b->next_seq = j->next_seq;
-    pthread_mutex_lock(&j->lock);
-    if (j->rewind) {
-        /* a sync failed while this was written after it: it goes too */
-        rewind_locked(j);
-        pthread_mutex_unlock(&j->lock);
-        finish(durable, EIO);
-        free(b);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = inject(j, "sync") < 0 ? -1 : fdatasync(j->fd), e = errno;
+    hist_add(&j->h_sync, seconds_bounds, NBOUNDS(seconds_bounds), since_s(&t0));
+    if (rc < 0) {
+        /* After a failed sync nothing can be said of those pages (a later
+         * sync that succeeds proves nothing about them): the batch is
+         * answered 503 and written over. Deliveries already answered
+         * under ack = written are lost with it: the risk that mode takes. */
+        hb_error(C, "journal fdatasync failed: %s; answering the batch 503", strerror(e));
+        j->next_seq = first;
+        atomic_store(&j->failed, 1);
+        finish(durable, e);
         return;
     }
-    if (j->stail)
-        j->stail->next = b;
-    else
-        j->shead = b;
-    j->stail = b;
-    pthread_cond_signal(&j->scond);
+    j->wpos += len;
+    pthread_mutex_lock(&j->lock);
+    segment_t *s = &j->segs[j->nsegs - 1];
+    s->end_seq = j->next_seq;
+    atomic_fetch_add(&j->bytes, j->wpos - s->durable_size);
+    s->durable_size = j->wpos;
+    j->synced = j->wpos;
     pthread_mutex_unlock(&j->lock);
+    atomic_store(&j->durable_seq, j->next_seq - 1);
+    atomic_store(&j->failed, 0);
+    notify(atomic_load(&j->progress)); /* readers first: they have the most to do */
+    finish(durable, 0);
+}
+
+/* A segment that grows as it is written (the first one, made at open, or
+ * one made while no spare was ready) is left for the spare as soon as one
+ * is ready, so that syncs stop committing size changes early. Only once it
+ * holds a record: the next segment's name is its first record's seq. */
+static int want_prealloc(hb_journal_t *j)
+{
+    if (j->active_prealloc || !j->prealloc)
+        return 0;
+    pthread_mutex_lock(&j->lock);
+    int want = j->spare_ready && j->next_seq > j->segs[j->nsegs - 1].first_seq;
+    pthread_mutex_unlock(&j->lock);
+    return want;
 }
 
 static void ensure_wcap(hb_journal_t *j, size_t need)
@@ -858,14 +845,9 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
         next = a->next;
         a->next = NULL;
         if (len == 0) {
-            if (j->wpos >= j->segment_bytes)
+            if (j->wpos >= j->segment_bytes || want_prealloc(j))
                 rotate(j);
-            /* bytes count once synced: add what is written and not yet */
-            pthread_mutex_lock(&j->lock);
-            if (j->rewind)
-                rewind_locked(j);
-            bytes = atomic_load(&j->bytes) + (j->wpos - j->synced);
-            pthread_mutex_unlock(&j->lock);
+            bytes = atomic_load(&j->bytes);
             first = j->next_seq;
             bcrc = 0;
             if (j->wpos == 0) { /* a new file announces its format */
@@ -946,70 +928,6 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-static void *syncer_main(void *arg)
-{
-    hb_journal_t *j = arg;
-    pthread_mutex_lock(&j->lock);
-    for (;;) {
-        while (!j->shead && !j->sstop)
-            pthread_cond_wait(&j->scond, &j->lock);
-        if (!j->shead)
-            break;
-        batch_t *list = j->shead, *last = j->stail;
-        j->shead = j->stail = NULL;
-        j->syncing = 1;
-        pthread_mutex_unlock(&j->lock);
-
-        /* every batch of a round shares one file: rotation waits for us */
-        struct timespec t0;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        int rc = inject(j, "sync") < 0 ? -1 : fdatasync(list->fd), e = errno;
-        hist_add(&j->h_sync, seconds_bounds, NBOUNDS(seconds_bounds), since_s(&t0));
-
-        pthread_mutex_lock(&j->lock);
-        if (rc < 0) {
-            /* After a failed sync nothing can be said of those pages (a
-             * later sync that succeeds proves nothing about them): the
-             * round and everything written after it is answered 503 and
-             * written over. Deliveries already answered under ack =
-             * written are lost with it: the risk that mode takes. */
-            if (j->stail) {
-                last->next = j->shead;
-                j->shead = j->stail = NULL;
-            }
-            j->rewind = 1;
-        } else {
-            segment_t *s = &j->segs[j->nsegs - 1];
-            s->end_seq = last->next_seq;
-            atomic_fetch_add(&j->bytes, last->end_off - s->durable_size);
-            s->durable_size = last->end_off;
-            j->synced = last->end_off;
-            atomic_store(&j->durable_seq, last->next_seq - 1);
-        }
-        j->syncing = 0;
-        pthread_cond_broadcast(&j->dcond);
-        pthread_mutex_unlock(&j->lock);
-
-        if (rc < 0) {
-            hb_error(C, "journal fdatasync failed: %s; answering the unsynced batches 503",
-                     strerror(e));
-            atomic_store(&j->failed, 1);
-        } else {
-            atomic_store(&j->failed, 0);
-        }
-        if (rc == 0)
-            notify(atomic_load(&j->progress)); /* readers first: they have the most to do */
-        for (batch_t *b = list, *next; b; b = next) {
-            next = b->next;
-            finish(b->durable, rc < 0 ? e : 0);
-            free(b);
-        }
-        pthread_mutex_lock(&j->lock);
-    }
-    pthread_mutex_unlock(&j->lock);
-    return NULL;
-}
-
 /* Cursor persistence, deletion, the full flag's low-water check and the
  * spare segment: every CURSOR_PERSIST_MS, on a monotonic clock so that a
  * step of the wall clock never stalls them. */
@@ -1078,9 +996,13 @@ static int open_active(hb_journal_t *j, char *err, size_t errlen)
             close(fd);
         return -1;
     }
+    struct stat st;
     j->fd = fd;
     j->wpos = j->whigh = s->durable_size;
     j->synced = s->durable_size;
+    /* a zero tail past the durable end: it was a spare */
+    j->active_prealloc = fstat(fd, &st) == 0 && (uint64_t)st.st_size >= j->segment_bytes &&
+                         (uint64_t)st.st_size > s->durable_size;
     return 0;
 }
 
@@ -1113,8 +1035,6 @@ hb_journal_t *hb_journal_open(const hb_journal_opts_t *o, char *err, size_t errl
         j->sink_names[i] = hb_strdup(o->sinks[i]);
     pthread_mutex_init(&j->lock, NULL);
     pthread_cond_init(&j->wcond, NULL);
-    pthread_cond_init(&j->scond, NULL);
-    pthread_cond_init(&j->dcond, NULL);
     cond_init_mono(&j->kcond);
 
     uint64_t vals[HB_JOURNAL_MAX_SINKS] = {0};
@@ -1174,7 +1094,6 @@ hb_journal_t *hb_journal_open(const hb_journal_opts_t *o, char *err, size_t errl
     if (atomic_load(&j->bytes) >= j->max_bytes)
         atomic_store(&j->full, 1);
     if (start_thread(j, &j->writer, writer_main) < 0 ||
-        start_thread(j, &j->syncer, syncer_main) < 0 ||
         start_thread(j, &j->keeper, keeper_main) < 0) {
         snprintf(err, errlen, "journal: cannot start its threads");
         goto fail;
@@ -1203,11 +1122,10 @@ void hb_journal_close(hb_journal_t *j)
 {
     if (!j)
         return;
-    /* in pipeline order: the writer finishes the queue, the syncer what
-     * was written, the keeper persists the cursors one last time */
+    /* the writer finishes the queue, then the keeper persists the cursors
+     * one last time */
     stop_thread(j, &j->stop, &j->wcond, j->writer, 0);
-    stop_thread(j, &j->sstop, &j->scond, j->syncer, 1);
-    stop_thread(j, &j->kstop, &j->kcond, j->keeper, 2);
+    stop_thread(j, &j->kstop, &j->kcond, j->keeper, 1);
     if (j->threads && atomic_load(&j->cursors_dirty))
         cursors_persist(j);
     if (j->fd >= 0)
@@ -1228,8 +1146,6 @@ void hb_journal_close(hb_journal_t *j)
     free(j->dir);
     pthread_mutex_destroy(&j->lock);
     pthread_cond_destroy(&j->wcond);
-    pthread_cond_destroy(&j->scond);
-    pthread_cond_destroy(&j->dcond);
     pthread_cond_destroy(&j->kcond);
     free(j);
 }

@@ -4,11 +4,10 @@
  * Threads:
  *  - hb_journal_append / hb_journal_full / stats: any thread, never block
  *    on I/O (a mutex held for a list push only).
- *  - three threads owned here: the writer writes batches, the syncer
- *    makes them durable (fdatasync back to back) and calls each append's
- *    done callback, the keeper persists cursors, deletes segments every
- *    sink is past and prepares the next segment. done() runs on the
- *    writer (HB_STAGE_WRITTEN, or a refusal) or on the syncer.
+ *  - two threads owned here: the writer writes each batch, makes it
+ *    durable with one fdatasync and calls each append's done callback;
+ *    the keeper persists cursors, deletes segments every sink is past and
+ *    prepares the next segment.
  *  - a reader belongs to one sink thread; hb_journal_reader_next does
  *    blocking pread on that thread.
  *

@@ -1398,7 +1398,7 @@ out:
 typedef struct faults {
     atomic_int writes, syncs;
     int fail_write, fail_sync; /* 1-based call to fail; 0 = none */
-    int sync_delay_ms;         /* lets the writer get ahead of the syncer */
+    int sync_delay_ms;         /* lets appends pile up into bigger batches */
     atomic_int open_synced, scanned_before_sync;
 } faults_t;
 
@@ -1452,11 +1452,11 @@ static void test_failed_sync_reuses_no_acknowledged_seq(void)
         ts[i] = make_append(i, B, HB_STAGE_DURABLE);
         hb_journal_append(j, &ts[i]->a);
         if (i % 4 == 3)
-            sleep_ms(1); /* a steady stream: several batches in flight */
+            sleep_ms(1); /* a steady stream: many batches */
     }
     ok(wait_all(ts, N), "every append completed");
     int good = 0, failed = 0, other = 0;
-    int *want = calloc(N, sizeof(int)); /* seq -> k of the append answered 200 */
+    int *want = calloc(N + 1, sizeof(int)); /* seq -> k + 1 of the append answered 200 */
     int unique = 1;
     for (int i = 0; i < N; i++) {
         if (ts[i]->a.err == 0) {
@@ -1479,13 +1479,18 @@ static void test_failed_sync_reuses_no_acknowledged_seq(void)
         if (!want[s])
             contiguous = 0;
     ok(contiguous, "the 200s hold exactly the seqs 1..%d", good);
+    uint64_t extra = 0;
+    is_int(append_one(j, N, B, &extra), 0, "one more append after the failures");
+    is_int(extra, (uint64_t)good + 1, "takes the next seq");
+    want[good++] = N + 1;
     is_int(hb_journal_failed(j), 0, "a later successful sync cleared the failed state");
     for (int pass = 0; pass < 2; pass++) {
         hb_journal_reader_t *r = hb_journal_reader_new(j, 0);
         hb_record_t rec;
         int n = 0, match = 1;
         while (hb_journal_reader_next(r, &rec) == 1) {
-            if (rec.seq != (uint64_t)n + 1 || rec.seq > N || want[rec.seq - 1] - 1 != body_k(&rec))
+            if (rec.seq != (uint64_t)n + 1 || rec.seq > N + 1 ||
+                want[rec.seq - 1] - 1 != body_k(&rec))
                 match = 0;
             n++;
         }
@@ -1503,7 +1508,7 @@ static void test_failed_sync_reuses_no_acknowledged_seq(void)
             break;
     }
     uint64_t s = 0;
-    is_int(j ? append_one(j, N, B, &s) : -1, 0, "append after reopen");
+    is_int(j ? append_one(j, N + 1, B, &s) : -1, 0, "append after reopen");
     is_int(s, (uint64_t)good + 1, "takes the seq after the last one answered 200");
     hb_journal_close(j);
     free(want);
