@@ -252,7 +252,7 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
          * ack = published, once this record is published) */
         if (p->id_len && l->r->dedup)
             hb_dedup_add(l->r->dedup, (const char *)p->a.buf + p->id_off, p->id_len,
-                         p->received_at_ms);
+                         p->received_at_ms, p->a.seq);
         if (l->r->cfg->ack == HB_ACK_PUBLISHED) {
             wait_push(&l->wait_head, &l->wait_tail, p);
         } else {
@@ -293,6 +293,26 @@ static hb_keyctx_t *loop_keyctx(hb_route_loop_t *l)
     return l->kc;
 }
 
+/* ack = published: a repeat of an id whose record is durable but not yet
+ * published waits for that record like the original did (200 duplicate
+ * once it is published, 503 after the same wait), rather than being
+ * journaled and published a second time. */
+static void wait_for_first(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *conn,
+                           uint64_t t0, uint64_t seq)
+{
+    pending_t *p = hb_calloc(1, sizeof(*p));
+    p->a.seq = seq;
+    p->repeat = 1;
+    p->loop = l;
+    p->req = req;
+    p->conn = conn;
+    if (conn)
+        hb_conn_busy(conn);
+    p->t0_us = t0;
+    atomic_fetch_add(&l->pending, 1);
+    wait_push(&l->rep_head, &l->rep_tail, p);
+}
+
 static void handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *conn,
                         uint64_t t0)
 {
@@ -327,9 +347,20 @@ static void handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_
         refuse(req, 400, "body is not a JSON object with a string topic", why, t0);
         return;
     }
-    if (env.id && r->dedup && hb_dedup_seen(r->dedup, env.id, strlen(env.id), hb_now_ms())) {
+    uint64_t first_seq = 0;
+    if (env.id && r->dedup &&
+        hb_dedup_seen(r->dedup, env.id, strlen(env.id), hb_now_ms(), &first_seq)) {
         char who[64];
         peer(req, who, sizeof(who));
+        if (cfg->ack == HB_ACK_PUBLISHED && first_seq > hb_journal_min_cursor(j)) {
+            hb_info(C,
+                    "notification %s from %s already received, not yet published: waiting "
+                    "for that record",
+                    env.id, who);
+            hb_envelope_clear(&env);
+            wait_for_first(l, req, conn, t0, first_seq);
+            return;
+        }
         hb_info(C,
                 "200 to %s: notification %s already received within dedup.window; not "
                 "published again",
