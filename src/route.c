@@ -167,13 +167,18 @@ static void on_appended(hb_append_t *a)
     hb_route_loop_t *l = p->loop;
     p->next = NULL;
     pthread_mutex_lock(&l->lock);
+    int was_empty = !l->done_head;
     if (l->done_tail)
         l->done_tail->next = p;
     else
         l->done_head = p;
     l->done_tail = p;
     pthread_mutex_unlock(&l->lock);
-    event_active(l->done_ev, EV_READ, 0);
+    /* One wake-up per batch, not per record: a non-empty queue already has
+     * one on its way (on_done empties the queue under the lock after it was
+     * activated, so the next push finds it empty and activates again). */
+    if (was_empty)
+        event_active(l->done_ev, EV_READ, 0);
 }
 
 /* Answer the requests of one wait list whose record is published or whose
