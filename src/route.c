@@ -69,7 +69,7 @@ typedef struct pending {
 struct hb_route_loop {
     hb_route_t *r;
     struct event_base *base;
-    struct event *done_ev, *progress_ev, *tick_ev;
+    struct event *done_ev, *progress_ev, *tick_ev, *keys_ev;
     pthread_mutex_t lock; /* done queue: writer thread -> this loop */
     pending_t *done_head, *done_tail;
     pending_t *wait_head, *wait_tail; /* ack = published, in seq order */
@@ -489,6 +489,13 @@ void hb_route_set_journal(hb_route_t *r, hb_journal_t *j)
     atomic_store(&r->journal, j);
 }
 
+static void on_keys(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    loop_keyctx(arg);
+}
+
 void hb_route_set_keyset(hb_route_t *r, hb_keyset_t *ks)
 {
     pthread_mutex_lock(&r->ks_lock);
@@ -497,6 +504,10 @@ void hb_route_set_keyset(hb_route_t *r, hb_keyset_t *ks)
     atomic_fetch_add_explicit(&r->ks_gen, 1, memory_order_release);
     pthread_mutex_unlock(&r->ks_lock);
     hb_keyset_unref(old);
+    /* each loop drops its contexts of the old secrets now, not at its next
+     * request: a revoked secret should not linger in an idle thread */
+    for (size_t i = 0; i < r->n_loops; i++)
+        event_active(r->loops[i]->keys_ev, EV_READ, 0);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -518,7 +529,8 @@ hb_route_loop_t *hb_route_loop_new(hb_route_t *r, struct event_base *base)
     l->progress_ev = event_new(base, -1, 0, on_progress_ev, l);
     /* ack = published: time out waiting requests even when nothing moves */
     l->tick_ev = event_new(base, -1, EV_PERSIST, on_tick, l);
-    if (!l->done_ev || !l->progress_ev || !l->tick_ev)
+    l->keys_ev = event_new(base, -1, 0, on_keys, l);
+    if (!l->done_ev || !l->progress_ev || !l->tick_ev || !l->keys_ev)
         hb_oom("event_new");
     if (r->cfg->ack == HB_ACK_PUBLISHED) {
         struct timeval tv = {0, 250000};
@@ -547,6 +559,7 @@ void hb_route_loop_free(hb_route_loop_t *l)
     event_free(l->done_ev);
     event_free(l->progress_ev);
     event_free(l->tick_ev);
+    event_free(l->keys_ev);
     hb_keyctx_free(l->kc);
     pthread_mutex_destroy(&l->lock);
     free(l);
