@@ -203,13 +203,14 @@ static void answer_waiting(hb_route_loop_t *l, pending_t **head, pending_t **tai
         *pp = p->next;
         if (*tail == p)
             *tail = prev;
-        if (!done)
+        if (!done) {
             answer_pending(l, p, 503, NULL, "durable but not yet published to every sink");
-        else if (p->repeat) {
+        } else if (p->repeat) {
             hb_metrics_duplicate();
             answer_pending(l, p, 200, "status", "duplicate");
-        } else
+        } else {
             answer_pending(l, p, 200, "status", "accepted");
+        }
     }
 }
 
