@@ -95,7 +95,6 @@ size_t hb_keyset_count(const hb_keyset_t *ks)
 struct hb_keyctx {
     hb_keyset_t *ks; /* one reference: the secrets outlive their contexts */
     size_t n;
-    size_t mdlen;
     EVP_MAC_CTX *macs[]; /* one per secret, key already set */
 };
 
@@ -126,7 +125,6 @@ hb_keyctx_t *hb_keyctx_new(const hb_verifier_ops_t *ops, hb_keyset_t *ks)
             !EVP_MAC_init(kc->macs[i], (const unsigned char *)ks->secrets[i], ks->lens[i], params))
             hb_oom("EVP_MAC_init");
     }
-    kc->mdlen = n ? EVP_MAC_CTX_get_mac_size(kc->macs[0]) : 0;
     return kc;
 }
 
