@@ -22,6 +22,7 @@ typedef struct entry {
     struct entry *fifo;  /* next newer */
     uint64_t hash;
     uint64_t at_ms;
+    uint64_t seq; /* the record's journal sequence number; 0 = none known */
     uint16_t len;
     char id[];
 } entry_t;
@@ -123,7 +124,7 @@ static entry_t *find(shard_t *s, uint64_t h, const char *id, size_t len)
     return NULL;
 }
 
-int hb_dedup_seen(hb_dedup_t *d, const char *id, size_t len, uint64_t now_ms)
+int hb_dedup_seen(hb_dedup_t *d, const char *id, size_t len, uint64_t now_ms, uint64_t *seq)
 {
     if (len == 0 || len > 0xffff)
         return 0;
@@ -133,11 +134,13 @@ int hb_dedup_seen(hb_dedup_t *d, const char *id, size_t len, uint64_t now_ms)
     expire(d, s, now_ms);
     entry_t *e = find(s, h, id, len);
     int seen = e && e->at_ms + d->window_ms >= now_ms;
+    if (seen && seq)
+        *seq = e->seq;
     pthread_mutex_unlock(&s->lock);
     return seen;
 }
 
-void hb_dedup_add(hb_dedup_t *d, const char *id, size_t len, uint64_t at_ms)
+void hb_dedup_add(hb_dedup_t *d, const char *id, size_t len, uint64_t at_ms, uint64_t seq)
 {
     if (len == 0 || len > 0xffff || d->window_ms == 0)
         return;
@@ -148,10 +151,18 @@ void hb_dedup_add(hb_dedup_t *d, const char *id, size_t len, uint64_t at_ms)
      * race to the journal) is kept as if it were as new as the newest */
     if (s->newest && at_ms < s->newest->at_ms)
         at_ms = s->newest->at_ms;
-    if (!find(s, h, id, len)) {
-        entry_t *e = hb_malloc(sizeof(*e) + len);
+    entry_t *e = find(s, h, id, len);
+    if (e) {
+        /* The same id in several records (two deliveries raced past the
+         * check, or the snapshot and the journal both name it): the id is
+         * published as soon as its first record is, the lowest seq. */
+        if (seq && (!e->seq || seq < e->seq))
+            e->seq = seq;
+    } else {
+        e = hb_malloc(sizeof(*e) + len);
         e->hash = h;
         e->at_ms = at_ms;
+        e->seq = seq;
         e->len = (uint16_t)len;
         memcpy(e->id, id, len);
         e->fifo = NULL;
@@ -226,7 +237,9 @@ int hb_dedup_load(hb_dedup_t *d, const char *path)
         if (!sp)
             continue;
         uint64_t at = strtoull(p, NULL, 10);
-        hb_dedup_add(d, sp + 1, (size_t)(nl - sp - 1), at);
+        /* no seq: an id whose record is still in the journal gets it when
+         * the journal is read at open; the others were published */
+        hb_dedup_add(d, sp + 1, (size_t)(nl - sp - 1), at, 0);
     }
     free(text);
     return 0;

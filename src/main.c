@@ -99,7 +99,7 @@ static void dedup_from_journal(const hb_record_t *r, void *arg)
 {
     app_t *app = arg;
     if (r->id)
-        hb_dedup_add(app->dedup, r->id, r->id_len, r->received_at_ms);
+        hb_dedup_add(app->dedup, r->id, r->id_len, r->received_at_ms, r->seq);
 }
 
 static void usage(FILE *out)

@@ -12,12 +12,12 @@
 #include "hb/fmacros.h"
 
 #include "hb/route.h"
+#include "hb/conn.h"
 #include "hb/dedup.h"
 #include "hb/event.h"
 #include "hb/log.h"
 #include "hb/metrics.h"
 #include "hb/record.h"
-#include "hb/server.h"
 #include "hb/util.h"
 
 #include <errno.h>
@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -39,8 +40,12 @@
 struct hb_route {
     const hb_config_t *cfg;
     const hb_verifier_ops_t *verifier;
+    /* The key set: swapped under ks_lock on SIGHUP, with ks_gen bumped. A
+     * loop reads ks_gen (one atomic load) per request and takes the lock
+     * only when it changed, to build its own key context. */
     pthread_mutex_t ks_lock;
     hb_keyset_t *ks;
+    atomic_uint ks_gen;
     _Atomic(hb_journal_t *) journal;
     hb_stage_t stage;
     hb_dedup_t *dedup;           /* NULL when dedup = off */
@@ -58,16 +63,20 @@ typedef struct pending {
     uint64_t deadline_ms; /* ack = published */
     uint64_t received_at_ms;
     size_t id_off, id_len; /* notification id inside a.buf; id_len 0 = none */
+    int repeat;            /* a repeated id waiting for its first record (a.seq) */
 } pending_t;
 
 struct hb_route_loop {
     hb_route_t *r;
     struct event_base *base;
-    struct event *done_ev, *progress_ev, *tick_ev;
+    struct event *done_ev, *progress_ev, *tick_ev, *keys_ev;
     pthread_mutex_t lock; /* done queue: writer thread -> this loop */
     pending_t *done_head, *done_tail;
     pending_t *wait_head, *wait_tail; /* ack = published, in seq order */
+    pending_t *rep_head, *rep_tail;   /* repeats waiting, in deadline order */
     atomic_size_t pending;
+    hb_keyctx_t *kc; /* this thread's HMAC contexts for the key set ks_gen */
+    unsigned ks_gen;
 };
 
 static uint64_t now_us(void)
@@ -87,17 +96,33 @@ static void peer(struct evhttp_request *req, char *buf, size_t len)
     snprintf(buf, len, "%s:%u", addr ? addr : "?", (unsigned)port);
 }
 
-/* Answer with a short JSON body. `field` is "status" or "error". */
+/* Send the answer queued in req's output buffer. When the client is still
+ * there, the status line and headers (one evbuffer chain) and the body
+ * (another) are joined into one chain before the write: bufferevent_openssl
+ * makes one SSL_write, so one TLS record and one write(2), per chain. */
+static void send_answer(struct evhttp_request *req, int code, const char *reason)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    evhttp_send_reply(req, code, reason, NULL);
+    struct evbuffer *out = bev ? bufferevent_get_output(bev) : NULL;
+    if (out && evbuffer_get_length(out) <= 4096)
+        evbuffer_pullup(out, -1);
+}
+
+/* Answer with a short JSON body. `field` is "status" or "error". The body
+ * goes straight into the request's own output buffer: nothing is allocated
+ * per answer beyond what evhttp allocates anyway. */
 static void reply(struct evhttp_request *req, int code, const char *field, const char *text,
                   uint64_t t0_us)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    struct evbuffer *b = evbuffer_new();
-    if (!b)
-        hb_oom("evbuffer");
     if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD && field) {
+        char body[320];
+        int n = snprintf(body, sizeof(body), "{\"%s\":\"%s\"}\n", field, text);
         evhttp_add_header(h, "Content-Type", "application/json");
-        evbuffer_add_printf(b, "{\"%s\":\"%s\"}\n", field, text);
+        evbuffer_add(evhttp_request_get_output_buffer(req), body,
+                     n > 0 && (size_t)n < sizeof(body) ? (size_t)n : 0);
     }
     if (code == 503)
         evhttp_add_header(h, "Retry-After", "5");
@@ -109,8 +134,7 @@ static void reply(struct evhttp_request *req, int code, const char *field, const
                          : code == 413 ? "Payload Too Large"
                          : code == 503 ? "Service Unavailable"
                                        : "Error";
-    evhttp_send_reply(req, code, reason, b);
-    evbuffer_free(b);
+    send_answer(req, code, reason);
     hb_metrics_request(HB_EP_INTERCOM, code, (double)(now_us() - t0_us) / 1e6);
 }
 
@@ -143,32 +167,70 @@ static void on_appended(hb_append_t *a)
     hb_route_loop_t *l = p->loop;
     p->next = NULL;
     pthread_mutex_lock(&l->lock);
+    int was_empty = !l->done_head;
     if (l->done_tail)
         l->done_tail->next = p;
     else
         l->done_head = p;
     l->done_tail = p;
     pthread_mutex_unlock(&l->lock);
-    event_active(l->done_ev, EV_READ, 0);
+    /* One wake-up per batch, not per record: a non-empty queue already has
+     * one on its way (on_done empties the queue under the lock after it was
+     * activated, so the next push finds it empty and activates again). */
+    if (was_empty)
+        event_active(l->done_ev, EV_READ, 0);
+}
+
+/* Answer the requests of one wait list whose record is published or whose
+ * deadline passed. A list in seq order (and so in deadline order too)
+ * stops at the first request still waiting; the repeats' list is in
+ * deadline order only and is scanned whole (it is short: repeats of ids
+ * not yet published). */
+static void answer_waiting(hb_route_loop_t *l, pending_t **head, pending_t **tail,
+                           uint64_t published, uint64_t now, int in_seq_order)
+{
+    pending_t **pp = head, *prev = NULL;
+    while (*pp) {
+        pending_t *p = *pp;
+        int done = p->a.seq <= published;
+        if (!done && now < p->deadline_ms) {
+            if (in_seq_order)
+                break;
+            prev = p;
+            pp = &p->next;
+            continue;
+        }
+        *pp = p->next;
+        if (*tail == p)
+            *tail = prev;
+        if (!done) {
+            answer_pending(l, p, 503, NULL, "durable but not yet published to every sink");
+        } else if (p->repeat) {
+            hb_metrics_duplicate();
+            answer_pending(l, p, 200, "status", "duplicate");
+        } else {
+            answer_pending(l, p, 200, "status", "accepted");
+        }
+    }
 }
 
 static void answer_published(hb_route_loop_t *l)
 {
     hb_journal_t *j = atomic_load(&l->r->journal);
     uint64_t published = j ? hb_journal_min_cursor(j) : 0, now = hb_mono_ms();
-    while (l->wait_head) {
-        pending_t *p = l->wait_head;
-        int done = p->a.seq <= published;
-        if (!done && now < p->deadline_ms)
-            break;
-        l->wait_head = p->next;
-        if (!l->wait_head)
-            l->wait_tail = NULL;
-        if (done)
-            answer_pending(l, p, 200, "status", "accepted");
-        else
-            answer_pending(l, p, 503, NULL, "durable but not yet published to every sink");
-    }
+    answer_waiting(l, &l->wait_head, &l->wait_tail, published, now, 1);
+    answer_waiting(l, &l->rep_head, &l->rep_tail, published, now, 0);
+}
+
+static void wait_push(pending_t **head, pending_t **tail, pending_t *p)
+{
+    p->deadline_ms = hb_mono_ms() + PUBLISHED_WAIT_MS;
+    p->next = NULL;
+    if (*tail)
+        (*tail)->next = p;
+    else
+        *head = p;
+    *tail = p;
 }
 
 static void on_done(evutil_socket_t fd, short what, void *arg)
@@ -192,23 +254,19 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
             p = next;
             continue;
         }
-        /* durable: from now on a retry of this id is a duplicate */
+        /* durable: from now on a retry of this id is a duplicate (under
+         * ack = published, once this record is published) */
         if (p->id_len && l->r->dedup)
             hb_dedup_add(l->r->dedup, (const char *)p->a.buf + p->id_off, p->id_len,
-                         p->received_at_ms);
+                         p->received_at_ms, p->a.seq);
         if (l->r->cfg->ack == HB_ACK_PUBLISHED) {
-            p->deadline_ms = hb_mono_ms() + PUBLISHED_WAIT_MS;
-            if (l->wait_tail)
-                l->wait_tail->next = p;
-            else
-                l->wait_head = p;
-            l->wait_tail = p;
+            wait_push(&l->wait_head, &l->wait_tail, p);
         } else {
             answer_pending(l, p, 200, "status", "accepted");
         }
         p = next;
     }
-    if (l->wait_head)
+    if (l->wait_head || l->rep_head)
         answer_published(l);
 }
 
@@ -223,6 +281,42 @@ static void journal_progress(void *arg)
 {
     hb_route_loop_t *l = arg;
     event_active(l->progress_ev, EV_READ, 0);
+}
+
+/* This thread's key context, rebuilt when SIGHUP swapped the key set. */
+static hb_keyctx_t *loop_keyctx(hb_route_loop_t *l)
+{
+    hb_route_t *r = l->r;
+    if (l->kc && atomic_load_explicit(&r->ks_gen, memory_order_acquire) == l->ks_gen)
+        return l->kc;
+    pthread_mutex_lock(&r->ks_lock);
+    hb_keyset_t *ks = hb_keyset_ref(r->ks);
+    l->ks_gen = atomic_load(&r->ks_gen);
+    pthread_mutex_unlock(&r->ks_lock);
+    hb_keyctx_free(l->kc);
+    l->kc = hb_keyctx_new(r->verifier, ks);
+    hb_keyset_unref(ks);
+    return l->kc;
+}
+
+/* ack = published: a repeat of an id whose record is durable but not yet
+ * published waits for that record like the original did (200 duplicate
+ * once it is published, 503 after the same wait), rather than being
+ * journaled and published a second time. */
+static void wait_for_first(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *conn,
+                           uint64_t t0, uint64_t seq)
+{
+    pending_t *p = hb_calloc(1, sizeof(*p));
+    p->a.seq = seq;
+    p->repeat = 1;
+    p->loop = l;
+    p->req = req;
+    p->conn = conn;
+    if (conn)
+        hb_conn_busy(conn);
+    p->t0_us = t0;
+    atomic_fetch_add(&l->pending, 1);
+    wait_push(&l->rep_head, &l->rep_tail, p);
 }
 
 static void handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *conn,
@@ -247,11 +341,7 @@ static void handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_
     if (cfg->intercom_verify) {
         const char *sig =
             evhttp_find_header(evhttp_request_get_input_headers(req), r->verifier->header);
-        pthread_mutex_lock(&r->ks_lock);
-        hb_keyset_t *ks = hb_keyset_ref(r->ks);
-        pthread_mutex_unlock(&r->ks_lock);
-        hb_verify_result_t v = r->verifier->verify(ks, sig, body, len);
-        hb_keyset_unref(ks);
+        hb_verify_result_t v = r->verifier->verify(loop_keyctx(l), sig, body, len);
         if (v != HB_VERIFY_OK) {
             hb_metrics_verify_failure();
             refuse(req, 401, hb_verify_result_str(v), r->verifier->header, t0);
@@ -263,9 +353,20 @@ static void handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_
         refuse(req, 400, "body is not a JSON object with a string topic", why, t0);
         return;
     }
-    if (env.id && r->dedup && hb_dedup_seen(r->dedup, env.id, strlen(env.id), hb_now_ms())) {
+    uint64_t first_seq = 0;
+    if (env.id && r->dedup &&
+        hb_dedup_seen(r->dedup, env.id, strlen(env.id), hb_now_ms(), &first_seq)) {
         char who[64];
         peer(req, who, sizeof(who));
+        if (cfg->ack == HB_ACK_PUBLISHED && first_seq > hb_journal_min_cursor(j)) {
+            hb_info(C,
+                    "notification %s from %s already received, not yet published: waiting "
+                    "for that record",
+                    env.id, who);
+            hb_envelope_clear(&env);
+            wait_for_first(l, req, conn, t0, first_seq);
+            return;
+        }
         hb_info(C,
                 "200 to %s: notification %s already received within dedup.window; not "
                 "published again",
@@ -336,19 +437,18 @@ void hb_route_handle(struct evhttp_request *req, void *arg)
         char who[64];
         peer(req, who, sizeof(who));
         hb_info(C, "404 to %s: no endpoint at %s", who, path ? path : "(bad uri)");
-        struct evbuffer *b = evbuffer_new();
+        static const char notfound[] = "{\"error\":\"not found\"}\n";
         evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                           "application/json");
-        evbuffer_add_printf(b, "{\"error\":\"not found\"}\n");
-        evhttp_send_reply(req, 404, "Not Found", b);
-        evbuffer_free(b);
+        evbuffer_add(evhttp_request_get_output_buffer(req), notfound, sizeof(notfound) - 1);
+        send_answer(req, 404, "Not Found");
         hb_metrics_request(HB_EP_OTHER, 404, -1);
         return;
     }
     switch (evhttp_request_get_command(req)) {
     case EVHTTP_REQ_HEAD:
         /* Intercom's URL validation */
-        evhttp_send_reply(req, 200, "OK", NULL);
+        send_answer(req, 200, "OK");
         hb_metrics_request(HB_EP_INTERCOM, 200, -1);
         return;
     case EVHTTP_REQ_POST:
@@ -390,13 +490,25 @@ void hb_route_set_journal(hb_route_t *r, hb_journal_t *j)
     atomic_store(&r->journal, j);
 }
 
+static void on_keys(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    loop_keyctx(arg);
+}
+
 void hb_route_set_keyset(hb_route_t *r, hb_keyset_t *ks)
 {
     pthread_mutex_lock(&r->ks_lock);
     hb_keyset_t *old = r->ks;
     r->ks = ks;
+    atomic_fetch_add_explicit(&r->ks_gen, 1, memory_order_release);
     pthread_mutex_unlock(&r->ks_lock);
     hb_keyset_unref(old);
+    /* each loop drops its contexts of the old secrets now, not at its next
+     * request: a revoked secret should not linger in an idle thread */
+    for (size_t i = 0; i < r->n_loops; i++)
+        event_active(r->loops[i]->keys_ev, EV_READ, 0);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -404,7 +516,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     hb_route_loop_t *l = arg;
-    if (l->wait_head)
+    if (l->wait_head || l->rep_head)
         answer_published(l);
 }
 
@@ -418,7 +530,8 @@ hb_route_loop_t *hb_route_loop_new(hb_route_t *r, struct event_base *base)
     l->progress_ev = event_new(base, -1, 0, on_progress_ev, l);
     /* ack = published: time out waiting requests even when nothing moves */
     l->tick_ev = event_new(base, -1, EV_PERSIST, on_tick, l);
-    if (!l->done_ev || !l->progress_ev || !l->tick_ev)
+    l->keys_ev = event_new(base, -1, 0, on_keys, l);
+    if (!l->done_ev || !l->progress_ev || !l->tick_ev || !l->keys_ev)
         hb_oom("event_new");
     if (r->cfg->ack == HB_ACK_PUBLISHED) {
         struct timeval tv = {0, 250000};
@@ -435,7 +548,8 @@ void hb_route_loop_free(hb_route_loop_t *l)
         return;
     /* Requests still here were never answered (shutdown past its grace);
      * evhttp has freed their connections, so only our part is released. */
-    for (pending_t *lists[2] = {l->done_head, l->wait_head}, **li = lists; li < lists + 2; li++) {
+    pending_t *lists[] = {l->done_head, l->wait_head, l->rep_head};
+    for (pending_t **li = lists; li < lists + 3; li++) {
         for (pending_t *p = *li, *next; p; p = next) {
             next = p->next;
             if (p->conn)
@@ -446,6 +560,8 @@ void hb_route_loop_free(hb_route_loop_t *l)
     event_free(l->done_ev);
     event_free(l->progress_ev);
     event_free(l->tick_ev);
+    event_free(l->keys_ev);
+    hb_keyctx_free(l->kc);
     pthread_mutex_destroy(&l->lock);
     free(l);
 }

@@ -8,6 +8,7 @@
 #include "hb/fmacros.h"
 
 #include "hb/server.h"
+#include "hb/conn.h"
 #include "hb/log.h"
 #include "hb/util.h"
 
@@ -92,87 +93,11 @@ int hb_parse_listen(const char *spec, struct sockaddr_storage *ss, int *sslen)
     return -1; /* numeric only: no DNS at start-up or on a loop */
 }
 
-static struct timeval ms_timeval(int64_t ms)
+/* A connection closed (its SSL was freed): below the worker's share of
+ * limits.max_connections again, accept again (see make_tls_bev). */
+static void on_conn_closed(void *arg)
 {
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-    return tv;
-}
-
-/* One hb_conn_t per accepted connection, hung on its SSL object: one SSL
- * is made per connection and freed with it, and OpenSSL tells us when (an
- * ex_data free callback), which evhttp 2.1 has no hook for.
- *
- * It does two jobs. The connection cap: at its share of
- * limits.max_connections a worker stops accepting (the kernel backlog
- * holds newcomers, as in nginx) and accepts again once one closes. And the
- * slow-client deadline: evhttp's own timeout only fires when a client sends
- * nothing for limits.read_timeout_ms, so a client trickling a byte at a
- * time (slowloris) would hold its connection for ever; here a connection
- * that completes no request within each period, while none of its requests
- * is being answered, is shut down.
- *
- * Ownership: the SSL holds one reference, each request being answered
- * another (the route's), so an answer that arrives after the client left
- * never touches freed memory. Everything runs on the worker thread. */
-struct hb_conn {
-    worker_t *w;
-    struct bufferevent *bev; /* NULL once the connection is gone */
-    struct event *deadline;
-    unsigned requests, seen; /* requests read in full; value at the last tick */
-    int busy;                /* requests being answered */
-    int refs;
-};
-
-static int conn_ex_index = -1;
-static pthread_once_t conn_ex_once = PTHREAD_ONCE_INIT;
-
-static void conn_unref(hb_conn_t *c)
-{
-    if (--c->refs > 0)
-        return;
-    if (c->deadline)
-        event_free(c->deadline);
-    free(c);
-}
-
-static void on_conn_deadline(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    hb_conn_t *c = arg;
-    if (!c->bev)
-        return;
-    if (c->busy || c->requests != c->seen) {
-        c->seen = c->requests;
-        struct timeval tv = ms_timeval(c->w->srv->cfg->read_timeout_ms);
-        event_add(c->deadline, &tv);
-        return;
-    }
-    evutil_socket_t sfd = bufferevent_getfd(c->bev);
-    if (sfd >= 0) {
-        hb_info(C,
-                "closing a connection that completed no request in %lld ms (slow or idle "
-                "client)",
-                (long long)c->w->srv->cfg->read_timeout_ms);
-        shutdown(sfd, SHUT_RDWR); /* evhttp sees the end and frees it */
-    }
-}
-
-static void conn_freed(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
-{
-    (void)parent;
-    (void)ad;
-    (void)idx;
-    (void)argl;
-    (void)argp;
-    hb_conn_t *c = ptr;
-    if (!c)
-        return;
-    worker_t *w = c->w;
-    c->bev = NULL;
-    if (c->deadline)
-        event_del(c->deadline);
-    conn_unref(c);
+    worker_t *w = arg;
     w->conns--;
     if (!w->accepting && !w->stopping && w->conns < w->limit) {
         evconnlistener_enable(w->lev);
@@ -181,44 +106,16 @@ static void conn_freed(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, lon
     }
 }
 
-static void conn_ex_init(void)
-{
-    conn_ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, conn_freed);
-}
-
-hb_conn_t *hb_conn_of(struct evhttp_request *req)
-{
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-    SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
-    hb_conn_t *c = ssl ? SSL_get_ex_data(ssl, conn_ex_index) : NULL;
-    if (c)
-        c->requests++;
-    return c;
-}
-
-void hb_conn_busy(hb_conn_t *c)
-{
-    c->busy++;
-    c->refs++;
-}
-
-void hb_conn_done(hb_conn_t *c)
-{
-    c->busy--;
-    conn_unref(c);
-}
-
 static struct bufferevent *make_tls_bev(struct event_base *base, void *arg)
 {
     worker_t *w = arg;
     SSL *ssl = hb_tls_new_ssl(w->srv->tls);
     if (!ssl)
         return NULL;
-    hb_conn_t *c = hb_calloc(1, sizeof(*c));
-    c->w = w;
-    c->refs = 1;
-    SSL_set_ex_data(ssl, conn_ex_index, c);
+    /* The connection cap: at its share of limits.max_connections a worker
+     * stops accepting (the kernel backlog holds newcomers, as in nginx) and
+     * accepts again once one closes. */
+    hb_conn_t *c = hb_conn_new(ssl, w->srv->cfg->read_timeout_ms, on_conn_closed, w);
     if (++w->conns >= w->limit && w->accepting) {
         evconnlistener_disable(w->lev);
         w->accepting = 0;
@@ -233,10 +130,7 @@ static struct bufferevent *make_tls_bev(struct event_base *base, void *arg)
         return NULL; /* libevent freed the SSL, and with it c */
     /* clients that close without close_notify are normal for HTTP/1.1 */
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    c->bev = bev;
-    c->deadline = evtimer_new(base, on_conn_deadline, c);
-    struct timeval tv = ms_timeval(w->srv->cfg->read_timeout_ms);
-    event_add(c->deadline, &tv);
+    hb_conn_start(c, bev);
     return bev;
 }
 
@@ -280,7 +174,18 @@ static int worker_init(hb_server_t *s, worker_t *w, char *err, size_t errlen)
 {
     const hb_config_t *cfg = s->cfg;
     w->srv = s;
-    w->base = event_base_new();
+    /* epoll's change list: evhttp and bufferevent switch a connection's
+     * read and write interest on and off several times per request; with
+     * the change list only the net change of each loop pass reaches the
+     * kernel, not one epoll_ctl per switch. Its caveat (an fd and a dup of
+     * it in the same base) does not arise: each base holds its own dup of
+     * the listener and otherwise only accepted sockets. */
+    struct event_config *ec = event_config_new();
+    if (!ec)
+        hb_oom("event_config_new");
+    event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    w->base = event_base_new_with_config(ec);
+    event_config_free(ec);
     w->http = w->base ? evhttp_new(w->base) : NULL;
     if (!w->http)
         hb_oom("evhttp_new");
@@ -294,7 +199,7 @@ static int worker_init(hb_server_t *s, worker_t *w, char *err, size_t errlen)
     int64_t slack = cfg->max_body > 65536 ? cfg->max_body : 65536;
     evhttp_set_max_body_size(w->http, (ev_ssize_t)(cfg->max_body + slack));
     evhttp_set_max_headers_size(w->http, 16384);
-    struct timeval tv = ms_timeval(cfg->read_timeout_ms);
+    struct timeval tv = hb_ms_timeval(cfg->read_timeout_ms);
     evhttp_set_timeout_tv(w->http, &tv);
     evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
@@ -350,7 +255,6 @@ hb_server_t *hb_server_new(const hb_config_t *cfg, hb_tls_t *tls, hb_route_t *ro
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     s->n = cfg->workers > 0 ? (size_t)cfg->workers : (size_t)(ncpu > 0 ? ncpu : 1);
     s->workers = hb_calloc(s->n, sizeof(worker_t));
-    pthread_once(&conn_ex_once, conn_ex_init);
     for (size_t i = 0; i < s->n; i++) {
         s->workers[i].id = (int)i;
         s->workers[i].accepting = 1;

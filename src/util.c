@@ -66,6 +66,12 @@ uint64_t hb_mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+struct timeval hb_ms_timeval(int64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    return tv;
+}
+
 void hb_format_rfc3339(uint64_t unix_ms, char *buf, size_t len)
 {
     time_t secs = (time_t)(unix_ms / 1000);

@@ -7,8 +7,15 @@
  * published again. An id is only added once its record is durable: a
  * delivery answered 503 must be accepted when it comes back.
  *
+ * Each id keeps the journal sequence number of its record, so that under
+ * `ack = published` the caller can tell "published" (seq at or below the
+ * journal's lowest sink cursor) from "durable, still waiting for a sink".
+ *
  * After a restart the set is rebuilt from a snapshot file (written every
  * few seconds and at shutdown) and from the records still in the journal.
+ * The snapshot holds no sequence numbers: the ids whose records are still
+ * in the journal get theirs when the journal is read at open (after the
+ * snapshot), and a record no longer in the journal has been published.
  * Dedup is an optimisation on top of at-least-once delivery, never a way
  * to lose data: when in doubt an id is treated as new.
  *
@@ -24,10 +31,13 @@ typedef struct hb_dedup hb_dedup_t;
 hb_dedup_t *hb_dedup_new(uint64_t window_ms, size_t max_ids);
 void hb_dedup_free(hb_dedup_t *d);
 
-/* 1 if id was seen (committed) within the window. */
-int hb_dedup_seen(hb_dedup_t *d, const char *id, size_t len, uint64_t now_ms);
-/* Remember id as committed at time at_ms (ignored when outside the window). */
-void hb_dedup_add(hb_dedup_t *d, const char *id, size_t len, uint64_t at_ms);
+/* 1 if id was seen (committed) within the window; then *seq (when not
+ * NULL) gets the sequence number of its record, 0 if none is known. */
+int hb_dedup_seen(hb_dedup_t *d, const char *id, size_t len, uint64_t now_ms, uint64_t *seq);
+/* Remember id as committed at time at_ms (ignored when outside the window)
+ * in the journal record `seq` (0: none known). Adding a known id keeps its
+ * entry, with the lowest non-zero seq given. */
+void hb_dedup_add(hb_dedup_t *d, const char *id, size_t len, uint64_t at_ms, uint64_t seq);
 size_t hb_dedup_count(hb_dedup_t *d);
 
 /* Snapshot: "<ms> <id>\n" lines, replaced atomically. Blocking I/O. */

@@ -3,10 +3,11 @@
  * JSON body and log line.
  *
  * hb_route_t is shared by all HTTP threads (read-mostly: the key set is
- * swapped atomically on SIGHUP, the journal pointer is set once when it is
- * open). hb_route_loop_t is one per HTTP thread and lives on that thread's
+ * swapped on SIGHUP, the journal pointer is set once when it is open).
+ * hb_route_loop_t is one per HTTP thread and lives on that thread's
  * event_base: it receives journal completions from the writer thread and
- * answers them on its own thread. */
+ * answers them on its own thread, and keeps that thread's HMAC contexts for
+ * the current key set (rebuilt after a swap; no lock per request). */
 #ifndef HB_ROUTE_H
 #define HB_ROUTE_H
 
@@ -32,7 +33,8 @@ void hb_route_free(hb_route_t *r);
  * progress callbacks point at them). */
 void hb_route_set_journal(hb_route_t *r, hb_journal_t *j);
 /* Swap the secrets (takes ownership of ks); requests in flight finish
- * with the set they started with. */
+ * with the set they started with, and each loop drops its contexts of the
+ * old set at once. Any thread, after the loops are created. */
 void hb_route_set_keyset(hb_route_t *r, hb_keyset_t *ks);
 
 hb_route_loop_t *hb_route_loop_new(hb_route_t *r, struct event_base *base);

@@ -24,16 +24,6 @@ int hb_server_start(hb_server_t *s, char *err, size_t errlen);
 void hb_server_stop(hb_server_t *s, uint64_t grace_ms);
 void hb_server_free(hb_server_t *s);
 
-/* The connection a request came on (NULL if unknown); counts the request
- * for the slow-client deadline. Worker thread only. While a request is
- * being answered asynchronously, hold the connection with hb_conn_busy and
- * release it with hb_conn_done (even if the client has gone meanwhile). */
-typedef struct hb_conn hb_conn_t;
-struct evhttp_request;
-hb_conn_t *hb_conn_of(struct evhttp_request *req);
-void hb_conn_busy(hb_conn_t *c);
-void hb_conn_done(hb_conn_t *c);
-
 /* Parse "host:port" ("[v6]:port" too) into a sockaddr; 0 or -1. */
 struct sockaddr_storage;
 int hb_parse_listen(const char *spec, struct sockaddr_storage *ss, int *sslen);

@@ -3,7 +3,12 @@
  * Intercom's `X-Hub-Signature: sha1=<hex HMAC-SHA1 of the raw body>`.
  *
  * A key set is immutable once built and shared by reference: SIGHUP builds
- * a new one and swaps it in (hb_keyset_ref/unref are thread-safe). */
+ * a new one and swaps it in (hb_keyset_ref/unref are thread-safe).
+ *
+ * A key context is one thread's prepared HMAC state for a key set (the
+ * algorithm looked up and each key's pads derived once, not per request).
+ * It is not thread-safe: each HTTP thread builds its own and keeps it until
+ * the key set changes. */
 #ifndef HB_VERIFY_H
 #define HB_VERIFY_H
 
@@ -18,6 +23,8 @@ hb_keyset_t *hb_keyset_ref(hb_keyset_t *ks);
 void hb_keyset_unref(hb_keyset_t *ks);
 size_t hb_keyset_count(const hb_keyset_t *ks);
 
+typedef struct hb_keyctx hb_keyctx_t;
+
 typedef enum {
     HB_VERIFY_OK = 0,
     HB_VERIFY_MISSING,   /* no signature header */
@@ -28,12 +35,19 @@ typedef enum {
 typedef struct hb_verifier_ops {
     const char *name;   /* provider, e.g. "intercom" */
     const char *header; /* request header carrying the signature */
-    /* header_value may be NULL (missing). Constant-time in the secret. */
-    hb_verify_result_t (*verify)(const hb_keyset_t *ks, const char *header_value,
+    const char *digest; /* HMAC digest name for the key contexts, e.g. "SHA1" */
+    /* header_value may be NULL (missing), kc too (never verifies).
+     * Constant-time in the secret. */
+    hb_verify_result_t (*verify)(hb_keyctx_t *kc, const char *header_value,
                                  const unsigned char *body, size_t len);
 } hb_verifier_ops_t;
 
 extern const hb_verifier_ops_t hb_verifier_intercom;
+
+/* A key context for ops's scheme over ks (takes its own reference; ks may
+ * be NULL: nothing verifies). Used by one thread at a time. */
+hb_keyctx_t *hb_keyctx_new(const hb_verifier_ops_t *ops, hb_keyset_t *ks);
+void hb_keyctx_free(hb_keyctx_t *kc);
 
 const char *hb_verify_result_str(hb_verify_result_t r);
 

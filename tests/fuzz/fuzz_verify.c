@@ -9,9 +9,12 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static hb_keyset_t *ks;
-    if (!ks)
-        ks = hb_keyset_new("test_intercom_client_secret,second");
+    static hb_keyctx_t *kc;
+    if (!kc) {
+        hb_keyset_t *ks = hb_keyset_new("test_intercom_client_secret,second");
+        kc = hb_keyctx_new(&hb_verifier_intercom, ks);
+        hb_keyset_unref(ks);
+    }
     const uint8_t *nul = memchr(data, 0, size);
     size_t hlen = nul ? (size_t)(nul - data) : size;
     char *header = malloc(hlen + 1);
@@ -19,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     header[hlen] = '\0';
     const uint8_t *body = nul ? nul + 1 : data + size;
     size_t blen = nul ? size - hlen - 1 : 0;
-    hb_verifier_intercom.verify(ks, header, body, blen);
+    hb_verifier_intercom.verify(kc, header, body, blen);
     free(header);
     return 0;
 }

@@ -448,6 +448,24 @@ class ConfigVariants(SentinelMixin, BridgeTestCase):
             s.close()
         self.assertAccepted(b.post_signed(notification(uid())), "after closing a slow client")
 
+    def test_second_process_cannot_bind_the_same_port(self):
+        """The listener is bound once (no SO_REUSEPORT): a second bridge on
+        the same port fails at start-up instead of silently sharing it."""
+        b = self.start_bridge()
+        other = hbtest.Bridge(start=False)
+        self.addCleanup(other.cleanup)
+        other.config["listen"] = b.config["listen"]
+        other.write_config()
+        p = hbtest.subprocess.run([other.bin, "-c", other.config_path], cwd=other.tmpdir,
+                                  stdin=hbtest.subprocess.DEVNULL,
+                                  stdout=hbtest.subprocess.PIPE, stderr=hbtest.subprocess.STDOUT,
+                                  env=other.environment(), timeout=hbtest.scaled(60))
+        out = p.stdout.decode("utf-8", "replace")
+        self.assertEqual(p.returncode, 1, "second bridge on %s: rc %d\n%s" %
+                         (b.config["listen"], p.returncode, out[-2000:]))
+        self.assertIn("cannot listen on " + b.config["listen"], out)
+        self.assertAccepted(b.post_signed(notification(uid())), "the first bridge still answers")
+
 
 class DebugLogNoSecret(BridgeTestCase):
     def test_secret_not_logged_at_debug(self):

@@ -10,10 +10,18 @@
 
 #define SECRET "test_intercom_client_secret"
 
-static hb_verify_result_t verify(const hb_keyset_t *ks, const char *hv, const void *body,
-                                 size_t len)
+/* A fresh key context per call, and a second call on the same context, so
+ * that the per-request re-initialisation of a prepared context is checked
+ * as well as its first use. */
+static hb_verify_result_t verify(hb_keyset_t *ks, const char *hv, const void *body, size_t len)
 {
-    return hb_verifier_intercom.verify(ks, hv, body, len);
+    hb_keyctx_t *kc = hb_keyctx_new(&hb_verifier_intercom, ks);
+    hb_verify_result_t first = hb_verifier_intercom.verify(kc, hv, body, len);
+    hb_verify_result_t again = hb_verifier_intercom.verify(kc, hv, body, len);
+    hb_keyctx_free(kc);
+    if (first != again)
+        diag("a reused key context answered %d, then %d", (int)first, (int)again);
+    return first == again ? first : (hb_verify_result_t)-1;
 }
 
 static void upper(char *s)
@@ -23,7 +31,7 @@ static void upper(char *s)
             *s = (char)(*s - 'a' + 'A');
 }
 
-static void test_vectors_file(const hb_keyset_t *ks)
+static void test_vectors_file(hb_keyset_t *ks)
 {
     char path[4096];
     snprintf(path, sizeof(path), "%s/intercom/signatures.tsv", HB_TESTDATA);
@@ -98,7 +106,7 @@ static void test_extra_vectors(void)
     is_str(exact, "sha1=3fb87a0b2a68f3f92ae8f770ce5f5bba9a798b6a", "sign() into a 46-byte buffer");
 }
 
-static void test_refusals(const hb_keyset_t *ks)
+static void test_refusals(hb_keyset_t *ks)
 {
     const char *body = "{\"type\":\"notification_event\",\"topic\":\"ping\"}";
     size_t len = strlen(body);
@@ -213,6 +221,21 @@ static void test_keysets(void)
     hb_keyset_unref(ref);
     hb_keyset_unref(NULL); /* accepted */
     ok(hb_keyset_ref(NULL) == NULL, "hb_keyset_ref(NULL) == NULL");
+
+    /* a key context holds its own reference: SIGHUP drops the old set
+     * while an HTTP thread may still be verifying with it */
+    hb_keyset_t *dropped = hb_keyset_new(SECRET);
+    hb_keyctx_t *kc = hb_keyctx_new(&hb_verifier_intercom, dropped);
+    hb_keyset_unref(dropped);
+    hb_verify_intercom_sign(SECRET, (const unsigned char *)body, len, sig, sizeof(sig));
+    is_int(hb_verifier_intercom.verify(kc, sig, (const unsigned char *)body, len), HB_VERIFY_OK,
+           "a key context verifies after its key set's last outside reference is dropped");
+    hb_keyctx_free(kc);
+    kc = hb_keyctx_new(&hb_verifier_intercom, NULL);
+    is_int(hb_verifier_intercom.verify(kc, sig, (const unsigned char *)body, len),
+           HB_VERIFY_MISMATCH, "a key context of no key set never verifies");
+    hb_keyctx_free(kc);
+    hb_keyctx_free(NULL); /* accepted */
 }
 
 static void test_ops(void)
