@@ -65,7 +65,7 @@ struct hb_sink {
     int status_ok;
     char status_why[256];
 
-    _Atomic uint64_t published, retries, rejected, dead_lettered, inflight_n;
+    hb_sink_counters_t counters; /* read by the metrics renderer */
 };
 
 static void pump(hb_sink_t *s);
@@ -144,8 +144,7 @@ void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
     if (res == HB_SINK_RETRY) {
         if (!m->first_failure_ms)
             m->first_failure_ms = hb_mono_ms();
-        atomic_fetch_add(&s->retries, 1);
-        hb_metrics_sink_error(s->idx);
+        atomic_fetch_add(&s->counters.retries, 1);
         /* one line per few seconds, not one per record: an outage fails
          * the whole in-flight window at once */
         uint64_t now = hb_mono_ms();
@@ -161,10 +160,8 @@ void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
         m->retry_next = s->retry;
         s->retry = m;
         if (!evtimer_pending(s->retry_ev, NULL)) {
-            s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : BACKOFF_MIN_MS;
-            if (s->backoff_ms > BACKOFF_MAX_MS)
-                s->backoff_ms = BACKOFF_MAX_MS;
-            struct timeval tv = {s->backoff_ms / 1000, (s->backoff_ms % 1000) * 1000};
+            s->backoff_ms = hb_backoff_next(s->backoff_ms, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
+            struct timeval tv = hb_ms_timeval((uint64_t)s->backoff_ms);
             evtimer_add(s->retry_ev, &tv);
         }
         return;
@@ -172,7 +169,7 @@ void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
     if (res == HB_SINK_REJECT) {
         const char *why = reason ? reason : "rejected";
         if (!m->error) { /* first rejection (a dead-letter retry comes back here) */
-            atomic_fetch_add(&s->rejected, 1);
+            atomic_fetch_add(&s->counters.rejected, 1);
             m->error = hb_strdup(why);
         }
         if (!m->dead_letter && s->ops->has_dead_letter) {
@@ -190,16 +187,14 @@ void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
             hb_sink_done(m, HB_SINK_RETRY, "dead-letter file not writable");
             return;
         }
-        atomic_fetch_add(&s->dead_lettered, 1);
-        hb_metrics_sink_dead_letter(s->idx);
+        atomic_fetch_add(&s->counters.dead_lettered, 1);
     } else if (m->dead_letter) {
-        atomic_fetch_add(&s->dead_lettered, 1);
-        hb_metrics_sink_dead_letter(s->idx);
+        atomic_fetch_add(&s->counters.dead_lettered, 1);
     }
     m->acked = 1;
     s->backoff_ms = 0;
-    atomic_fetch_add(&s->published, 1);
-    hb_metrics_sink_publish(s->idx, (double)(hb_mono_ms() - m->sent_ms) / 1000.0);
+    atomic_fetch_add(&s->counters.published, 1);
+    hb_histogram_observe(&s->counters.latency, (double)(hb_mono_ms() - m->sent_ms) / 1000.0);
     uint64_t acked = 0;
     while (s->head && s->head->acked) {
         hb_msg_t *h = s->head;
@@ -211,7 +206,7 @@ void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
         s->inflight_bytes -= h->body_len;
         free_msg(h);
     }
-    atomic_store(&s->inflight_n, s->inflight);
+    atomic_store(&s->counters.inflight, s->inflight);
     if (acked) {
         hb_journal_ack(s->j, s->idx, acked);
         /* room in the window: read more on the next loop pass */
@@ -251,7 +246,7 @@ static void pump(hb_sink_t *s)
         publish(s, m);
         n++;
     }
-    atomic_store(&s->inflight_n, s->inflight);
+    atomic_store(&s->counters.inflight, s->inflight);
     if (n && s->ops->flush)
         s->ops->flush(s->state);
 }
@@ -349,6 +344,9 @@ hb_sink_t *hb_sink_start(const hb_sink_ops_t *ops, size_t idx, const hb_config_t
     s->j = j;
     s->cfg = cfg;
     s->status_ok = 1;
+    s->counters.name = ops->name;
+    s->counters.idx = idx;
+    atomic_init(&s->counters.ready, 1);
     pthread_mutex_init(&s->status_lock, NULL);
     pthread_mutex_init(&s->start_lock, NULL);
     pthread_cond_init(&s->start_cond, NULL);
@@ -385,7 +383,7 @@ void hb_sink_stop(hb_sink_t *s, uint64_t grace_ms)
     atomic_store(&s->stopping, 1);
     /* re-check on a short tick too: the deadline must hold even while the
      * destination is silent */
-    struct timeval tv = {0, 50000};
+    struct timeval tv = hb_ms_timeval(50);
     event_add(s->stop_ev, &tv);
     event_active(s->wake_ev, EV_READ, 0);
     pthread_join(s->thread, NULL);
@@ -433,6 +431,7 @@ void hb_sink_set_status(hb_sink_t *s, int ok, const char *reason)
     pthread_mutex_lock(&s->status_lock);
     int changed = s->status_ok != ok || (!ok && strcmp(s->status_why, reason ? reason : "") != 0);
     s->status_ok = ok;
+    atomic_store(&s->counters.ready, ok);
     snprintf(s->status_why, sizeof(s->status_why), "%s", ok ? "" : (reason ? reason : "down"));
     pthread_mutex_unlock(&s->status_lock);
     if (!changed)
@@ -454,11 +453,21 @@ int hb_sink_ready(hb_sink_t *s, char *why, size_t whylen)
 
 void hb_sink_stats(hb_sink_t *s, hb_sink_stats_t *out)
 {
-    out->published = atomic_load(&s->published);
-    out->retries = atomic_load(&s->retries);
-    out->rejected = atomic_load(&s->rejected);
-    out->dead_lettered = atomic_load(&s->dead_lettered);
-    out->inflight = atomic_load(&s->inflight_n);
+    out->published = atomic_load(&s->counters.published);
+    out->retries = atomic_load(&s->counters.retries);
+    out->rejected = atomic_load(&s->counters.rejected);
+    out->dead_lettered = atomic_load(&s->counters.dead_lettered);
+    out->inflight = atomic_load(&s->counters.inflight);
     uint64_t d = hb_journal_durable_seq(s->j), c = hb_journal_cursor(s->j, s->idx);
     out->pending = d > c ? d - c : 0;
+}
+
+const hb_sink_counters_t *hb_sink_counters(const hb_sink_t *s)
+{
+    return &s->counters;
+}
+
+void hb_sink_count_reconnect(hb_sink_t *s)
+{
+    atomic_fetch_add(&s->counters.reconnects, 1);
 }

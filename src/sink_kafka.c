@@ -30,7 +30,6 @@
 
 #include "hb/sink.h"
 #include "hb/log.h"
-#include "hb/metrics.h"
 #include "hb/template.h"
 #include "hb/util.h"
 
@@ -315,7 +314,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         rd_kafka_queue_io_event_enable(k->mainq, k->pipefd[1], "1", 1);
         atomic_store(&k->fatal, 0);
         k->recreated++;
-        hb_metrics_sink_reconnect(hb_sink_index(k->sink));
+        hb_sink_count_reconnect(k->sink);
     }
     if (atomic_load(&k->solo_fatal) && k->solo) {
         rd_kafka_purge(k->solo, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
@@ -409,7 +408,7 @@ static void *kafka_open(hb_sink_t *sink, const hb_config_t *cfg, struct event_ba
     rd_kafka_queue_io_event_enable(k->mainq, k->pipefd[1], "1", 1);
     k->pipe_ev = event_new(base, k->pipefd[0], EV_READ | EV_PERSIST, on_pipe, k);
     k->tick_ev = event_new(base, -1, EV_PERSIST, on_tick, k);
-    struct timeval tv = {0, 200000};
+    struct timeval tv = hb_ms_timeval(200);
     event_add(k->pipe_ev, NULL);
     event_add(k->tick_ev, &tv);
     hb_sink_set_status(sink, 0, "connecting to Kafka");

@@ -15,7 +15,6 @@
 
 #include "hb/sink.h"
 #include "hb/log.h"
-#include "hb/metrics.h"
 #include "hb/template.h"
 #include "hb/util.h"
 
@@ -179,7 +178,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     r->connected = 1;
     r->backoff_ms = 0;
     if (r->ever_connected)
-        hb_metrics_sink_reconnect(hb_sink_index(r->sink));
+        hb_sink_count_reconnect(r->sink);
     r->ever_connected = 1;
     hb_sink_set_status(r->sink, 1, NULL);
 }

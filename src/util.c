@@ -66,6 +66,19 @@ uint64_t hb_mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+struct timeval hb_ms_timeval(uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    return tv;
+}
+
+int hb_backoff_next(int prev_ms, int min_ms, int max_ms)
+{
+    if (prev_ms <= 0)
+        return min_ms;
+    return prev_ms >= max_ms / 2 ? max_ms : prev_ms * 2;
+}
+
 void hb_format_rfc3339(uint64_t unix_ms, char *buf, size_t len)
 {
     time_t secs = (time_t)(unix_ms / 1000);

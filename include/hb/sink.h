@@ -20,6 +20,7 @@
 
 #include "hb/config.h"
 #include "hb/journal.h"
+#include "hb/metrics.h"
 
 struct event_base;
 typedef struct hb_sink hb_sink_t;
@@ -89,6 +90,8 @@ void hb_sink_stop(hb_sink_t *s, uint64_t grace_ms);
 void hb_sink_free(hb_sink_t *s);
 
 void hb_sink_done(hb_msg_t *msg, hb_sink_result_t res, const char *reason);
+/* The server connection was made again (a counter for /metrics). */
+void hb_sink_count_reconnect(hb_sink_t *s);
 /* Connection state for /readyz and the log (a change is logged once). */
 void hb_sink_set_status(hb_sink_t *s, int ok, const char *reason);
 
@@ -102,5 +105,7 @@ typedef struct hb_sink_stats {
     uint64_t inflight;
 } hb_sink_stats_t;
 void hb_sink_stats(hb_sink_t *s, hb_sink_stats_t *out);
+/* The sink's counters, for the metrics renderer; valid until hb_sink_free. */
+const hb_sink_counters_t *hb_sink_counters(const hb_sink_t *s);
 
 #endif
