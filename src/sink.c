@@ -142,8 +142,6 @@ void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
 {
     hb_sink_t *s = m->sink;
     if (res == HB_SINK_RETRY) {
-        if (!m->first_failure_ms)
-            m->first_failure_ms = hb_mono_ms();
         atomic_fetch_add(&s->counters.retries, 1);
         /* one line per few seconds, not one per record: an outage fails
          * the whole in-flight window at once */

@@ -165,24 +165,55 @@ static int permanent(rd_kafka_resp_err_t err)
 }
 
 /* Errors that an operator may fix (create the topic, grant access) but
- * that otherwise never go away: retried for a while (and reported in the
- * log and /readyz), then treated as poison so that the records behind it
- * are not held up for good. */
-#define MAYBE_PERMANENT_MS 30000
-static int maybe_permanent(rd_kafka_resp_err_t err)
+ * that otherwise never go away: retried for a grace period (and reported
+ * in the log and /readyz), then treated as poison so that the records
+ * behind it are not held up for good. A cluster that is recovering from
+ * an outage gives them too, for a moment, while the real topic exists: so
+ * the grace is timed per class of error, from a record's first error of
+ * that class, and any other outcome (a timeout, a broken connection, a
+ * different error) starts it again. Time spent failing for other reasons
+ * never counts. */
+enum { CLASS_NONE = 0, CLASS_NO_TOPIC, CLASS_DENIED, CLASS_INVALID_ARG };
+#define CLASS_SHIFT 8 /* impl_flags: the class of the current run of errors */
+#define CLASS_MASK (0xff << CLASS_SHIFT)
+
+static _Atomic uint64_t topic_grace_ms = 30000;
+
+void hb_sink_kafka_set_topic_grace_ms(uint64_t ms)
 {
-    return err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-           err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
-           err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
-           err == RD_KAFKA_RESP_ERR__INVALID_ARG;
+    atomic_store(&topic_grace_ms, ms);
 }
 
-static hb_sink_result_t classify(rd_kafka_resp_err_t err, const hb_msg_t *m)
+static int maybe_permanent(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+        return CLASS_NO_TOPIC;
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+        return CLASS_DENIED;
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+        return CLASS_INVALID_ARG;
+    default:
+        return CLASS_NONE;
+    }
+}
+
+static hb_sink_result_t classify(rd_kafka_resp_err_t err, hb_msg_t *m)
 {
     if (permanent(err))
         return HB_SINK_REJECT;
-    if (maybe_permanent(err) && m->first_failure_ms &&
-        hb_mono_ms() - m->first_failure_ms >= MAYBE_PERMANENT_MS)
+    /* purged by this sink itself: says nothing about the record */
+    if (err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+        return HB_SINK_RETRY;
+    int cls = maybe_permanent(err);
+    uint64_t now = hb_mono_ms();
+    if (cls != (m->impl_flags & CLASS_MASK) >> CLASS_SHIFT) {
+        m->impl_flags = (m->impl_flags & ~CLASS_MASK) | cls << CLASS_SHIFT;
+        m->impl_since_ms = now;
+        return HB_SINK_RETRY;
+    }
+    if (cls != CLASS_NONE && now - m->impl_since_ms >= atomic_load(&topic_grace_ms))
         return HB_SINK_REJECT;
     return HB_SINK_RETRY;
 }

@@ -37,6 +37,7 @@ typedef struct hb_msg {
     struct hb_msg *impl_next; /* free for the sink implementation's own lists */
     int impl_status;          /* likewise */
     int impl_flags;           /* likewise */
+    uint64_t impl_since_ms;   /* likewise */
     /* set when a REJECT sends the message to the sink's own dead-letter
      * destination (Kafka: kafka.dead_letter_topic); error is the reason */
     int dead_letter;
@@ -45,7 +46,6 @@ typedef struct hb_msg {
     hb_sink_t *sink;
     struct hb_msg *next, *retry_next;
     uint64_t sent_ms;
-    uint64_t first_failure_ms; /* 0 until a publish of it first fails */
     int attempts;
     int acked;
 } hb_msg_t;
@@ -78,6 +78,12 @@ typedef struct hb_sink_ops {
 extern const hb_sink_ops_t hb_sink_file_ops;
 extern const hb_sink_ops_t hb_sink_kafka_ops;
 extern const hb_sink_ops_t hb_sink_redis_ops;
+
+/* How long the Kafka sink retries a record that the cluster refuses with
+ * an error an operator may fix (unknown topic or partition, topic not
+ * authorized), counted from its first such error, before it goes to the
+ * dead-letter topic. 30 s by default; tests shorten it. Any thread. */
+void hb_sink_kafka_set_topic_grace_ms(uint64_t ms);
 
 /* Start a sink thread publishing records after the journal cursor `idx`. */
 hb_sink_t *hb_sink_start(const hb_sink_ops_t *ops, size_t idx, const hb_config_t *cfg,

@@ -23,6 +23,11 @@
  *                       nothing is dead-lettered
  *   down_at_start       the only broker down before the sink starts, for longer
  *                       than message.timeout.ms, then up
+ *   outage_then_hiccup  the broker down for longer than the topic-error grace,
+ *                       then up, refusing the first Produce requests with
+ *                       "topic not authorized" / "unknown topic or partition"
+ *                       (a cluster still loading its metadata): every record
+ *                       reaches the real topic, none is dead-lettered
  *   leader_down_midway  3 brokers; the partition leader goes down with a Produce
  *                       request in flight (already appended, response delayed),
  *                       for longer than message.timeout.ms, then up:
@@ -57,6 +62,9 @@
 #define APP_ID "app-mock"
 #define DLQ_TOPIC "mock.dead-letter"
 #define MSG_TIMEOUT_MS 3000
+/* The Kafka sink's grace for topic errors (30 s in production), short so
+ * that the suite stays fast. */
+#define TOPIC_GRACE_MS 2000
 /* RD_KAFKAP_Produce lives in librdkafka's private rdkafka_protocol.h: the
  * Kafka protocol's ApiKey for Produce is 0. */
 #define KAFKAP_PRODUCE 0
@@ -676,6 +684,43 @@ static uint64_t down_then_up(mock_t *m, hb_sink_t *s, hb_journal_t *j, scen_t *s
     return rest;
 }
 
+/* outage_then_hiccup (issue 9, item 5): records failed for longer than
+ * the topic-error grace while the broker was down (timeouts); when it comes
+ * back its first Produce answers are topic errors that an operator could
+ * mean for good, but the topic exists. Only a run of such errors as long as
+ * the grace may dead-letter a record: before the fix the clock started at a
+ * record's first failure of any kind, and the whole window went to the
+ * dead-letter topic. */
+static uint64_t outage_then_hiccup(mock_t *m, hb_sink_t *s, hb_journal_t *j, scen_t *sc,
+                                   uint64_t last)
+{
+    char why[300];
+    (void)last;
+    uint64_t rest = append_rest(j, sc);
+    long t = wait_ready_why(s, 0, "no Kafka broker reachable", why, sizeof(why), 5000);
+    ok(t >= 0, "%s: not ready while the broker is down (after %ld ms): %s", sc->name, t, why);
+    sleep_ms(MSG_TIMEOUT_MS + TOPIC_GRACE_MS + 1500);
+    hb_sink_stats_t st;
+    hb_sink_stats(s, &st);
+    ok(hb_journal_cursor(j, 0) == 0 && st.retries > 0,
+       "%s: records failed for longer than the grace while down (%" PRIu64 " retries)", sc->name,
+       st.retries);
+    rd_kafka_mock_push_request_errors(
+        m->mc, KAFKAP_PRODUCE, 4, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+    mock_all(m, 1);
+    return rest;
+}
+
+static void none_dead_lettered(scen_t *sc, const hb_sink_stats_t *st)
+{
+    ok(st->retries > 0 && st->rejected == 0 && st->dead_lettered == 0,
+       "%s: nothing rejected or dead-lettered (%" PRIu64 " retries, %" PRIu64 " rejected, %" PRIu64
+       " dead-lettered)",
+       sc->name, st->retries, st->rejected, st->dead_lettered);
+}
+
 /* leader_down_midway: the partition leader goes down with a Produce request
  * in flight: the mock broker has appended the batch (its response is held
  * back by a 3 s round-trip time) when the connection drops, and stays down
@@ -881,6 +926,7 @@ int main(void)
         return done_testing();
     }
     diag("librdkafka %s", rd_kafka_version_str());
+    hb_sink_kafka_set_topic_grace_ms(TOPIC_GRACE_MS);
 
     scen_t scens[] = {
         {"baseline", 1, 200, 0, NULL, NULL, no_runner_retries, NULL, NULL},
@@ -890,6 +936,8 @@ int main(void)
         {"batch_refused", 1, 200, 0, poison_before, NULL, batch_isolated,
          "kafka.batch.num.messages", "20"},
         {"down_at_start", 1, 200, 0, all_down, down_then_up, NULL, NULL, NULL},
+        {"outage_then_hiccup", 1, 200, 0, all_down, outage_then_hiccup, none_dead_lettered, NULL,
+         NULL},
         {"leader_down_midway", 3, 200, 1, NULL, leader_down_midway, NULL, NULL, NULL},
         {"readiness", 1, 100, 0, NULL, readiness, NULL, NULL, NULL},
     };
