@@ -43,13 +43,13 @@ struct hb_sink {
 
     pthread_t thread;
     struct event_base *base;
-    struct event *wake_ev, *retry_ev, *stop_ev;
+    struct event *wake_ev, *retry_ev, *stop_ev, *reread_ev;
 
     hb_msg_t *head, *tail; /* in flight, in sequence order */
     hb_msg_t *retry;       /* to publish again, any order */
     size_t inflight, inflight_bytes;
     int backoff_ms;
-    int read_error;
+    int read_backoff_ms; /* 0 while journal reads work */
     uint64_t retry_log_ms;
     uint64_t retry_quiet;
 
@@ -62,8 +62,9 @@ struct hb_sink {
     int started;
 
     pthread_mutex_t status_lock;
-    int status_ok;
+    int status_ok; /* the destination, as the implementation reports it */
     char status_why[256];
+    int read_ok; /* the journal, as the runner finds it */
 
     hb_sink_counters_t counters; /* read by the metrics renderer */
 };
@@ -219,17 +220,47 @@ static void publish(hb_sink_t *s, hb_msg_t *m)
     s->ops->publish(s->state, m);
 }
 
+/* A failed journal read (an I/O error, no file descriptor left) is
+ * usually transient: say so once, stop reading on every journal wake-up
+ * (each failed read logs in the journal) and try again with backoff; say
+ * once that it works again. The sink is not ready meanwhile. */
+static void set_read_state(hb_sink_t *s, int ok)
+{
+    pthread_mutex_lock(&s->status_lock);
+    int changed = s->read_ok != ok;
+    s->read_ok = ok;
+    atomic_store(&s->counters.ready, s->status_ok && ok);
+    pthread_mutex_unlock(&s->status_lock);
+    if (!changed)
+        return;
+    if (ok)
+        hb_info(C, "%s: reading the journal works again", s->ops->name);
+    else
+        hb_error(C,
+                 "%s: cannot read the journal (see the journal's error); nothing is lost, "
+                 "reads are retried with backoff and the sink is not ready meanwhile",
+                 s->ops->name);
+}
+
 static void pump(hb_sink_t *s)
 {
     int n = 0;
+    if (s->read_backoff_ms && evtimer_pending(s->reread_ev, NULL))
+        return; /* the timer reads again */
     while (s->inflight < MAX_INFLIGHT && s->inflight_bytes < MAX_INFLIGHT_BYTES && !s->retry) {
         hb_record_t r;
         int rc = hb_journal_reader_next(s->reader, &r);
         if (rc < 0) {
-            if (!s->read_error)
-                hb_sink_set_status(s, 0, "cannot read the journal (see log)");
-            s->read_error = 1;
+            set_read_state(s, 0);
+            s->read_backoff_ms =
+                hb_backoff_next(s->read_backoff_ms, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
+            struct timeval tv = hb_ms_timeval((uint64_t)s->read_backoff_ms);
+            evtimer_add(s->reread_ev, &tv);
             break;
+        }
+        if (s->read_backoff_ms) {
+            s->read_backoff_ms = 0;
+            set_read_state(s, 1);
         }
         if (rc == 0)
             break;
@@ -342,6 +373,7 @@ hb_sink_t *hb_sink_start(const hb_sink_ops_t *ops, size_t idx, const hb_config_t
     s->j = j;
     s->cfg = cfg;
     s->status_ok = 1;
+    s->read_ok = 1;
     s->counters.name = ops->name;
     s->counters.idx = idx;
     atomic_init(&s->counters.ready, 1);
@@ -354,6 +386,7 @@ hb_sink_t *hb_sink_start(const hb_sink_ops_t *ops, size_t idx, const hb_config_t
     s->wake_ev = event_new(s->base, -1, 0, on_wake, s);
     s->retry_ev = evtimer_new(s->base, on_retry, s);
     s->stop_ev = event_new(s->base, -1, EV_PERSIST, on_stop_tick, s);
+    s->reread_ev = evtimer_new(s->base, on_wake, s);
     s->reader = hb_journal_reader_new(j, hb_journal_cursor(j, idx));
     hb_journal_on_progress(j, journal_progress, s);
     if (pthread_create(&s->thread, NULL, sink_main, s) != 0) {
@@ -407,6 +440,7 @@ void hb_sink_free(hb_sink_t *s)
     event_free(s->wake_ev);
     event_free(s->retry_ev);
     event_free(s->stop_ev);
+    event_free(s->reread_ev);
     event_base_free(s->base);
     pthread_mutex_destroy(&s->status_lock);
     pthread_mutex_destroy(&s->start_lock);
@@ -429,7 +463,7 @@ void hb_sink_set_status(hb_sink_t *s, int ok, const char *reason)
     pthread_mutex_lock(&s->status_lock);
     int changed = s->status_ok != ok || (!ok && strcmp(s->status_why, reason ? reason : "") != 0);
     s->status_ok = ok;
-    atomic_store(&s->counters.ready, ok);
+    atomic_store(&s->counters.ready, ok && s->read_ok);
     snprintf(s->status_why, sizeof(s->status_why), "%s", ok ? "" : (reason ? reason : "down"));
     pthread_mutex_unlock(&s->status_lock);
     if (!changed)
@@ -443,8 +477,12 @@ void hb_sink_set_status(hb_sink_t *s, int ok, const char *reason)
 int hb_sink_ready(hb_sink_t *s, char *why, size_t whylen)
 {
     pthread_mutex_lock(&s->status_lock);
-    int ok = s->status_ok;
-    snprintf(why, whylen, "%s", s->status_why);
+    int ok = s->status_ok && s->read_ok;
+    if (!s->read_ok)
+        snprintf(why, whylen, "cannot read the journal (see log)%s%s", s->status_ok ? "" : "; ",
+                 s->status_why);
+    else
+        snprintf(why, whylen, "%s", s->status_why);
     pthread_mutex_unlock(&s->status_lock);
     return ok;
 }

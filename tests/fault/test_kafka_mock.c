@@ -37,6 +37,10 @@
  *   restart             stop the sink during an outage, close and reopen the
  *                       journal, start a new sink: the rest is published once
  *   idle                readiness of a sink that has published nothing
+ *   journal_read_error  the sink cannot read the journal for a while (no file
+ *                       descriptor left): not ready with that reason, one log
+ *                       line; then it recovers on its own, publishes everything
+ *                       and says so once
  *
  * HB_TEST_ONLY=name[,name] runs some; HB_TEST_VERBOSE=1 shows info logs;
  * HB_TEST_KAFKA_DEBUG=eos,msg passes kafka.debug. Takes about 50 s. */
@@ -49,9 +53,12 @@
 #include "hb/sink.h"
 #include "hb/util.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -904,6 +911,151 @@ static void idle_readiness(void)
     diag("%s: %.1f s", name, (double)(hb_mono_ms() - t0) / 1000.0);
 }
 
+/* ---- journal_read_error ---- */
+
+/* Use up every file descriptor the process may open: lower the soft limit
+ * to just above the highest one in use and fill the holes below it. Undone
+ * by fds_release. */
+typedef struct fd_hog {
+    struct rlimit saved;
+    int fds[4096];
+    int n;
+} fd_hog_t;
+
+static int fds_exhaust(fd_hog_t *h)
+{
+    int max = 0;
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL)
+        if (atoi(e->d_name) > max)
+            max = atoi(e->d_name);
+    if (d)
+        closedir(d);
+    getrlimit(RLIMIT_NOFILE, &h->saved);
+    struct rlimit low = h->saved;
+    low.rlim_cur = (rlim_t)max + 1;
+    if (setrlimit(RLIMIT_NOFILE, &low) < 0)
+        return -1;
+    h->n = 0;
+    int fd;
+    while (h->n < (int)(sizeof(h->fds) / sizeof(h->fds[0])) && (fd = dup(0)) >= 0)
+        h->fds[h->n++] = fd;
+    return errno == EMFILE ? 0 : -1;
+}
+
+static void fds_release(fd_hog_t *h)
+{
+    while (h->n > 0)
+        close(h->fds[--h->n]);
+    setrlimit(RLIMIT_NOFILE, &h->saved);
+}
+
+static int count_lines(const char *path, const char *a, const char *b)
+{
+    char line[2048];
+    int n = 0;
+    FILE *f = fopen(path, "r");
+    while (f && fgets(line, sizeof(line), f))
+        n += strstr(line, a) && strstr(line, b);
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* journal_read_error (issue 9, item 10): the first failed journal read
+ * used to mark the sink not ready for good (the file sink never reset it;
+ * the Kafka sink's own status overwrote it at once), the sink read again
+ * only when the journal moved, and every failed read logged a line. Now:
+ * not ready with the reason while reads fail, one line when they start
+ * failing and one when they work again, reads retried on a timer. */
+static void journal_read_error(void)
+{
+    const char *name = "journal_read_error";
+    char dir[] = "/tmp/hb-fault-XXXXXX", err[256], why[300], log[320], topic[64];
+    const int n = 50;
+    uint64_t t0 = hb_mono_ms();
+    snprintf(topic, sizeof(topic), "mock.%s", name);
+    diag("--- %s: %d record(s), 1 broker", name, n);
+    mock_t m;
+    hb_config_t cfg;
+    hb_config_init(&cfg);
+    int mrc = mock_start(&m, 1, topic);
+    if (!ok(mrc == 0, "%s: mock cluster up", name) ||
+        !ok(mkdtemp(dir) != NULL, "%s: temp dir", name)) {
+        hb_config_free(&cfg);
+        mock_stop(&m);
+        return;
+    }
+    hb_journal_t *j = NULL;
+    hb_sink_t *s = NULL;
+    int saved_err = -1;
+    hb_config_free(&cfg);
+    if (!ok(make_config(&cfg, m.bootstraps, dir, NULL, NULL) == 0, "%s: config", name) ||
+        !ok((j = journal_open(dir)) != NULL, "%s: journal open", name))
+        goto out;
+    s = hb_sink_start(&hb_sink_kafka_ops, 0, &cfg, j, err, sizeof(err));
+    if (!ok(s != NULL, "%s: sink started", name) ||
+        !ok(wait_ready_why(s, 1, NULL, why, sizeof(why), 10000) >= 0, "%s: ready", name))
+        goto out;
+    /* the log goes to a file for counting (a dup2 needs no new descriptor) */
+    snprintf(log, sizeof(log), "%s/stderr.log", dir);
+    int logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    saved_err = dup(2);
+    dup2(logfd, 2);
+    close(logfd);
+    int level = hb_log_level;
+    hb_log_set_level(HB_LOG_INFO); /* the recovery line is info */
+    fd_hog_t hog;
+    int hogged = fds_exhaust(&hog) == 0;
+    ok(hogged, "%s: every file descriptor in use", name);
+    /* the journal's segment is open already: appending needs no descriptor,
+     * but the sink's reader must open the segment */
+    uint64_t last = append_records(j, name, 0, n);
+    long t = wait_ready_why(s, 0, "cannot read the journal", why, sizeof(why), 10000);
+    ok(t >= 0, "%s: not ready while the journal cannot be read (after %ld ms): %s", name, t, why);
+    sleep_ms(1500);
+    ok(hb_sink_ready(s, why, sizeof(why)) == 0 && strstr(why, "cannot read the journal"),
+       "%s: still not ready, with that reason, 1.5 s later: %s", name, why);
+    ok(hb_journal_cursor(j, 0) == 0, "%s: nothing published meanwhile", name);
+    fds_release(&hog);
+    /* no new record arrives: the sink must read again on its own */
+    t = wait_cursor(j, last, 30000);
+    ok(t >= 0, "%s: published everything once reads worked again (%ld ms)", name, t);
+    t = wait_ready_why(s, 1, NULL, why, sizeof(why), 10000);
+    ok(t >= 0, "%s: ready again (after %ld ms)%s%s", name, t, t < 0 ? ": " : "", t < 0 ? why : "");
+    hb_log_set_level((hb_log_level_t)level);
+    dup2(saved_err, 2);
+    close(saved_err);
+    saved_err = -1;
+    int down = count_lines(log, "[sink]", "cannot read the journal");
+    int up = count_lines(log, "[sink]", "reading the journal works again");
+    diag("%s: %d journal reader error line(s) while it failed", name,
+         count_lines(log, "[journal]", "reader"));
+    ok(down == 1 && up == 1, "%s: the state changes were logged once each (%d down, %d up)", name,
+       down, up);
+    hb_sink_stats_t st;
+    hb_sink_stats(s, &st);
+    hb_sink_stop(s, 1000);
+    hb_journal_close(j);
+    hb_sink_free(s);
+    s = NULL;
+    j = NULL;
+    consume_and_check(name, m.bootstraps, topic, n, 0, &st);
+out:
+    if (saved_err >= 0) {
+        dup2(saved_err, 2);
+        close(saved_err);
+    }
+    hb_sink_stop(s, 0);
+    hb_journal_close(j);
+    hb_sink_free(s);
+    rm_rf(dir);
+    hb_config_free(&cfg);
+    mock_stop(&m);
+    diag("%s: %.1f s", name, (double)(hb_mono_ms() - t0) / 1000.0);
+}
+
 static int selected(const char *name)
 {
     const char *only = getenv("HB_TEST_ONLY");
@@ -948,6 +1100,8 @@ int main(void)
         restart();
     if (selected("idle"))
         idle_readiness();
+    if (selected("journal_read_error"))
+        journal_read_error();
     diag("total %.1f s", (double)(hb_mono_ms() - t0) / 1000.0);
     return done_testing();
 }
