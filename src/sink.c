@@ -5,7 +5,14 @@
  * destination is down: the backlog stays on disk), hands them to the sink,
  * and moves the journal cursor over the acknowledged prefix. A message the
  * sink reports as transiently failed is kept and published again after an
- * exponential backoff; nothing is dropped. */
+ * exponential backoff; nothing is dropped.
+ *
+ * Order under faults: after a failure nothing new is handed to the sink,
+ * and the failed messages are published again (in sequence order, before
+ * any later record) only once the sink has reported every message it
+ * holds; so a record never reaches the destination after a later one of
+ * the same key because an attempt of it failed. The sink's part is to let
+ * nothing it still holds overtake a failure (sink_kafka.c). */
 #include "hb/fmacros.h"
 
 #include "hb/sink.h"
@@ -47,6 +54,8 @@ struct hb_sink {
 
     hb_msg_t *head, *tail; /* in flight, in sequence order */
     hb_msg_t *retry;       /* to publish again, any order */
+    size_t at_sink;        /* handed to the sink, not reported yet */
+    int retry_due;         /* backoff over, waiting for at_sink == 0 */
     size_t inflight, inflight_bytes;
     int backoff_ms;
     int read_backoff_ms; /* 0 while journal reads work */
@@ -139,30 +148,38 @@ static hb_msg_t *msg_from_record(hb_sink_t *s, const hb_record_t *r)
     return m;
 }
 
+/* Keep m for the next round of on_retry. */
+static void retry_later(hb_sink_t *s, hb_msg_t *m, const char *reason)
+{
+    atomic_fetch_add(&s->counters.retries, 1);
+    /* one line per few seconds, not one per record: an outage fails
+     * the whole in-flight window at once */
+    uint64_t now = hb_mono_ms();
+    if (now - s->retry_log_ms >= 5000) {
+        hb_warn(C, "%s: record %" PRIu64 " not published (attempt %d): %s; will retry%s",
+                s->ops->name, m->seq, m->attempts, reason ? reason : "unknown error",
+                s->retry_quiet ? " (similar failures since the last line not shown)" : "");
+        s->retry_log_ms = now;
+        s->retry_quiet = 0;
+    } else {
+        s->retry_quiet++;
+    }
+    m->retry_next = s->retry;
+    s->retry = m;
+    if (!evtimer_pending(s->retry_ev, NULL)) {
+        s->backoff_ms = hb_backoff_next(s->backoff_ms, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
+        struct timeval tv = hb_ms_timeval((uint64_t)s->backoff_ms);
+        evtimer_add(s->retry_ev, &tv);
+    }
+}
+
 void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
 {
     hb_sink_t *s = m->sink;
+    if (--s->at_sink == 0 && s->retry_due)
+        event_active(s->retry_ev, EV_TIMEOUT, 0); /* not from inside the sink's call */
     if (res == HB_SINK_RETRY) {
-        atomic_fetch_add(&s->counters.retries, 1);
-        /* one line per few seconds, not one per record: an outage fails
-         * the whole in-flight window at once */
-        uint64_t now = hb_mono_ms();
-        if (now - s->retry_log_ms >= 5000) {
-            hb_warn(C, "%s: record %" PRIu64 " not published (attempt %d): %s; will retry%s",
-                    s->ops->name, m->seq, m->attempts, reason ? reason : "unknown error",
-                    s->retry_quiet ? " (similar failures since the last line not shown)" : "");
-            s->retry_log_ms = now;
-            s->retry_quiet = 0;
-        } else {
-            s->retry_quiet++;
-        }
-        m->retry_next = s->retry;
-        s->retry = m;
-        if (!evtimer_pending(s->retry_ev, NULL)) {
-            s->backoff_ms = hb_backoff_next(s->backoff_ms, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
-            struct timeval tv = hb_ms_timeval((uint64_t)s->backoff_ms);
-            evtimer_add(s->retry_ev, &tv);
-        }
+        retry_later(s, m, reason);
         return;
     }
     if (res == HB_SINK_REJECT) {
@@ -183,7 +200,7 @@ void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
         }
         if (dead_letter_file(s, m, m->error) < 0) {
             m->attempts++;
-            hb_sink_done(m, HB_SINK_RETRY, "dead-letter file not writable");
+            retry_later(s, m, "dead-letter file not writable");
             return;
         }
         atomic_fetch_add(&s->counters.dead_lettered, 1);
@@ -213,10 +230,21 @@ void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
     }
 }
 
+void hb_sink_done_list(hb_msg_t *m, hb_sink_result_t res, const char *reason)
+{
+    while (m) {
+        hb_msg_t *next = m->impl_next;
+        m->impl_next = NULL;
+        hb_sink_done(m, res, reason);
+        m = next;
+    }
+}
+
 static void publish(hb_sink_t *s, hb_msg_t *m)
 {
     m->attempts++;
     m->sent_ms = hb_mono_ms();
+    s->at_sink++;
     s->ops->publish(s->state, m);
 }
 
@@ -302,12 +330,18 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     check_stop(s);
 }
 
-/* Publish again, in sequence order, everything that failed transiently. */
+/* Publish again, in sequence order, everything that failed transiently,
+ * once the sink has reported everything it was given. */
 static void on_retry(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     hb_sink_t *s = arg;
+    if (s->at_sink > 0) {
+        s->retry_due = 1; /* the last report brings us back */
+        return;
+    }
+    s->retry_due = 0;
     hb_msg_t *list = s->retry;
     s->retry = NULL;
     /* reverse-free insertion sort by seq; the list is at most the window */
@@ -327,6 +361,14 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
         m->retry_next = NULL;
         publish(s, m);
         n++;
+        if (s->retry) {
+            /* refused at once: the ones behind it wait for the next round */
+            hb_msg_t **pp = &s->retry;
+            while (*pp)
+                pp = &(*pp)->retry_next;
+            *pp = sorted;
+            break;
+        }
     }
     if (n && s->ops->flush)
         s->ops->flush(s->state);

@@ -123,12 +123,7 @@ static void finish_batch(file_sink_t *f, hb_sink_result_t res, const char *why)
     f->batch = NULL;
     f->batch_tail = &f->batch;
     f->len = 0;
-    while (m) {
-        hb_msg_t *next = m->impl_next;
-        m->impl_next = NULL;
-        hb_sink_done(m, res, why);
-        m = next;
-    }
+    hb_sink_done_list(m, res, why);
 }
 
 static void file_flush(void *state)

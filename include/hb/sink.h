@@ -96,6 +96,8 @@ void hb_sink_stop(hb_sink_t *s, uint64_t grace_ms);
 void hb_sink_free(hb_sink_t *s);
 
 void hb_sink_done(hb_msg_t *msg, hb_sink_result_t res, const char *reason);
+/* hb_sink_done for each message of a list linked through impl_next. */
+void hb_sink_done_list(hb_msg_t *list, hb_sink_result_t res, const char *reason);
 /* The server connection was made again (a counter for /metrics). */
 void hb_sink_count_reconnect(hb_sink_t *s);
 /* Connection state for /readyz and the log (a change is logged once). */

@@ -21,6 +21,11 @@
  *   batch_refused       MESSAGE_TOO_LARGE on the 2nd of ten 20-record batches:
  *                       those 20 are produced again one at a time and arrive;
  *                       nothing is dead-lettered
+ *   batch_errors_order  batches of 10 with several in flight; the broker refuses
+ *                       some (too large, not authorized) in each half: every
+ *                       record arrives once, none dead-lettered, and each
+ *                       workspace's records in journal order (every scenario
+ *                       checks the order; this one is built to break it)
  *   down_at_start       the only broker down before the sink starts, for longer
  *                       than message.timeout.ms, then up
  *   outage_then_hiccup  the broker down for longer than the topic-error grace,
@@ -66,12 +71,17 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
-#define APP_ID "app-mock"
+/* Records belong to NAPPS workspaces in turn: record n to app-mock-<n % NAPPS>,
+ * which is also its Kafka key. */
+#define NAPPS 3
 #define DLQ_TOPIC "mock.dead-letter"
 #define MSG_TIMEOUT_MS 3000
-/* The Kafka sink's grace for topic errors (30 s in production), short so
- * that the suite stays fast. */
-#define TOPIC_GRACE_MS 2000
+/* The Kafka sink's grace for topic errors: 30 s in production and in every
+ * scenario but outage_then_hiccup, which shortens it to stay fast. Not much
+ * shorter: librdkafka keeps failing a topic with a cached "not authorized"
+ * until its next metadata refresh, a second or two later. */
+#define TOPIC_GRACE_MS 5000
+#define TOPIC_GRACE_DEFAULT_MS 30000
 /* RD_KAFKAP_Produce lives in librdkafka's private rdkafka_protocol.h: the
  * Kafka protocol's ApiKey for Produce is 0. */
 #define KAFKAP_PRODUCE 0
@@ -96,6 +106,12 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
 static void rm_rf(const char *dir)
 {
     nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static const char *app_of(int n)
+{
+    static const char *const apps[NAPPS] = {"app-mock-0", "app-mock-1", "app-mock-2"};
+    return apps[n % NAPPS];
 }
 
 /* The body of record n of a scenario; unique per record. */
@@ -254,8 +270,8 @@ static uint64_t append_records(hb_journal_t *j, const char *scen, int first, int
         r.created_at = -1;
         r.topic = scen;
         r.topic_len = strlen(scen);
-        r.app_id = APP_ID;
-        r.app_id_len = strlen(APP_ID);
+        r.app_id = app_of(first + i);
+        r.app_id_len = strlen(r.app_id);
         r.id = id;
         r.id_len = strlen(id);
         r.body = (const unsigned char *)body;
@@ -327,6 +343,10 @@ typedef struct tally {
     int dlq_bad;  /* dead-lettered without a hookbridge-error header */
     int foreign;  /* messages that are no record of ours, or altered */
     int bad_meta; /* wrong key or envelope headers */
+    /* per workspace, the record whose first copy arrived last on the topic:
+     * a first copy of an earlier one after it is out of order */
+    int last_first[NAPPS];
+    int out_of_order, first_out_of_order;
 } tally_t;
 
 static const char *header(rd_kafka_headers_t *h, const char *name, char *buf, size_t len)
@@ -359,15 +379,24 @@ static void tally_message(tally_t *t, const char *scen, const rd_kafka_message_t
         t->foreign++;
         return;
     }
+    if (!dlq && t->seen[n] == 0) {
+        if (n < t->last_first[n % NAPPS]) {
+            if (!t->out_of_order++)
+                t->first_out_of_order = n;
+        } else {
+            t->last_first[n % NAPPS] = n;
+        }
+    }
     t->seen[n]++;
     rd_kafka_headers_t *h = NULL;
     rd_kafka_message_headers(msg, &h);
     char id[64];
     snprintf(id, sizeof(id), "notif-%s-%d", scen, n);
     const char *v;
-    good = msg->key_len == strlen(APP_ID) && memcmp(msg->key, APP_ID, msg->key_len) == 0;
+    const char *key = app_of(n);
+    good = msg->key_len == strlen(key) && memcmp(msg->key, key, msg->key_len) == 0;
     good = good && (v = header(h, "intercom-notification-id", hb, sizeof(hb))) && !strcmp(v, id);
-    good = good && (v = header(h, "intercom-app-id", hb, sizeof(hb))) && !strcmp(v, APP_ID);
+    good = good && (v = header(h, "intercom-app-id", hb, sizeof(hb))) && !strcmp(v, key);
     good = good && (v = header(h, "intercom-topic", hb, sizeof(hb))) && !strcmp(v, scen);
     if (!good)
         t->bad_meta++;
@@ -469,6 +498,10 @@ static void check_tally(const char *name, tally_t *t, int dups_allowed)
         ok(dups == 0, "%s: no duplicates (%d)", name, dups);
     ok(t->foreign == 0, "%s: no foreign or altered bodies (%d)", name, t->foreign);
     ok(t->bad_meta == 0, "%s: key and envelope headers intact (%d bad)", name, t->bad_meta);
+    ok(t->out_of_order == 0,
+       "%s: each workspace's records arrived in journal order (%d first copies out of order, "
+       "first #%d)",
+       name, t->out_of_order, t->first_out_of_order);
 }
 
 static void consume_and_check(const char *name, const char *bootstraps, const char *topic, int n,
@@ -665,6 +698,23 @@ static void batch_isolated(scen_t *sc, const hb_sink_stats_t *st)
        sc->name, st->retries, st->rejected, st->dead_lettered);
 }
 
+/* batch_errors_order (issue 9, item 6): the broker refuses a batch while
+ * later batches are in flight, twice. Before the fix the refused records
+ * went through a second producer, one by one, while the main producer went
+ * on with the later batches; the runner then published them again after
+ * newer records of the same workspace had arrived. */
+static uint64_t batch_errors_second_half(mock_t *m, hb_sink_t *s, hb_journal_t *j, scen_t *sc,
+                                         uint64_t last)
+{
+    (void)s;
+    long t = wait_cursor(j, last, 30000);
+    ok(t >= 0, "%s: first half published through a refused batch (%ld ms)", sc->name, t);
+    rd_kafka_mock_push_request_errors(m->mc, KAFKAP_PRODUCE, 3, RD_KAFKA_RESP_ERR_NO_ERROR,
+                                      RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE,
+                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+    return append_rest(j, sc);
+}
+
 /* down_at_start: the only broker is down before the sink starts, for
  * longer than message.timeout.ms. */
 static void all_down(mock_t *m, scen_t *sc)
@@ -703,6 +753,7 @@ static uint64_t outage_then_hiccup(mock_t *m, hb_sink_t *s, hb_journal_t *j, sce
 {
     char why[300];
     (void)last;
+    hb_sink_kafka_set_topic_grace_ms(TOPIC_GRACE_MS); /* until hiccup_after */
     uint64_t rest = append_rest(j, sc);
     long t = wait_ready_why(s, 0, "no Kafka broker reachable", why, sizeof(why), 5000);
     ok(t >= 0, "%s: not ready while the broker is down (after %ld ms): %s", sc->name, t, why);
@@ -726,6 +777,12 @@ static void none_dead_lettered(scen_t *sc, const hb_sink_stats_t *st)
        "%s: nothing rejected or dead-lettered (%" PRIu64 " retries, %" PRIu64 " rejected, %" PRIu64
        " dead-lettered)",
        sc->name, st->retries, st->rejected, st->dead_lettered);
+}
+
+static void hiccup_after(scen_t *sc, const hb_sink_stats_t *st)
+{
+    hb_sink_kafka_set_topic_grace_ms(TOPIC_GRACE_DEFAULT_MS);
+    none_dead_lettered(sc, st);
 }
 
 /* leader_down_midway: the partition leader goes down with a Produce request
@@ -1078,7 +1135,6 @@ int main(void)
         return done_testing();
     }
     diag("librdkafka %s", rd_kafka_version_str());
-    hb_sink_kafka_set_topic_grace_ms(TOPIC_GRACE_MS);
 
     scen_t scens[] = {
         {"baseline", 1, 200, 0, NULL, NULL, no_runner_retries, NULL, NULL},
@@ -1087,9 +1143,10 @@ int main(void)
         {"fatal", 1, 200, 0, fatal_before, NULL, runner_retried, NULL, NULL},
         {"batch_refused", 1, 200, 0, poison_before, NULL, batch_isolated,
          "kafka.batch.num.messages", "20"},
+        {"batch_errors_order", 1, 300, 0, poison_before, batch_errors_second_half,
+         none_dead_lettered, "kafka.batch.num.messages", "10"},
         {"down_at_start", 1, 200, 0, all_down, down_then_up, NULL, NULL, NULL},
-        {"outage_then_hiccup", 1, 200, 0, all_down, outage_then_hiccup, none_dead_lettered, NULL,
-         NULL},
+        {"outage_then_hiccup", 1, 200, 0, all_down, outage_then_hiccup, hiccup_after, NULL, NULL},
         {"leader_down_midway", 3, 200, 1, NULL, leader_down_midway, NULL, NULL, NULL},
         {"readiness", 1, 100, 0, NULL, readiness, NULL, NULL, NULL},
     };
