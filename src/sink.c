@@ -63,6 +63,7 @@ struct hb_sink {
     uint64_t retry_quiet;
 
     atomic_int stopping;
+    int joined; /* hb_sink_stop has run: a second call does nothing */
     uint64_t deadline_ms;
     char open_err[256];
     int open_rc;
@@ -450,7 +451,7 @@ hb_sink_t *hb_sink_start(const hb_sink_ops_t *ops, size_t idx, const hb_config_t
 
 void hb_sink_stop(hb_sink_t *s, uint64_t grace_ms)
 {
-    if (!s)
+    if (!s || s->joined)
         return;
     s->deadline_ms = hb_mono_ms() + grace_ms;
     atomic_store(&s->stopping, 1);
@@ -460,6 +461,7 @@ void hb_sink_stop(hb_sink_t *s, uint64_t grace_ms)
     event_add(s->stop_ev, &tv);
     event_active(s->wake_ev, EV_READ, 0);
     pthread_join(s->thread, NULL);
+    s->joined = 1;
     uint64_t left = hb_journal_durable_seq(s->j) - hb_journal_cursor(s->j, s->idx);
     if (left)
         hb_warn(C,

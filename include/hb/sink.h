@@ -89,7 +89,8 @@ void hb_sink_kafka_set_topic_grace_ms(uint64_t ms);
 hb_sink_t *hb_sink_start(const hb_sink_ops_t *ops, size_t idx, const hb_config_t *cfg,
                          hb_journal_t *j, char *err, size_t errlen);
 /* Publish until caught up with the journal or grace_ms passed, then stop
- * the thread. Whatever is unpublished stays in the journal. */
+ * the thread. Whatever is unpublished stays in the journal. Accepts NULL
+ * and a sink already stopped. */
 void hb_sink_stop(hb_sink_t *s, uint64_t grace_ms);
 /* Free a stopped sink, after the journal is closed (the journal's progress
  * callback points at it until then). */

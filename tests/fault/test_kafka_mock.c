@@ -48,7 +48,7 @@
  *                       and says so once
  *
  * HB_TEST_ONLY=name[,name] runs some; HB_TEST_VERBOSE=1 shows info logs;
- * HB_TEST_KAFKA_DEBUG=eos,msg passes kafka.debug. Takes about 50 s. */
+ * HB_TEST_KAFKA_DEBUG=eos,msg passes kafka.debug. Takes about 80 s. */
 #include "test.h" /* tests/unit: the shared assert harness */
 
 #include "hb/config.h"
@@ -522,6 +522,77 @@ static void consume_and_check(const char *name, const char *bootstraps, const ch
     free(t.seen);
 }
 
+/* ---- what every scenario sets up ---- */
+
+/* A mock cluster with the scenario's topic, a temporary directory, the
+ * configuration, the journal and (once started) the sink. */
+typedef struct rig {
+    const char *name;
+    uint64_t t0;
+    char dir[32], topic[128];
+    mock_t m;
+    hb_config_t cfg;
+    hb_journal_t *j;
+    hb_sink_t *s;
+} rig_t;
+
+/* 0, or -1 with the failure reported; rig_down in either case. */
+static int rig_up(rig_t *r, const char *name, int nbrokers, int n, const char *extra_key,
+                  const char *extra_val)
+{
+    memset(r, 0, sizeof(*r));
+    r->name = name;
+    r->t0 = hb_mono_ms();
+    snprintf(r->dir, sizeof(r->dir), "/tmp/hb-fault-XXXXXX");
+    snprintf(r->topic, sizeof(r->topic), "mock.%s", name);
+    diag("--- %s: %d record(s), %d broker(s)", name, n, nbrokers);
+    hb_config_init(&r->cfg);
+    if (!ok(mock_start(&r->m, nbrokers, r->topic) == 0, "%s: mock cluster up (%s)", name,
+            r->m.bootstraps ? r->m.bootstraps : "-"))
+        return -1;
+    if (!ok(mkdtemp(r->dir) != NULL, "%s: temp dir", name)) {
+        r->dir[0] = '\0';
+        return -1;
+    }
+    hb_config_free(&r->cfg);
+    if (!ok(make_config(&r->cfg, r->m.bootstraps, r->dir, extra_key, extra_val) == 0, "%s: config",
+            name) ||
+        !ok((r->j = journal_open(r->dir)) != NULL, "%s: journal open", name))
+        return -1;
+    return 0;
+}
+
+/* Start the sink on the rig's journal. */
+static int rig_start(rig_t *r)
+{
+    char err[256];
+    r->s = hb_sink_start(&hb_sink_kafka_ops, 0, &r->cfg, r->j, err, sizeof(err));
+    return ok(r->s != NULL, "%s: sink started%s%s", r->name, r->s ? "" : ": ", r->s ? "" : err)
+               ? 0
+               : -1;
+}
+
+/* Stop the sink (grace_ms to flush) and close the journal, in the order
+ * they need (the journal's callback points at the sink until it closes). */
+static void rig_stop(rig_t *r, uint64_t grace_ms)
+{
+    hb_sink_stop(r->s, grace_ms); /* each accepts NULL */
+    hb_journal_close(r->j);
+    hb_sink_free(r->s);
+    r->s = NULL;
+    r->j = NULL;
+}
+
+static void rig_down(rig_t *r)
+{
+    rig_stop(r, 0);
+    if (r->dir[0])
+        rm_rf(r->dir);
+    hb_config_free(&r->cfg);
+    mock_stop(&r->m);
+    diag("%s: %.1f s", r->name, (double)(hb_mono_ms() - r->t0) / 1000.0);
+}
+
 /* ---- one scenario ---- */
 
 typedef struct scen scen_t;
@@ -542,47 +613,26 @@ struct scen {
 
 static void run(scen_t *sc)
 {
-    char topic[128], dir[] = "/tmp/hb-fault-XXXXXX", err[256];
-    uint64_t t0 = hb_mono_ms();
-    snprintf(topic, sizeof(topic), "mock.%s", sc->name);
-    diag("--- %s: %d record(s), %d broker(s)", sc->name, sc->n, sc->nbrokers);
-
-    mock_t m;
-    hb_config_t cfg;
-    hb_config_init(&cfg);
-    int mrc = mock_start(&m, sc->nbrokers, topic);
-    if (!ok(mrc == 0, "%s: mock cluster up (%s)", sc->name, m.bootstraps ? m.bootstraps : "-") ||
-        !ok(mkdtemp(dir) != NULL, "%s: temp dir", sc->name)) {
-        hb_config_free(&cfg);
-        mock_stop(&m);
-        return;
-    }
-    hb_config_free(&cfg);
-    hb_journal_t *j = NULL;
-    if (!ok(make_config(&cfg, m.bootstraps, dir, sc->extra_key, sc->extra_val) == 0, "%s: config",
-            sc->name) ||
-        !ok((j = journal_open(dir)) != NULL, "%s: journal open", sc->name))
+    rig_t r;
+    if (rig_up(&r, sc->name, sc->nbrokers, sc->n, sc->extra_key, sc->extra_val) < 0)
         goto out;
     /* the first half now, the rest by `during` (or all now, without it) */
     int first = sc->during ? sc->n / 2 : sc->n;
-    uint64_t last = append_records(j, sc->name, 0, first);
+    uint64_t last = append_records(r.j, sc->name, 0, first);
     ok(last > 0, "%s: %d record(s) durable in the journal (last seq %" PRIu64 ")", sc->name, first,
        last);
     if (sc->before_start)
-        sc->before_start(&m, sc);
+        sc->before_start(&r.m, sc);
     uint64_t ts = hb_mono_ms();
-    hb_sink_t *s = hb_sink_start(&hb_sink_kafka_ops, 0, &cfg, j, err, sizeof(err));
-    if (!ok(s != NULL, "%s: sink started%s%s", sc->name, s ? "" : ": ", s ? "" : err)) {
-        hb_journal_close(j);
+    if (rig_start(&r) < 0)
         goto out;
-    }
     if (sc->during)
-        last = sc->during(&m, s, j, sc, last);
-    long took = wait_cursor(j, last, 60000);
+        last = sc->during(&r.m, r.s, r.j, sc, last);
+    long took = wait_cursor(r.j, last, 60000);
     hb_sink_stats_t st;
-    hb_sink_stats(s, &st);
+    hb_sink_stats(r.s, &st);
     ok(took >= 0, "%s: the cursor reached the last record %" PRIu64 " (at %" PRIu64 ", %ld ms)",
-       sc->name, last, hb_journal_cursor(j, 0), took);
+       sc->name, last, hb_journal_cursor(r.j, 0), took);
     diag("%s: published %" PRIu64 ", runner retries %" PRIu64 ", rejected %" PRIu64
          ", dead-lettered %" PRIu64 ", pending %" PRIu64 ", in flight %" PRIu64
          ", %.1f s after start",
@@ -591,15 +641,10 @@ static void run(scen_t *sc)
     ok(st.pending == 0 && st.inflight == 0, "%s: nothing pending or in flight", sc->name);
     if (sc->after)
         sc->after(sc, &st);
-    hb_sink_stop(s, 1000);
-    hb_journal_close(j);
-    hb_sink_free(s);
-    consume_and_check(sc->name, m.bootstraps, topic, sc->n, sc->dups_allowed, &st);
+    rig_stop(&r, 1000);
+    consume_and_check(sc->name, r.m.bootstraps, r.topic, sc->n, sc->dups_allowed, &st);
 out:
-    rm_rf(dir);
-    hb_config_free(&cfg);
-    mock_stop(&m);
-    diag("%s: %.1f s", sc->name, (double)(hb_mono_ms() - t0) / 1000.0);
+    rig_down(&r);
 }
 
 static uint64_t append_rest(hb_journal_t *j, scen_t *sc)
@@ -673,8 +718,9 @@ static void fatal_before(mock_t *m, scen_t *sc)
 
 /* batch_refused: the broker refuses the second Produce request (batches of
  * 20 records: kafka.batch.num.messages) as too large. A broker error is per
- * batch, so the sink produces each of its records again alone (through its
- * single-record producer); those succeed, and nothing is dead-lettered. A
+ * batch, so the sink produces each of its records again alone (through the
+ * same producer, nothing else in flight); those succeed, in order, and
+ * nothing is dead-lettered. A
  * record refused on its own is poison: tests/integration/test_faults.py
  * covers that against a real broker. */
 static void poison_before(mock_t *m, scen_t *sc)
@@ -851,121 +897,66 @@ static uint64_t readiness(mock_t *m, hb_sink_t *s, hb_journal_t *j, scen_t *sc, 
 static void restart(void)
 {
     const char *name = "restart";
-    char dir[] = "/tmp/hb-fault-XXXXXX", err[256], topic[64];
     const int n = 100;
-    uint64_t t0 = hb_mono_ms();
-    snprintf(topic, sizeof(topic), "mock.%s", name);
-    diag("--- %s: %d record(s), 1 broker", name, n);
-    mock_t m;
-    hb_config_t cfg;
-    hb_config_init(&cfg);
-    int mrc = mock_start(&m, 1, topic);
-    if (!ok(mrc == 0, "%s: mock cluster up", name) ||
-        !ok(mkdtemp(dir) != NULL, "%s: temp dir", name)) {
-        hb_config_free(&cfg);
-        mock_stop(&m);
-        return;
-    }
-    hb_config_free(&cfg);
-    hb_journal_t *j = NULL;
-    hb_sink_t *s = NULL;
-    if (!ok(make_config(&cfg, m.bootstraps, dir, NULL, NULL) == 0, "%s: config", name) ||
-        !ok((j = journal_open(dir)) != NULL, "%s: journal open", name))
+    rig_t r;
+    if (rig_up(&r, name, 1, n, NULL, NULL) < 0)
         goto out;
-    uint64_t half = append_records(j, name, 0, n / 2);
-    s = hb_sink_start(&hb_sink_kafka_ops, 0, &cfg, j, err, sizeof(err));
-    if (!ok(s != NULL, "%s: sink started", name))
+    uint64_t half = append_records(r.j, name, 0, n / 2);
+    if (rig_start(&r) < 0)
         goto out;
-    ok(wait_cursor(j, half, 20000) >= 0, "%s: first half published", name);
-    mock_all(&m, 0);
-    uint64_t last = append_records(j, name, n / 2, n - n / 2);
+    ok(wait_cursor(r.j, half, 20000) >= 0, "%s: first half published", name);
+    mock_all(&r.m, 0);
+    uint64_t last = append_records(r.j, name, n / 2, n - n / 2);
     sleep_ms(1000);
     uint64_t ts = hb_mono_ms();
-    hb_sink_stop(s, 1000);
+    hb_sink_stop(r.s, 1000);
     uint64_t stop_ms = hb_mono_ms() - ts;
     ok(stop_ms < 5000, "%s: stop with the broker down took %" PRIu64 " ms (grace 1000)", name,
        stop_ms);
-    ok(hb_journal_cursor(j, 0) == half, "%s: the cursor stayed at the first half (%" PRIu64 ")",
-       name, hb_journal_cursor(j, 0));
-    hb_journal_close(j);
-    hb_sink_free(s);
-    s = NULL;
-    j = NULL;
-    mock_all(&m, 1);
-    j = journal_open(dir);
-    if (!ok(j != NULL, "%s: journal reopened", name))
+    ok(hb_journal_cursor(r.j, 0) == half, "%s: the cursor stayed at the first half (%" PRIu64 ")",
+       name, hb_journal_cursor(r.j, 0));
+    rig_stop(&r, 0);
+    mock_all(&r.m, 1);
+    r.j = journal_open(r.dir);
+    if (!ok(r.j != NULL, "%s: journal reopened", name))
         goto out;
-    ok(hb_journal_cursor(j, 0) == half && hb_journal_durable_seq(j) == last,
+    ok(hb_journal_cursor(r.j, 0) == half && hb_journal_durable_seq(r.j) == last,
        "%s: the cursor (%" PRIu64 ") and the records (%" PRIu64 ") survived", name,
-       hb_journal_cursor(j, 0), hb_journal_durable_seq(j));
-    s = hb_sink_start(&hb_sink_kafka_ops, 0, &cfg, j, err, sizeof(err));
-    if (!ok(s != NULL, "%s: second sink started", name))
+       hb_journal_cursor(r.j, 0), hb_journal_durable_seq(r.j));
+    if (rig_start(&r) < 0)
         goto out;
-    long took = wait_cursor(j, last, 30000);
+    long took = wait_cursor(r.j, last, 30000);
     ok(took >= 0, "%s: the second sink published the rest (%ld ms)", name, took);
     hb_sink_stats_t st;
-    hb_sink_stats(s, &st);
-    hb_sink_stop(s, 1000);
-    hb_journal_close(j);
-    hb_sink_free(s);
-    s = NULL;
-    j = NULL;
+    hb_sink_stats(r.s, &st);
+    rig_stop(&r, 1000);
     /* the broker was down when the second half was first produced: none of
      * it can be on the broker twice */
-    consume_and_check(name, m.bootstraps, topic, n, 0, &st);
+    consume_and_check(name, r.m.bootstraps, r.topic, n, 0, &st);
 out:
-    hb_sink_stop(s, 0); /* each accepts NULL */
-    hb_journal_close(j);
-    hb_sink_free(s);
-    rm_rf(dir);
-    hb_config_free(&cfg);
-    mock_stop(&m);
-    diag("%s: %.1f s", name, (double)(hb_mono_ms() - t0) / 1000.0);
+    rig_down(&r);
 }
 
 /* idle: readiness must not depend on traffic. */
 static void idle_readiness(void)
 {
     const char *name = "idle";
-    char dir[] = "/tmp/hb-fault-XXXXXX", err[256], why[300];
-    uint64_t t0 = hb_mono_ms();
-    diag("--- %s: no records, 1 broker", name);
-    mock_t m;
-    hb_config_t cfg;
-    hb_config_init(&cfg);
-    int mrc = mock_start(&m, 1, "mock.idle");
-    if (!ok(mrc == 0, "%s: mock cluster up", name) ||
-        !ok(mkdtemp(dir) != NULL, "%s: temp dir", name)) {
-        hb_config_free(&cfg);
-        mock_stop(&m);
-        return;
-    }
-    hb_config_free(&cfg);
-    hb_journal_t *j = NULL;
-    hb_sink_t *s = NULL;
-    if (ok(make_config(&cfg, m.bootstraps, dir, NULL, NULL) == 0, "%s: config", name) &&
-        ok((j = journal_open(dir)) != NULL, "%s: journal open", name))
-        s = hb_sink_start(&hb_sink_kafka_ops, 0, &cfg, j, err, sizeof(err));
-    if (ok(s != NULL, "%s: sink started", name)) {
-        long t = wait_ready_why(s, 1, NULL, why, sizeof(why), 10000);
+    char why[300];
+    rig_t r;
+    if (rig_up(&r, name, 1, 0, NULL, NULL) == 0 && rig_start(&r) == 0) {
+        long t = wait_ready_why(r.s, 1, NULL, why, sizeof(why), 10000);
         ok(t >= 0, "%s: an idle sink becomes ready (after %ld ms)%s%s", name, t, t < 0 ? ": " : "",
            t < 0 ? why : "");
-        mock_all(&m, 0);
-        t = wait_ready_why(s, 0, "no Kafka broker reachable", why, sizeof(why), 20000);
+        mock_all(&r.m, 0);
+        t = wait_ready_why(r.s, 0, "no Kafka broker reachable", why, sizeof(why), 20000);
         ok(t >= 0, "%s: not ready with all brokers down (after %ld ms): %s", name, t, why);
-        mock_all(&m, 1);
-        t = wait_ready_why(s, 1, NULL, why, sizeof(why), 30000);
+        mock_all(&r.m, 1);
+        t = wait_ready_why(r.s, 1, NULL, why, sizeof(why), 30000);
         ok(t >= 0, "%s: ready again after the brokers came back (after %ld ms)%s%s", name, t,
            t < 0 ? ": " : "", t < 0 ? why : "");
-        hb_sink_stop(s, 1000);
+        rig_stop(&r, 1000);
     }
-    if (j)
-        hb_journal_close(j);
-    hb_sink_free(s);
-    rm_rf(dir);
-    hb_config_free(&cfg);
-    mock_stop(&m);
-    diag("%s: %.1f s", name, (double)(hb_mono_ms() - t0) / 1000.0);
+    rig_down(&r);
 }
 
 /* ---- journal_read_error ---- */
@@ -1029,34 +1020,15 @@ static int count_lines(const char *path, const char *a, const char *b)
 static void journal_read_error(void)
 {
     const char *name = "journal_read_error";
-    char dir[] = "/tmp/hb-fault-XXXXXX", err[256], why[300], log[320], topic[64];
+    char why[300], log[320];
     const int n = 50;
-    uint64_t t0 = hb_mono_ms();
-    snprintf(topic, sizeof(topic), "mock.%s", name);
-    diag("--- %s: %d record(s), 1 broker", name, n);
-    mock_t m;
-    hb_config_t cfg;
-    hb_config_init(&cfg);
-    int mrc = mock_start(&m, 1, topic);
-    if (!ok(mrc == 0, "%s: mock cluster up", name) ||
-        !ok(mkdtemp(dir) != NULL, "%s: temp dir", name)) {
-        hb_config_free(&cfg);
-        mock_stop(&m);
-        return;
-    }
-    hb_journal_t *j = NULL;
-    hb_sink_t *s = NULL;
     int saved_err = -1;
-    hb_config_free(&cfg);
-    if (!ok(make_config(&cfg, m.bootstraps, dir, NULL, NULL) == 0, "%s: config", name) ||
-        !ok((j = journal_open(dir)) != NULL, "%s: journal open", name))
-        goto out;
-    s = hb_sink_start(&hb_sink_kafka_ops, 0, &cfg, j, err, sizeof(err));
-    if (!ok(s != NULL, "%s: sink started", name) ||
-        !ok(wait_ready_why(s, 1, NULL, why, sizeof(why), 10000) >= 0, "%s: ready", name))
+    rig_t r;
+    if (rig_up(&r, name, 1, n, NULL, NULL) < 0 || rig_start(&r) < 0 ||
+        !ok(wait_ready_why(r.s, 1, NULL, why, sizeof(why), 10000) >= 0, "%s: ready", name))
         goto out;
     /* the log goes to a file for counting (a dup2 needs no new descriptor) */
-    snprintf(log, sizeof(log), "%s/stderr.log", dir);
+    snprintf(log, sizeof(log), "%s/stderr.log", r.dir);
     int logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     saved_err = dup(2);
     dup2(logfd, 2);
@@ -1066,20 +1038,20 @@ static void journal_read_error(void)
     fd_hog_t hog;
     int hogged = fds_exhaust(&hog) == 0;
     ok(hogged, "%s: every file descriptor in use", name);
-    /* the journal's segment is open already: appending needs no descriptor,
-     * but the sink's reader must open the segment */
-    uint64_t last = append_records(j, name, 0, n);
-    long t = wait_ready_why(s, 0, "cannot read the journal", why, sizeof(why), 10000);
+    /* the journal'r.s segment is open already: appending needs no descriptor,
+     * but the sink'r.s reader must open the segment */
+    uint64_t last = append_records(r.j, name, 0, n);
+    long t = wait_ready_why(r.s, 0, "cannot read the journal", why, sizeof(why), 10000);
     ok(t >= 0, "%s: not ready while the journal cannot be read (after %ld ms): %s", name, t, why);
     sleep_ms(1500);
-    ok(hb_sink_ready(s, why, sizeof(why)) == 0 && strstr(why, "cannot read the journal"),
+    ok(hb_sink_ready(r.s, why, sizeof(why)) == 0 && strstr(why, "cannot read the journal"),
        "%s: still not ready, with that reason, 1.5 s later: %s", name, why);
-    ok(hb_journal_cursor(j, 0) == 0, "%s: nothing published meanwhile", name);
+    ok(hb_journal_cursor(r.j, 0) == 0, "%s: nothing published meanwhile", name);
     fds_release(&hog);
     /* no new record arrives: the sink must read again on its own */
-    t = wait_cursor(j, last, 30000);
+    t = wait_cursor(r.j, last, 30000);
     ok(t >= 0, "%s: published everything once reads worked again (%ld ms)", name, t);
-    t = wait_ready_why(s, 1, NULL, why, sizeof(why), 10000);
+    t = wait_ready_why(r.s, 1, NULL, why, sizeof(why), 10000);
     ok(t >= 0, "%s: ready again (after %ld ms)%s%s", name, t, t < 0 ? ": " : "", t < 0 ? why : "");
     hb_log_set_level((hb_log_level_t)level);
     dup2(saved_err, 2);
@@ -1092,25 +1064,15 @@ static void journal_read_error(void)
     ok(down == 1 && up == 1, "%s: the state changes were logged once each (%d down, %d up)", name,
        down, up);
     hb_sink_stats_t st;
-    hb_sink_stats(s, &st);
-    hb_sink_stop(s, 1000);
-    hb_journal_close(j);
-    hb_sink_free(s);
-    s = NULL;
-    j = NULL;
-    consume_and_check(name, m.bootstraps, topic, n, 0, &st);
+    hb_sink_stats(r.s, &st);
+    rig_stop(&r, 1000);
+    consume_and_check(name, r.m.bootstraps, r.topic, n, 0, &st);
 out:
     if (saved_err >= 0) {
         dup2(saved_err, 2);
         close(saved_err);
     }
-    hb_sink_stop(s, 0);
-    hb_journal_close(j);
-    hb_sink_free(s);
-    rm_rf(dir);
-    hb_config_free(&cfg);
-    mock_stop(&m);
-    diag("%s: %.1f s", name, (double)(hb_mono_ms() - t0) / 1000.0);
+    rig_down(&r);
 }
 
 static int selected(const char *name)
