@@ -214,9 +214,6 @@ static hb_sink_result_t classify(rd_kafka_resp_err_t err, hb_msg_t *m)
 {
     if (permanent(err))
         return HB_SINK_REJECT;
-    /* purged by this sink itself: says nothing about the record */
-    if (err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
-        return HB_SINK_RETRY;
     int cls = maybe_permanent(err);
     uint64_t now = hb_mono_ms();
     if (cls != (m->impl_flags & CLASS_MASK) >> CLASS_SHIFT) {
@@ -320,6 +317,13 @@ static void serve(kafka_sink_t *k)
             m = next;
             continue;
         }
+        if (err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
+            /* our own doing (hold, a fatal error): says nothing about the
+             * record, and the reason to show stays the failure's */
+            hb_sink_done(m, HB_SINK_RETRY, "held back behind a failed record");
+            m = next;
+            continue;
+        }
         hb_sink_result_t res;
         describe(k, err, m);
         if (batch_level(err) && !(m->impl_flags & KAFKA_SOLO)) {
@@ -329,9 +333,7 @@ static void serve(kafka_sink_t *k)
         } else {
             res = classify(err, m);
         }
-        if (res == HB_SINK_RETRY && err != RD_KAFKA_RESP_ERR__PURGE_QUEUE &&
-            err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
-            failed = 1;
+        failed |= res == HB_SINK_RETRY;
         hb_sink_done(m, res, k->last_error);
         m = next;
     }
