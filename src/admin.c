@@ -75,7 +75,10 @@ static void handle(struct evhttp_request *req, void *arg)
     } else if (strcmp(path, "/readyz") == 0) {
         readyz(a, req, b);
     } else if (strcmp(path, "/metrics") == 0) {
-        hb_metrics_render(b, a->journal, a->sinks, a->n_sinks);
+        const hb_sink_counters_t *c[HB_JOURNAL_MAX_SINKS];
+        for (size_t i = 0; i < a->n_sinks; i++)
+            c[i] = hb_sink_counters(a->sinks[i]);
+        hb_metrics_render(b, a->journal, c, a->n_sinks);
         send_text(req, 200, "OK", "text/plain; version=0.0.4", b);
     } else {
         evbuffer_add_printf(b, "not found: try /healthz, /readyz, /metrics\n");

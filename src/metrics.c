@@ -8,7 +8,6 @@
 
 #include "hb/metrics.h"
 #include "hb/journal.h"
-#include "hb/sink.h"
 #include "hb/version.h"
 
 #include <stdatomic.h>
@@ -24,20 +23,13 @@ static const char *const route_names[HB_EP_N] = {"intercom", "other"};
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                  0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 #define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
-
-typedef struct histogram {
-    atomic_ullong counts[NBUCKETS + 1]; /* last: +Inf */
-    atomic_ullong sum_us;
-} histogram_t;
+_Static_assert(NBUCKETS == HB_METRICS_BUCKETS, "HB_METRICS_BUCKETS must match the buckets");
 
 static atomic_ullong requests[HB_EP_N][NSTATUS];
-static histogram_t request_latency;
+static hb_histogram_t request_latency;
 static atomic_ullong verify_failures, duplicates;
-static histogram_t sink_latency[HB_JOURNAL_MAX_SINKS];
-static atomic_ullong sink_errors[HB_JOURNAL_MAX_SINKS], sink_reconnects[HB_JOURNAL_MAX_SINKS];
-static atomic_ullong sink_dead[HB_JOURNAL_MAX_SINKS];
 
-static void observe(histogram_t *h, double s)
+void hb_histogram_observe(hb_histogram_t *h, double s)
 {
     size_t i = 0;
     while (i < NBUCKETS && s > buckets[i])
@@ -53,7 +45,7 @@ void hb_metrics_request(hb_endpoint_t route, int status, double seconds)
         i++;
     atomic_fetch_add_explicit(&requests[route][i], 1, memory_order_relaxed);
     if (route == HB_EP_INTERCOM && seconds >= 0)
-        observe(&request_latency, seconds);
+        hb_histogram_observe(&request_latency, seconds);
 }
 
 void hb_metrics_verify_failure(void)
@@ -66,32 +58,8 @@ void hb_metrics_duplicate(void)
     atomic_fetch_add_explicit(&duplicates, 1, memory_order_relaxed);
 }
 
-void hb_metrics_sink_publish(size_t idx, double seconds)
-{
-    if (idx < HB_JOURNAL_MAX_SINKS)
-        observe(&sink_latency[idx], seconds);
-}
-
-void hb_metrics_sink_error(size_t idx)
-{
-    if (idx < HB_JOURNAL_MAX_SINKS)
-        atomic_fetch_add_explicit(&sink_errors[idx], 1, memory_order_relaxed);
-}
-
-void hb_metrics_sink_dead_letter(size_t idx)
-{
-    if (idx < HB_JOURNAL_MAX_SINKS)
-        atomic_fetch_add_explicit(&sink_dead[idx], 1, memory_order_relaxed);
-}
-
-void hb_metrics_sink_reconnect(size_t idx)
-{
-    if (idx < HB_JOURNAL_MAX_SINKS)
-        atomic_fetch_add_explicit(&sink_reconnects[idx], 1, memory_order_relaxed);
-}
-
 static void render_histogram(struct evbuffer *o, const char *name, const char *labels,
-                             histogram_t *h)
+                             const hb_histogram_t *h)
 {
     unsigned long long cum = 0;
     const char *sep = labels[0] ? "," : "";
@@ -105,11 +73,25 @@ static void render_histogram(struct evbuffer *o, const char *name, const char *l
     }
     const char *l = labels[0] ? "{" : "", *r = labels[0] ? "}" : "";
     evbuffer_add_printf(o, "%s_sum%s%s%s %.6f\n%s_count%s%s%s %llu\n", name, l, labels, r,
-                        (double)atomic_load(&h->sum_us) / 1e6, name, l, labels, r, cum);
+                        (double)atomic_load_explicit(&h->sum_us, memory_order_relaxed) / 1e6, name,
+                        l, labels, r, cum);
 }
 
-void hb_metrics_render(struct evbuffer *o, struct hb_journal *j, struct hb_sink *const *sinks,
-                       size_t n_sinks)
+/* One counter (or gauge) of every sink, under one HELP/TYPE header. */
+static void render_per_sink(struct evbuffer *o, const char *name, const char *type,
+                            const char *help, const hb_sink_counters_t *const *sinks, size_t n,
+                            size_t field)
+{
+    evbuffer_add_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    for (size_t i = 0; i < n; i++) {
+        const atomic_ullong *v = (const atomic_ullong *)((const char *)sinks[i] + field);
+        evbuffer_add_printf(o, "%s{sink=\"%s\"} %llu\n", name, sinks[i]->name,
+                            atomic_load_explicit(v, memory_order_relaxed));
+    }
+}
+
+void hb_metrics_render(struct evbuffer *o, struct hb_journal *j,
+                       const hb_sink_counters_t *const *sinks, size_t n_sinks)
 {
     evbuffer_add_printf(o,
                         "# HELP hookbridge_build_info Build information.\n"
@@ -172,50 +154,35 @@ void hb_metrics_render(struct evbuffer *o, struct hb_journal *j, struct hb_sink 
     evbuffer_add_printf(o, "# HELP hookbridge_sink_pending_records Durable records not yet "
                            "acknowledged by the sink.\n"
                            "# TYPE hookbridge_sink_pending_records gauge\n");
-    hb_sink_stats_t st[HB_JOURNAL_MAX_SINKS];
     for (size_t i = 0; i < n_sinks; i++) {
-        hb_sink_stats(sinks[i], &st[i]);
+        uint64_t d = j ? hb_journal_durable_seq(j) : 0;
+        uint64_t c = j ? hb_journal_cursor(j, sinks[i]->idx) : 0;
         evbuffer_add_printf(o, "hookbridge_sink_pending_records{sink=\"%s\"} %llu\n",
-                            hb_sink_name(sinks[i]), (unsigned long long)st[i].pending);
+                            sinks[i]->name, (unsigned long long)(d > c ? d - c : 0));
     }
-    evbuffer_add_printf(o, "# HELP hookbridge_sink_published_total Records acknowledged by the "
-                           "sink.\n# TYPE hookbridge_sink_published_total counter\n");
-    for (size_t i = 0; i < n_sinks; i++)
-        evbuffer_add_printf(o, "hookbridge_sink_published_total{sink=\"%s\"} %llu\n",
-                            hb_sink_name(sinks[i]), (unsigned long long)st[i].published);
-    evbuffer_add_printf(o, "# HELP hookbridge_sink_errors_total Failed publish attempts (each is "
-                           "retried).\n# TYPE hookbridge_sink_errors_total counter\n");
-    for (size_t i = 0; i < n_sinks; i++)
-        evbuffer_add_printf(o, "hookbridge_sink_errors_total{sink=\"%s\"} %llu\n",
-                            hb_sink_name(sinks[i]),
-                            (unsigned long long)atomic_load(&sink_errors[hb_sink_index(sinks[i])]));
-    evbuffer_add_printf(o, "# HELP hookbridge_sink_reconnects_total Reconnections to the sink's "
-                           "server.\n# TYPE hookbridge_sink_reconnects_total counter\n");
-    for (size_t i = 0; i < n_sinks; i++)
-        evbuffer_add_printf(
-            o, "hookbridge_sink_reconnects_total{sink=\"%s\"} %llu\n", hb_sink_name(sinks[i]),
-            (unsigned long long)atomic_load(&sink_reconnects[hb_sink_index(sinks[i])]));
-    evbuffer_add_printf(o, "# HELP hookbridge_sink_dead_lettered_total Records rejected for "
-                           "good and sent to the dead-letter destination.\n"
-                           "# TYPE hookbridge_sink_dead_lettered_total counter\n");
-    for (size_t i = 0; i < n_sinks; i++)
-        evbuffer_add_printf(o, "hookbridge_sink_dead_lettered_total{sink=\"%s\"} %llu\n",
-                            hb_sink_name(sinks[i]),
-                            (unsigned long long)atomic_load(&sink_dead[hb_sink_index(sinks[i])]));
+    render_per_sink(o, "hookbridge_sink_published_total", "counter",
+                    "Records acknowledged by the sink.", sinks, n_sinks,
+                    offsetof(hb_sink_counters_t, published));
+    render_per_sink(o, "hookbridge_sink_errors_total", "counter",
+                    "Failed publish attempts (each is retried).", sinks, n_sinks,
+                    offsetof(hb_sink_counters_t, retries));
+    render_per_sink(o, "hookbridge_sink_reconnects_total", "counter",
+                    "Reconnections to the sink's server.", sinks, n_sinks,
+                    offsetof(hb_sink_counters_t, reconnects));
+    render_per_sink(o, "hookbridge_sink_dead_lettered_total", "counter",
+                    "Records rejected for good and sent to the dead-letter destination.", sinks,
+                    n_sinks, offsetof(hb_sink_counters_t, dead_lettered));
     evbuffer_add_printf(o, "# HELP hookbridge_sink_ready 1 when the sink can publish.\n"
                            "# TYPE hookbridge_sink_ready gauge\n");
-    for (size_t i = 0; i < n_sinks; i++) {
-        char why[256];
-        evbuffer_add_printf(o, "hookbridge_sink_ready{sink=\"%s\"} %d\n", hb_sink_name(sinks[i]),
-                            hb_sink_ready(sinks[i], why, sizeof(why)));
-    }
+    for (size_t i = 0; i < n_sinks; i++)
+        evbuffer_add_printf(o, "hookbridge_sink_ready{sink=\"%s\"} %d\n", sinks[i]->name,
+                            atomic_load(&sinks[i]->ready));
     evbuffer_add_printf(o, "# HELP hookbridge_sink_publish_duration_seconds Time from handing a "
                            "record to the sink to its acknowledgement.\n"
                            "# TYPE hookbridge_sink_publish_duration_seconds histogram\n");
     for (size_t i = 0; i < n_sinks; i++) {
         char labels[64];
-        snprintf(labels, sizeof(labels), "sink=\"%s\"", hb_sink_name(sinks[i]));
-        render_histogram(o, "hookbridge_sink_publish_duration_seconds", labels,
-                         &sink_latency[hb_sink_index(sinks[i])]);
+        snprintf(labels, sizeof(labels), "sink=\"%s\"", sinks[i]->name);
+        render_histogram(o, "hookbridge_sink_publish_duration_seconds", labels, &sinks[i]->latency);
     }
 }

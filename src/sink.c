@@ -5,7 +5,14 @@
  * destination is down: the backlog stays on disk), hands them to the sink,
  * and moves the journal cursor over the acknowledged prefix. A message the
  * sink reports as transiently failed is kept and published again after an
- * exponential backoff; nothing is dropped. */
+ * exponential backoff; nothing is dropped.
+ *
+ * Order under faults: after a failure nothing new is handed to the sink,
+ * and the failed messages are published again (in sequence order, before
+ * any later record) only once the sink has reported every message it
+ * holds; so a record never reaches the destination after a later one of
+ * the same key because an attempt of it failed. The sink's part is to let
+ * nothing it still holds overtake a failure (sink_kafka.c). */
 #include "hb/fmacros.h"
 
 #include "hb/sink.h"
@@ -43,17 +50,20 @@ struct hb_sink {
 
     pthread_t thread;
     struct event_base *base;
-    struct event *wake_ev, *retry_ev, *stop_ev;
+    struct event *wake_ev, *retry_ev, *stop_ev, *reread_ev;
 
     hb_msg_t *head, *tail; /* in flight, in sequence order */
     hb_msg_t *retry;       /* to publish again, any order */
+    size_t at_sink;        /* handed to the sink, not reported yet */
+    int retry_due;         /* backoff over, waiting for at_sink == 0 */
     size_t inflight, inflight_bytes;
     int backoff_ms;
-    int read_error;
+    int read_backoff_ms; /* 0 while journal reads work */
     uint64_t retry_log_ms;
     uint64_t retry_quiet;
 
     atomic_int stopping;
+    int joined; /* hb_sink_stop has run: a second call does nothing */
     uint64_t deadline_ms;
     char open_err[256];
     int open_rc;
@@ -62,10 +72,11 @@ struct hb_sink {
     int started;
 
     pthread_mutex_t status_lock;
-    int status_ok;
+    int status_ok; /* the destination, as the implementation reports it */
     char status_why[256];
+    int read_ok; /* the journal, as the runner finds it */
 
-    _Atomic uint64_t published, retries, rejected, dead_lettered, inflight_n;
+    hb_sink_counters_t counters; /* read by the metrics renderer */
 };
 
 static void pump(hb_sink_t *s);
@@ -138,41 +149,44 @@ static hb_msg_t *msg_from_record(hb_sink_t *s, const hb_record_t *r)
     return m;
 }
 
+/* Keep m for the next round of on_retry. */
+static void retry_later(hb_sink_t *s, hb_msg_t *m, const char *reason)
+{
+    atomic_fetch_add(&s->counters.retries, 1);
+    /* one line per few seconds, not one per record: an outage fails
+     * the whole in-flight window at once */
+    uint64_t now = hb_mono_ms();
+    if (now - s->retry_log_ms >= 5000) {
+        hb_warn(C, "%s: record %" PRIu64 " not published (attempt %d): %s; will retry%s",
+                s->ops->name, m->seq, m->attempts, reason ? reason : "unknown error",
+                s->retry_quiet ? " (similar failures since the last line not shown)" : "");
+        s->retry_log_ms = now;
+        s->retry_quiet = 0;
+    } else {
+        s->retry_quiet++;
+    }
+    m->retry_next = s->retry;
+    s->retry = m;
+    if (!evtimer_pending(s->retry_ev, NULL)) {
+        s->backoff_ms = hb_backoff_next(s->backoff_ms, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
+        struct timeval tv = hb_ms_timeval((uint64_t)s->backoff_ms);
+        evtimer_add(s->retry_ev, &tv);
+    }
+}
+
 void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
 {
     hb_sink_t *s = m->sink;
+    if (--s->at_sink == 0 && s->retry_due)
+        event_active(s->retry_ev, EV_TIMEOUT, 0); /* not from inside the sink's call */
     if (res == HB_SINK_RETRY) {
-        if (!m->first_failure_ms)
-            m->first_failure_ms = hb_mono_ms();
-        atomic_fetch_add(&s->retries, 1);
-        hb_metrics_sink_error(s->idx);
-        /* one line per few seconds, not one per record: an outage fails
-         * the whole in-flight window at once */
-        uint64_t now = hb_mono_ms();
-        if (now - s->retry_log_ms >= 5000) {
-            hb_warn(C, "%s: record %" PRIu64 " not published (attempt %d): %s; will retry%s",
-                    s->ops->name, m->seq, m->attempts, reason ? reason : "unknown error",
-                    s->retry_quiet ? " (similar failures since the last line not shown)" : "");
-            s->retry_log_ms = now;
-            s->retry_quiet = 0;
-        } else {
-            s->retry_quiet++;
-        }
-        m->retry_next = s->retry;
-        s->retry = m;
-        if (!evtimer_pending(s->retry_ev, NULL)) {
-            s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : BACKOFF_MIN_MS;
-            if (s->backoff_ms > BACKOFF_MAX_MS)
-                s->backoff_ms = BACKOFF_MAX_MS;
-            struct timeval tv = {s->backoff_ms / 1000, (s->backoff_ms % 1000) * 1000};
-            evtimer_add(s->retry_ev, &tv);
-        }
+        retry_later(s, m, reason);
         return;
     }
     if (res == HB_SINK_REJECT) {
         const char *why = reason ? reason : "rejected";
         if (!m->error) { /* first rejection (a dead-letter retry comes back here) */
-            atomic_fetch_add(&s->rejected, 1);
+            atomic_fetch_add(&s->counters.rejected, 1);
             m->error = hb_strdup(why);
         }
         if (!m->dead_letter && s->ops->has_dead_letter) {
@@ -187,19 +201,17 @@ void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
         }
         if (dead_letter_file(s, m, m->error) < 0) {
             m->attempts++;
-            hb_sink_done(m, HB_SINK_RETRY, "dead-letter file not writable");
+            retry_later(s, m, "dead-letter file not writable");
             return;
         }
-        atomic_fetch_add(&s->dead_lettered, 1);
-        hb_metrics_sink_dead_letter(s->idx);
+        atomic_fetch_add(&s->counters.dead_lettered, 1);
     } else if (m->dead_letter) {
-        atomic_fetch_add(&s->dead_lettered, 1);
-        hb_metrics_sink_dead_letter(s->idx);
+        atomic_fetch_add(&s->counters.dead_lettered, 1);
     }
     m->acked = 1;
     s->backoff_ms = 0;
-    atomic_fetch_add(&s->published, 1);
-    hb_metrics_sink_publish(s->idx, (double)(hb_mono_ms() - m->sent_ms) / 1000.0);
+    atomic_fetch_add(&s->counters.published, 1);
+    hb_histogram_observe(&s->counters.latency, (double)(hb_mono_ms() - m->sent_ms) / 1000.0);
     uint64_t acked = 0;
     while (s->head && s->head->acked) {
         hb_msg_t *h = s->head;
@@ -211,7 +223,7 @@ void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
         s->inflight_bytes -= h->body_len;
         free_msg(h);
     }
-    atomic_store(&s->inflight_n, s->inflight);
+    atomic_store(&s->counters.inflight, s->inflight);
     if (acked) {
         hb_journal_ack(s->j, s->idx, acked);
         /* room in the window: read more on the next loop pass */
@@ -219,24 +231,65 @@ void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
     }
 }
 
+void hb_sink_done_list(hb_msg_t *m, hb_sink_result_t res, const char *reason)
+{
+    while (m) {
+        hb_msg_t *next = m->impl_next;
+        m->impl_next = NULL;
+        hb_sink_done(m, res, reason);
+        m = next;
+    }
+}
+
 static void publish(hb_sink_t *s, hb_msg_t *m)
 {
     m->attempts++;
     m->sent_ms = hb_mono_ms();
+    s->at_sink++;
     s->ops->publish(s->state, m);
+}
+
+/* A failed journal read (an I/O error, no file descriptor left) is
+ * usually transient: say so once, stop reading on every journal wake-up
+ * (each failed read logs in the journal) and try again with backoff; say
+ * once that it works again. The sink is not ready meanwhile. */
+static void set_read_state(hb_sink_t *s, int ok)
+{
+    pthread_mutex_lock(&s->status_lock);
+    int changed = s->read_ok != ok;
+    s->read_ok = ok;
+    atomic_store(&s->counters.ready, s->status_ok && ok);
+    pthread_mutex_unlock(&s->status_lock);
+    if (!changed)
+        return;
+    if (ok)
+        hb_info(C, "%s: reading the journal works again", s->ops->name);
+    else
+        hb_error(C,
+                 "%s: cannot read the journal (see the journal's error); nothing is lost, "
+                 "reads are retried with backoff and the sink is not ready meanwhile",
+                 s->ops->name);
 }
 
 static void pump(hb_sink_t *s)
 {
     int n = 0;
+    if (s->read_backoff_ms && evtimer_pending(s->reread_ev, NULL))
+        return; /* the timer reads again */
     while (s->inflight < MAX_INFLIGHT && s->inflight_bytes < MAX_INFLIGHT_BYTES && !s->retry) {
         hb_record_t r;
         int rc = hb_journal_reader_next(s->reader, &r);
         if (rc < 0) {
-            if (!s->read_error)
-                hb_sink_set_status(s, 0, "cannot read the journal (see log)");
-            s->read_error = 1;
+            set_read_state(s, 0);
+            s->read_backoff_ms =
+                hb_backoff_next(s->read_backoff_ms, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
+            struct timeval tv = hb_ms_timeval((uint64_t)s->read_backoff_ms);
+            evtimer_add(s->reread_ev, &tv);
             break;
+        }
+        if (s->read_backoff_ms) {
+            s->read_backoff_ms = 0;
+            set_read_state(s, 1);
         }
         if (rc == 0)
             break;
@@ -251,7 +304,7 @@ static void pump(hb_sink_t *s)
         publish(s, m);
         n++;
     }
-    atomic_store(&s->inflight_n, s->inflight);
+    atomic_store(&s->counters.inflight, s->inflight);
     if (n && s->ops->flush)
         s->ops->flush(s->state);
 }
@@ -278,12 +331,18 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     check_stop(s);
 }
 
-/* Publish again, in sequence order, everything that failed transiently. */
+/* Publish again, in sequence order, everything that failed transiently,
+ * once the sink has reported everything it was given. */
 static void on_retry(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     hb_sink_t *s = arg;
+    if (s->at_sink > 0) {
+        s->retry_due = 1; /* the last report brings us back */
+        return;
+    }
+    s->retry_due = 0;
     hb_msg_t *list = s->retry;
     s->retry = NULL;
     /* reverse-free insertion sort by seq; the list is at most the window */
@@ -303,6 +362,14 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
         m->retry_next = NULL;
         publish(s, m);
         n++;
+        if (s->retry) {
+            /* refused at once: the ones behind it wait for the next round */
+            hb_msg_t **pp = &s->retry;
+            while (*pp)
+                pp = &(*pp)->retry_next;
+            *pp = sorted;
+            break;
+        }
     }
     if (n && s->ops->flush)
         s->ops->flush(s->state);
@@ -349,6 +416,10 @@ hb_sink_t *hb_sink_start(const hb_sink_ops_t *ops, size_t idx, const hb_config_t
     s->j = j;
     s->cfg = cfg;
     s->status_ok = 1;
+    s->read_ok = 1;
+    s->counters.name = ops->name;
+    s->counters.idx = idx;
+    atomic_init(&s->counters.ready, 1);
     pthread_mutex_init(&s->status_lock, NULL);
     pthread_mutex_init(&s->start_lock, NULL);
     pthread_cond_init(&s->start_cond, NULL);
@@ -358,6 +429,7 @@ hb_sink_t *hb_sink_start(const hb_sink_ops_t *ops, size_t idx, const hb_config_t
     s->wake_ev = event_new(s->base, -1, 0, on_wake, s);
     s->retry_ev = evtimer_new(s->base, on_retry, s);
     s->stop_ev = event_new(s->base, -1, EV_PERSIST, on_stop_tick, s);
+    s->reread_ev = evtimer_new(s->base, on_wake, s);
     s->reader = hb_journal_reader_new(j, hb_journal_cursor(j, idx));
     hb_journal_on_progress(j, journal_progress, s);
     if (pthread_create(&s->thread, NULL, sink_main, s) != 0) {
@@ -379,16 +451,17 @@ hb_sink_t *hb_sink_start(const hb_sink_ops_t *ops, size_t idx, const hb_config_t
 
 void hb_sink_stop(hb_sink_t *s, uint64_t grace_ms)
 {
-    if (!s)
+    if (!s || s->joined)
         return;
     s->deadline_ms = hb_mono_ms() + grace_ms;
     atomic_store(&s->stopping, 1);
     /* re-check on a short tick too: the deadline must hold even while the
      * destination is silent */
-    struct timeval tv = {0, 50000};
+    struct timeval tv = hb_ms_timeval(50);
     event_add(s->stop_ev, &tv);
     event_active(s->wake_ev, EV_READ, 0);
     pthread_join(s->thread, NULL);
+    s->joined = 1;
     uint64_t left = hb_journal_durable_seq(s->j) - hb_journal_cursor(s->j, s->idx);
     if (left)
         hb_warn(C,
@@ -411,6 +484,7 @@ void hb_sink_free(hb_sink_t *s)
     event_free(s->wake_ev);
     event_free(s->retry_ev);
     event_free(s->stop_ev);
+    event_free(s->reread_ev);
     event_base_free(s->base);
     pthread_mutex_destroy(&s->status_lock);
     pthread_mutex_destroy(&s->start_lock);
@@ -433,6 +507,7 @@ void hb_sink_set_status(hb_sink_t *s, int ok, const char *reason)
     pthread_mutex_lock(&s->status_lock);
     int changed = s->status_ok != ok || (!ok && strcmp(s->status_why, reason ? reason : "") != 0);
     s->status_ok = ok;
+    atomic_store(&s->counters.ready, ok && s->read_ok);
     snprintf(s->status_why, sizeof(s->status_why), "%s", ok ? "" : (reason ? reason : "down"));
     pthread_mutex_unlock(&s->status_lock);
     if (!changed)
@@ -446,19 +521,33 @@ void hb_sink_set_status(hb_sink_t *s, int ok, const char *reason)
 int hb_sink_ready(hb_sink_t *s, char *why, size_t whylen)
 {
     pthread_mutex_lock(&s->status_lock);
-    int ok = s->status_ok;
-    snprintf(why, whylen, "%s", s->status_why);
+    int ok = s->status_ok && s->read_ok;
+    if (!s->read_ok)
+        snprintf(why, whylen, "cannot read the journal (see log)%s%s", s->status_ok ? "" : "; ",
+                 s->status_why);
+    else
+        snprintf(why, whylen, "%s", s->status_why);
     pthread_mutex_unlock(&s->status_lock);
     return ok;
 }
 
 void hb_sink_stats(hb_sink_t *s, hb_sink_stats_t *out)
 {
-    out->published = atomic_load(&s->published);
-    out->retries = atomic_load(&s->retries);
-    out->rejected = atomic_load(&s->rejected);
-    out->dead_lettered = atomic_load(&s->dead_lettered);
-    out->inflight = atomic_load(&s->inflight_n);
+    out->published = atomic_load(&s->counters.published);
+    out->retries = atomic_load(&s->counters.retries);
+    out->rejected = atomic_load(&s->counters.rejected);
+    out->dead_lettered = atomic_load(&s->counters.dead_lettered);
+    out->inflight = atomic_load(&s->counters.inflight);
     uint64_t d = hb_journal_durable_seq(s->j), c = hb_journal_cursor(s->j, s->idx);
     out->pending = d > c ? d - c : 0;
+}
+
+const hb_sink_counters_t *hb_sink_counters(const hb_sink_t *s)
+{
+    return &s->counters;
+}
+
+void hb_sink_count_reconnect(hb_sink_t *s)
+{
+    atomic_fetch_add(&s->counters.reconnects, 1);
 }

@@ -143,12 +143,7 @@ static void finish_list(hb_msg_t **list, hb_msg_t ***tail, hb_sink_result_t res,
     hb_msg_t *m = *list;
     *list = NULL;
     *tail = list;
-    while (m) {
-        hb_msg_t *next = m->impl_next;
-        m->impl_next = NULL;
-        hb_sink_done(m, res, why);
-        m = next;
-    }
+    hb_sink_done_list(m, res, why);
 }
 
 /* The file cannot be trusted past its last good sync: cut it there, close

@@ -16,13 +16,29 @@
  * runner as RETRY and is produced again from the journal's copy, so an
  * outage of any length loses nothing.
  *
+ * Order per partition (one workspace's events) holds under faults too,
+ * and through one producer, so one producer id and its sequence numbers
+ * cover every attempt. librdkafka keeps the order of what it holds, but
+ * when it fails a record (a timeout, a refused batch) it carries on with
+ * the records behind it. So the first failure in a report batch "holds"
+ * the sink: what librdkafka has not sent yet is purged (it comes back
+ * unsent, so no duplicate), what this sink keeps back is handed back, and
+ * the runner publishes the failed records again, in sequence order, only
+ * once every report is in (sink.c). In-flight batches behind a refused one
+ * are refused by the idempotent broker for the gap in sequence numbers, but
+ * librdkafka would send them again under a bumped epoch, racing the purge;
+ * enable.gapless.guarantee makes it stop instead (a fatal error), and the
+ * producer is replaced as for any fatal error: still one producer at a
+ * time, and everything unacknowledged produced again in order through it.
+ *
  * The broker refuses a whole batch for one bad record (or because the
  * batch is larger than the topic's max.message.bytes), and librdkafka
  * reports the error on every record in it. So a record refused that way is
- * first produced again alone, through a second producer that never batches;
- * only a record refused on its own is poison and goes to the dead-letter
- * topic. A fatal idempotence error purges
- * and recreates the producer (librdkafka examples/idempotent_producer.c).
+ * produced again alone: through the same producer, once nothing else is in
+ * flight, with everything behind it kept back until its report is in. Only
+ * a record refused on its own is poison and goes to the dead-letter topic.
+ * A fatal idempotence error purges and recreates the producer (librdkafka
+ * examples/idempotent_producer.c).
  *
  * @locality: sink thread; error, log and stats callbacks come from
  * librdkafka's threads and only touch atomics and the log. */
@@ -30,7 +46,6 @@
 
 #include "hb/sink.h"
 #include "hb/log.h"
-#include "hb/metrics.h"
 #include "hb/template.h"
 #include "hb/util.h"
 
@@ -55,9 +70,9 @@ typedef struct kafka_sink {
     struct event_base *base;
     rd_kafka_t *rk;
     rd_kafka_queue_t *mainq;
-    rd_kafka_t *solo; /* one record per request; created on first need */
-    rd_kafka_queue_t *soloq;
-    atomic_int solo_fatal;
+    size_t outstanding;          /* produced, report not served yet */
+    hb_msg_t *held, **held_tail; /* kept back behind a record produced alone */
+    const hb_msg_t *alone;       /* that record, until its report */
     int pipefd[2];
     struct event *pipe_ev, *tick_ev;
     hb_msg_t *reports, **reports_tail; /* collected during rd_kafka_poll */
@@ -82,11 +97,6 @@ static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const
 static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     kafka_sink_t *k = opaque;
-    if (err == RD_KAFKA_RESP_ERR__FATAL && rk == k->solo) {
-        atomic_store(&k->solo_fatal, 1);
-        hb_error(C, "fatal error in the single-record producer: %s; it will be recreated", reason);
-        return;
-    }
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         atomic_store(&k->fatal, 1);
         hb_error(C,
@@ -138,7 +148,7 @@ static void kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     k->reports_tail = &msg->impl_next;
 }
 
-#define KAFKA_SOLO 1 /* impl_flags: produce alone, through k->solo */
+#define KAFKA_SOLO 1 /* impl_flags: produce alone (its batch was refused) */
 
 /* Errors the broker gives a whole batch for what may be one record. */
 static int batch_level(rd_kafka_resp_err_t err)
@@ -166,24 +176,52 @@ static int permanent(rd_kafka_resp_err_t err)
 }
 
 /* Errors that an operator may fix (create the topic, grant access) but
- * that otherwise never go away: retried for a while (and reported in the
- * log and /readyz), then treated as poison so that the records behind it
- * are not held up for good. */
-#define MAYBE_PERMANENT_MS 30000
-static int maybe_permanent(rd_kafka_resp_err_t err)
+ * that otherwise never go away: retried for a grace period (and reported
+ * in the log and /readyz), then treated as poison so that the records
+ * behind it are not held up for good. A cluster that is recovering from
+ * an outage gives them too, for a moment, while the real topic exists: so
+ * the grace is timed per class of error, from a record's first error of
+ * that class, and any other outcome (a timeout, a broken connection, a
+ * different error) starts it again. Time spent failing for other reasons
+ * never counts. */
+enum { CLASS_NONE = 0, CLASS_NO_TOPIC, CLASS_DENIED, CLASS_INVALID_ARG };
+#define CLASS_SHIFT 8 /* impl_flags: the class of the current run of errors */
+#define CLASS_MASK (0xff << CLASS_SHIFT)
+
+static _Atomic uint64_t topic_grace_ms = 30000;
+
+void hb_sink_kafka_set_topic_grace_ms(uint64_t ms)
 {
-    return err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-           err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
-           err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
-           err == RD_KAFKA_RESP_ERR__INVALID_ARG;
+    atomic_store(&topic_grace_ms, ms);
 }
 
-static hb_sink_result_t classify(rd_kafka_resp_err_t err, const hb_msg_t *m)
+static int maybe_permanent(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+        return CLASS_NO_TOPIC;
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+        return CLASS_DENIED;
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+        return CLASS_INVALID_ARG;
+    default:
+        return CLASS_NONE;
+    }
+}
+
+static hb_sink_result_t classify(rd_kafka_resp_err_t err, hb_msg_t *m)
 {
     if (permanent(err))
         return HB_SINK_REJECT;
-    if (maybe_permanent(err) && m->first_failure_ms &&
-        hb_mono_ms() - m->first_failure_ms >= MAYBE_PERMANENT_MS)
+    int cls = maybe_permanent(err);
+    uint64_t now = hb_mono_ms();
+    if (cls != (m->impl_flags & CLASS_MASK) >> CLASS_SHIFT) {
+        m->impl_flags = (m->impl_flags & ~CLASS_MASK) | cls << CLASS_SHIFT;
+        m->impl_since_ms = now;
+        return HB_SINK_RETRY;
+    }
+    if (cls != CLASS_NONE && now - m->impl_since_ms >= atomic_load(&topic_grace_ms))
         return HB_SINK_REJECT;
     return HB_SINK_RETRY;
 }
@@ -226,32 +264,83 @@ static void update_status(kafka_sink_t *k)
     }
 }
 
+static void produce(kafka_sink_t *k, hb_msg_t *m);
+
+/* Give back, as RETRY, everything this sink keeps back. */
+static void hand_back_held(kafka_sink_t *k, const char *why)
+{
+    hb_msg_t *m = k->held;
+    k->held = NULL;
+    k->held_tail = &k->held;
+    hb_sink_done_list(m, HB_SINK_RETRY, why);
+}
+
+/* A record failed: nothing behind it may reach the broker first. */
+static void hold(kafka_sink_t *k)
+{
+    rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_NON_BLOCKING);
+    hand_back_held(k, "held back behind a failed record");
+}
+
+/* Produce what was kept back, up to the next record that must go alone. */
+static void release_held(kafka_sink_t *k)
+{
+    while (k->held && !k->alone) {
+        hb_msg_t *m = k->held;
+        if ((m->impl_flags & KAFKA_SOLO) && k->outstanding > 0)
+            return; /* alone means alone: wait for the rest to report */
+        k->held = m->impl_next;
+        if (!k->held)
+            k->held_tail = &k->held;
+        m->impl_next = NULL;
+        produce(k, m);
+    }
+}
+
 static void serve(kafka_sink_t *k)
 {
     rd_kafka_poll(k->rk, 0);
-    if (k->solo)
-        rd_kafka_poll(k->solo, 0);
     hb_msg_t *m = k->reports;
     k->reports = NULL;
     k->reports_tail = &k->reports;
+    int failed = 0;
     while (m) {
         hb_msg_t *next = m->impl_next;
         rd_kafka_resp_err_t err = (rd_kafka_resp_err_t)m->impl_status;
         m->impl_next = NULL;
+        k->outstanding--;
+        if (m == k->alone)
+            k->alone = NULL;
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             k->last_error[0] = '\0';
             hb_sink_done(m, HB_SINK_OK, NULL);
-        } else if (batch_level(err) && !(m->impl_flags & KAFKA_SOLO)) {
-            /* maybe only a neighbour in its batch was bad: try it alone */
-            describe(k, err, m);
-            m->impl_flags |= KAFKA_SOLO;
-            hb_sink_done(m, HB_SINK_RETRY, k->last_error);
-        } else {
-            describe(k, err, m);
-            hb_sink_done(m, classify(err, m), k->last_error);
+            m = next;
+            continue;
         }
+        if (err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
+            /* our own doing (hold, a fatal error): says nothing about the
+             * record, and the reason to show stays the failure's */
+            hb_sink_done(m, HB_SINK_RETRY, "held back behind a failed record");
+            m = next;
+            continue;
+        }
+        hb_sink_result_t res;
+        describe(k, err, m);
+        if (batch_level(err) && !(m->impl_flags & KAFKA_SOLO)) {
+            /* maybe only a neighbour in its batch was bad: try it alone */
+            m->impl_flags |= KAFKA_SOLO;
+            res = HB_SINK_RETRY;
+        } else {
+            res = classify(err, m);
+        }
+        failed |= res == HB_SINK_RETRY;
+        hb_sink_done(m, res, k->last_error);
         m = next;
     }
+    if (failed)
+        hold(k);
+    else
+        release_held(k);
 }
 
 static void on_pipe(evutil_socket_t fd, short what, void *arg)
@@ -263,33 +352,7 @@ static void on_pipe(evutil_socket_t fd, short what, void *arg)
     serve(arg);
 }
 
-static rd_kafka_t *make_producer(kafka_sink_t *k, int solo, char *err, size_t errlen);
-
-static void destroy_solo(kafka_sink_t *k)
-{
-    if (!k->solo)
-        return;
-    rd_kafka_queue_io_event_enable(k->soloq, -1, NULL, 0);
-    rd_kafka_queue_destroy(k->soloq);
-    rd_kafka_destroy(k->solo);
-    k->solo = NULL;
-    k->soloq = NULL;
-}
-
-static rd_kafka_t *solo_producer(kafka_sink_t *k)
-{
-    char errstr[512];
-    if (k->solo)
-        return k->solo;
-    k->solo = make_producer(k, 1, errstr, sizeof(errstr));
-    if (!k->solo) {
-        hb_error(C, "cannot create the single-record producer: %s", errstr);
-        return k->rk;
-    }
-    k->soloq = rd_kafka_queue_get_main(k->solo);
-    rd_kafka_queue_io_event_enable(k->soloq, k->pipefd[1], "1", 1);
-    return k->solo;
-}
+static rd_kafka_t *make_producer(kafka_sink_t *k, char *err, size_t errlen);
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -303,7 +366,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         char errstr[256];
         rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         serve(k);
-        rd_kafka_t *fresh = make_producer(k, 0, errstr, sizeof(errstr));
+        rd_kafka_t *fresh = make_producer(k, errstr, sizeof(errstr));
         if (!fresh) {
             hb_error(C, "cannot recreate the producer: %s (will retry)", errstr);
             return;
@@ -315,18 +378,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         rd_kafka_queue_io_event_enable(k->mainq, k->pipefd[1], "1", 1);
         atomic_store(&k->fatal, 0);
         k->recreated++;
-        hb_metrics_sink_reconnect(hb_sink_index(k->sink));
-    }
-    if (atomic_load(&k->solo_fatal) && k->solo) {
-        rd_kafka_purge(k->solo, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        serve(k);
-        destroy_solo(k); /* made again on next need */
-        atomic_store(&k->solo_fatal, 0);
+        hb_sink_count_reconnect(k->sink);
     }
     update_status(k);
 }
 
-static rd_kafka_t *make_producer(kafka_sink_t *k, int solo, char *err, size_t errlen)
+static rd_kafka_t *make_producer(kafka_sink_t *k, char *err, size_t errlen)
 {
     const hb_config_t *cfg = k->cfg;
     char errstr[512];
@@ -340,6 +397,7 @@ static rd_kafka_t *make_producer(kafka_sink_t *k, int solo, char *err, size_t er
     static const char *const fixed[][2] = {
         {"enable.idempotence", "true"},
         {"acks", "all"},
+        {"enable.gapless.guarantee", "true"},
     };
     for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
         rd_kafka_conf_set(conf, defaults[i][0], defaults[i][1], errstr, sizeof(errstr));
@@ -363,11 +421,6 @@ static rd_kafka_t *make_producer(kafka_sink_t *k, int solo, char *err, size_t er
                 hb_warn(C, "kafka.%s = %s ignored: hookbridge's delivery guarantee needs %s",
                         fixed[i][0], cfg->kafka_props[p].value, fixed[i][1]);
         rd_kafka_conf_set(conf, fixed[i][0], fixed[i][1], errstr, sizeof(errstr));
-    }
-    if (solo) {
-        rd_kafka_conf_set(conf, "batch.num.messages", "1", errstr, sizeof(errstr));
-        rd_kafka_conf_set(conf, "linger.ms", "0", errstr, sizeof(errstr));
-        rd_kafka_conf_set(conf, "statistics.interval.ms", "0", errstr, sizeof(errstr));
     }
     rd_kafka_conf_set_opaque(conf, k);
     rd_kafka_conf_set_dr_msg_cb(conf, kafka_dr_cb);
@@ -398,7 +451,8 @@ static void *kafka_open(hb_sink_t *sink, const hb_config_t *cfg, struct event_ba
     k->reports_tail = &k->reports;
     atomic_init(&k->brokers_up, -1);
     k->opened_ms = hb_mono_ms();
-    k->rk = make_producer(k, 0, err, errlen);
+    k->held_tail = &k->held;
+    k->rk = make_producer(k, err, errlen);
     if (!k->rk)
         goto fail;
     if (pipe2(k->pipefd, O_NONBLOCK | O_CLOEXEC) < 0) {
@@ -409,7 +463,7 @@ static void *kafka_open(hb_sink_t *sink, const hb_config_t *cfg, struct event_ba
     rd_kafka_queue_io_event_enable(k->mainq, k->pipefd[1], "1", 1);
     k->pipe_ev = event_new(base, k->pipefd[0], EV_READ | EV_PERSIST, on_pipe, k);
     k->tick_ev = event_new(base, -1, EV_PERSIST, on_tick, k);
-    struct timeval tv = {0, 200000};
+    struct timeval tv = hb_ms_timeval(200);
     event_add(k->pipe_ev, NULL);
     event_add(k->tick_ev, &tv);
     hb_sink_set_status(sink, 0, "connecting to Kafka");
@@ -427,9 +481,8 @@ static void add_header(rd_kafka_headers_t *h, const char *name, const char *v)
         rd_kafka_header_add(h, name, -1, v, -1);
 }
 
-static void kafka_publish(void *state, hb_msg_t *m)
+static void produce(kafka_sink_t *k, hb_msg_t *m)
 {
-    kafka_sink_t *k = state;
     char topic[256], key[1024], ts[40], attempts[24];
     hb_template_expand(m->dead_letter ? k->cfg->kafka_dead_letter_topic : k->cfg->kafka_topic,
                        HB_TMPL_KAFKA_TOPIC, m->app_id, m->topic, m->id, topic, sizeof(topic));
@@ -449,16 +502,36 @@ static void kafka_publish(void *state, hb_msg_t *m)
     if (m->dead_letter)
         add_header(h, "hookbridge-error", m->error);
     /* no RD_KAFKA_MSG_F_COPY: m owns the body until its delivery report */
-    rd_kafka_t *rk = m->impl_flags & KAFKA_SOLO ? solo_producer(k) : k->rk;
     rd_kafka_resp_err_t err =
-        rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, klen),
+        rd_kafka_producev(k->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, klen),
                           RD_KAFKA_V_VALUE((void *)m->body, m->body_len), RD_KAFKA_V_HEADERS(h),
                           RD_KAFKA_V_OPAQUE(m), RD_KAFKA_V_END);
     if (err) {
         rd_kafka_headers_destroy(h);
         describe(k, err, m);
-        hb_sink_done(m, classify(err, m), k->last_error);
+        hb_sink_result_t res = classify(err, m);
+        if (res == HB_SINK_RETRY)
+            hand_back_held(k, "held back behind a failed record");
+        hb_sink_done(m, res, k->last_error);
+        return;
     }
+    k->outstanding++;
+    if (m->impl_flags & KAFKA_SOLO)
+        k->alone = m;
+}
+
+static void kafka_publish(void *state, hb_msg_t *m)
+{
+    kafka_sink_t *k = state;
+    /* a dead-letter record goes to another topic: it never waits */
+    if (!m->dead_letter &&
+        (k->held || k->alone || ((m->impl_flags & KAFKA_SOLO) && k->outstanding > 0))) {
+        m->impl_next = NULL;
+        *k->held_tail = m;
+        k->held_tail = &m->impl_next;
+        return;
+    }
+    produce(k, m);
 }
 
 static void kafka_close(void *state)
@@ -466,12 +539,7 @@ static void kafka_close(void *state)
     kafka_sink_t *k = state;
     if (!k)
         return;
-    if (k->solo) {
-        rd_kafka_purge(k->solo, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        rd_kafka_flush(k->solo, 0);
-        serve(k);
-        destroy_solo(k);
-    }
+    hand_back_held(k, "sink closing");
     if (k->rk) {
         /* The runner already waited out the grace period: hand back what
          * is still in flight (it stays in the journal) and go. */

@@ -32,7 +32,6 @@
 
 #include "hb/sink.h"
 #include "hb/log.h"
-#include "hb/metrics.h"
 #include "hb/template.h"
 #include "hb/util.h"
 
@@ -337,7 +336,7 @@ static void setup_done(redis_sink_t *r)
     r->ready = 1;
     r->backoff_ms = 0;
     if (r->ever_connected)
-        hb_metrics_sink_reconnect(hb_sink_index(r->sink));
+        hb_sink_count_reconnect(r->sink);
     r->ever_connected = 1;
     hb_sink_set_status(r->sink, 1, NULL);
 }

@@ -72,6 +72,13 @@ struct timeval hb_ms_timeval(int64_t ms)
     return tv;
 }
 
+int hb_backoff_next(int prev_ms, int min_ms, int max_ms)
+{
+    if (prev_ms <= 0)
+        return min_ms;
+    return prev_ms >= max_ms / 2 ? max_ms : prev_ms * 2;
+}
+
 void hb_format_rfc3339(uint64_t unix_ms, char *buf, size_t len)
 {
     time_t secs = (time_t)(unix_ms / 1000);

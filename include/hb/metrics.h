@@ -1,27 +1,50 @@
 /* Process-wide counters and histograms, rendered in Prometheus text format
- * by the admin listener. Updates are lock-free atomics, callable from any
- * thread (Redis keeps its stat_ fields the same way). */
+ * by the admin listener. Updates are lock-free relaxed atomics, callable
+ * from any thread (Redis keeps its stat_ fields the same way).
+ *
+ * A leaf module: the HTTP counters live here, while each sink's counters
+ * are a plain hb_sink_counters_t that the sink runner owns and updates and
+ * that the renderer only reads (h2o's way), so this module knows nothing
+ * of sinks. */
 #ifndef HB_METRICS_H
 #define HB_METRICS_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct evbuffer;
 struct hb_journal;
-struct hb_sink;
 
 typedef enum { HB_EP_INTERCOM = 0, HB_EP_OTHER, HB_EP_N } hb_endpoint_t;
 
 void hb_metrics_request(hb_endpoint_t ep, int status, double seconds);
 void hb_metrics_verify_failure(void);
 void hb_metrics_duplicate(void);
-void hb_metrics_sink_publish(size_t sink_idx, double seconds);
-void hb_metrics_sink_error(size_t sink_idx);
-void hb_metrics_sink_reconnect(size_t sink_idx);
-void hb_metrics_sink_dead_letter(size_t sink_idx);
 
-void hb_metrics_render(struct evbuffer *out, struct hb_journal *j, struct hb_sink *const *sinks,
-                       size_t n_sinks);
+#define HB_METRICS_BUCKETS 14
+typedef struct hb_histogram {
+    atomic_ullong counts[HB_METRICS_BUCKETS + 1]; /* last: +Inf */
+    atomic_ullong sum_us;
+} hb_histogram_t;
+void hb_histogram_observe(hb_histogram_t *h, double seconds);
+
+/* One sink's figures; zero-initialised. `name` and `idx` (its journal
+ * cursor) are set once before the sink is rendered. */
+typedef struct hb_sink_counters {
+    const char *name;
+    size_t idx;
+    atomic_ullong published;     /* acknowledged, dead-lettered included */
+    atomic_ullong retries;       /* failed publish attempts, each retried */
+    atomic_ullong rejected;      /* refused for good */
+    atomic_ullong dead_lettered; /* of those, sent to a dead-letter destination */
+    atomic_ullong reconnects;
+    atomic_ullong inflight; /* gauge */
+    atomic_int ready;       /* gauge: 1 when the sink can publish */
+    hb_histogram_t latency; /* hand-over to acknowledgement */
+} hb_sink_counters_t;
+
+void hb_metrics_render(struct evbuffer *out, struct hb_journal *j,
+                       const hb_sink_counters_t *const *sinks, size_t n_sinks);
 
 #endif

@@ -20,6 +20,7 @@
 
 #include "hb/config.h"
 #include "hb/journal.h"
+#include "hb/metrics.h"
 
 struct event_base;
 typedef struct hb_sink hb_sink_t;
@@ -36,6 +37,7 @@ typedef struct hb_msg {
     struct hb_msg *impl_next; /* free for the sink implementation's own lists */
     int impl_status;          /* likewise */
     int impl_flags;           /* likewise */
+    uint64_t impl_since_ms;   /* likewise */
     /* set when a REJECT sends the message to the sink's own dead-letter
      * destination (Kafka: kafka.dead_letter_topic); error is the reason */
     int dead_letter;
@@ -44,7 +46,6 @@ typedef struct hb_msg {
     hb_sink_t *sink;
     struct hb_msg *next, *retry_next;
     uint64_t sent_ms;
-    uint64_t first_failure_ms; /* 0 until a publish of it first fails */
     int attempts;
     int acked;
 } hb_msg_t;
@@ -78,17 +79,28 @@ extern const hb_sink_ops_t hb_sink_file_ops;
 extern const hb_sink_ops_t hb_sink_kafka_ops;
 extern const hb_sink_ops_t hb_sink_redis_ops;
 
+/* How long the Kafka sink retries a record that the cluster refuses with
+ * an error an operator may fix (unknown topic or partition, topic not
+ * authorized), counted from its first such error, before it goes to the
+ * dead-letter topic. 30 s by default; tests shorten it. Any thread. */
+void hb_sink_kafka_set_topic_grace_ms(uint64_t ms);
+
 /* Start a sink thread publishing records after the journal cursor `idx`. */
 hb_sink_t *hb_sink_start(const hb_sink_ops_t *ops, size_t idx, const hb_config_t *cfg,
                          hb_journal_t *j, char *err, size_t errlen);
 /* Publish until caught up with the journal or grace_ms passed, then stop
- * the thread. Whatever is unpublished stays in the journal. */
+ * the thread. Whatever is unpublished stays in the journal. Accepts NULL
+ * and a sink already stopped. */
 void hb_sink_stop(hb_sink_t *s, uint64_t grace_ms);
 /* Free a stopped sink, after the journal is closed (the journal's progress
  * callback points at it until then). */
 void hb_sink_free(hb_sink_t *s);
 
 void hb_sink_done(hb_msg_t *msg, hb_sink_result_t res, const char *reason);
+/* hb_sink_done for each message of a list linked through impl_next. */
+void hb_sink_done_list(hb_msg_t *list, hb_sink_result_t res, const char *reason);
+/* The server connection was made again (a counter for /metrics). */
+void hb_sink_count_reconnect(hb_sink_t *s);
 /* Connection state for /readyz and the log (a change is logged once). */
 void hb_sink_set_status(hb_sink_t *s, int ok, const char *reason);
 
@@ -102,5 +114,7 @@ typedef struct hb_sink_stats {
     uint64_t inflight;
 } hb_sink_stats_t;
 void hb_sink_stats(hb_sink_t *s, hb_sink_stats_t *out);
+/* The sink's counters, for the metrics renderer; valid until hb_sink_free. */
+const hb_sink_counters_t *hb_sink_counters(const hb_sink_t *s);
 
 #endif

@@ -16,8 +16,11 @@ char *hb_strndup(const char *s, size_t n);
 
 uint64_t hb_now_ms(void);  /* wall clock, Unix milliseconds */
 uint64_t hb_mono_ms(void); /* monotonic milliseconds */
-/* A duration in milliseconds as a timeval (libevent timeouts). */
+/* A libevent timeout of `ms` milliseconds. */
 struct timeval hb_ms_timeval(int64_t ms);
+/* Exponential backoff: the delay after `prev_ms` (0 before the first
+ * failure) is min_ms, then twice the previous one, capped at max_ms. */
+int hb_backoff_next(int prev_ms, int min_ms, int max_ms);
 /* RFC 3339 UTC with milliseconds, e.g. 2026-11-27T07:46:08.123Z; buf >= 32. */
 void hb_format_rfc3339(uint64_t unix_ms, char *buf, size_t len);
 
