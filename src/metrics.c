@@ -90,6 +90,30 @@ static void render_per_sink(struct evbuffer *o, const char *name, const char *ty
     }
 }
 
+static void render_journal_hist(struct evbuffer *o, const char *name, const char *help,
+                                const hb_journal_hist_t *h)
+{
+    evbuffer_add_printf(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    for (size_t i = 0; i < h->n; i++)
+        evbuffer_add_printf(o, "%s_bucket{le=\"%g\"} %llu\n", name, h->bounds[i],
+                            (unsigned long long)h->cumulative[i]);
+    evbuffer_add_printf(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %g\n%s_count %llu\n", name,
+                        (unsigned long long)h->count, name, h->sum, name,
+                        (unsigned long long)h->count);
+}
+
+static void render_journal_histograms(struct evbuffer *o, struct hb_journal *j)
+{
+    hb_journal_hist_t records, write_s, sync_s;
+    hb_journal_histograms(j, &records, &write_s, &sync_s);
+    render_journal_hist(o, "hookbridge_journal_batch_records", "Records per journal batch.",
+                        &records);
+    render_journal_hist(o, "hookbridge_journal_write_seconds", "Time to write one journal batch.",
+                        &write_s);
+    render_journal_hist(o, "hookbridge_journal_fdatasync_seconds",
+                        "Time of one journal fdatasync (one per batch).", &sync_s);
+}
+
 void hb_metrics_render(struct evbuffer *o, struct hb_journal *j,
                        const hb_sink_counters_t *const *sinks, size_t n_sinks)
 {
@@ -148,6 +172,7 @@ void hb_metrics_render(struct evbuffer *o, struct hb_journal *j,
             (unsigned long long)hb_journal_bytes(j), (unsigned long long)hb_journal_max_bytes(j),
             hb_journal_segments(j), hb_journal_full(j),
             (unsigned long long)hb_journal_durable_seq(j));
+        render_journal_histograms(o, j);
     }
     if (!n_sinks)
         return;

@@ -92,6 +92,15 @@ class Admin(BridgeTestCase):
         self.assertEqual(pending, 0, "file sink pending records stay at %s after its events "
                          "were written" % pending)
         self.assertGreaterEqual(metric_sum(m, "hookbridge_journal_bytes"), 0)
+        # issue 8: the journal's batches, writes and syncs are visible
+        batches = metric_sum(m, "hookbridge_journal_batch_records_count")
+        self.assertGreaterEqual(batches, 1, "no journal batch counted")
+        self.assertEqual(metric_sum(m, "hookbridge_journal_batch_records_sum"), 3,
+                         "the batches hold the 3 records")
+        self.assertEqual(metric_sum(m, "hookbridge_journal_fdatasync_seconds_count"), batches,
+                         "one fdatasync per batch")
+        self.assertEqual(metric_sum(m, "hookbridge_journal_batch_records_bucket", le="+Inf"),
+                         batches)
 
 
 class Shutdown(BridgeTestCase):
