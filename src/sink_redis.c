@@ -125,10 +125,8 @@ static void fifo_done(msg_fifo_t *f, hb_sink_result_t res, const char *why)
 /* Double *ms within [BACKOFF_MIN_MS, BACKOFF_MAX_MS] and arm ev with it. */
 static void backoff(int *ms, struct event *ev)
 {
-    *ms = *ms ? *ms * 2 : BACKOFF_MIN_MS;
-    if (*ms > BACKOFF_MAX_MS)
-        *ms = BACKOFF_MAX_MS;
-    struct timeval tv = {*ms / 1000, (*ms % 1000) * 1000};
+    *ms = hb_backoff_next(*ms, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
+    struct timeval tv = hb_ms_timeval(*ms);
     evtimer_add(ev, &tv);
 }
 
