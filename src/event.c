@@ -34,6 +34,7 @@
 #include "hb/fmacros.h"
 
 #include "hb/event.h"
+#include "hb/utf8.h"
 #include "hb/util.h"
 
 #include <inttypes.h>
@@ -125,32 +126,6 @@ static int32_t hex4(const unsigned char *p, const unsigned char *end)
     return v;
 }
 
-/* Length of the well-formed UTF-8 sequence of 2 to 4 bytes at p, or 0. */
-static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
-{
-    size_t n;
-    uint32_t cp;
-    if (p[0] >= 0xC2 && p[0] <= 0xDF)
-        n = 2, cp = p[0] & 0x1Fu;
-    else if (p[0] >= 0xE0 && p[0] <= 0xEF)
-        n = 3, cp = p[0] & 0x0Fu;
-    else if (p[0] >= 0xF0 && p[0] <= 0xF4)
-        n = 4, cp = p[0] & 0x07u;
-    else
-        return 0;
-    if ((size_t)(end - p) < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        cp = cp << 6 | (p[i] & 0x3Fu);
-    }
-    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || (n == 3 && cp < 0x800) ||
-        (n == 4 && cp < 0x10000))
-        return 0;
-    return n;
-}
-
 static size_t utf8_put(uint32_t cp, char *o)
 {
     if (cp < 0x80) {
@@ -193,7 +168,7 @@ static int scan_string(scan_t *s, value_t *v)
         if (*p < 0x20)
             return fail(s, p, "control character in a string");
         if (*p >= 0x80) {
-            size_t n = utf8_seq(p, end);
+            size_t n = hb_utf8_seq(p, end);
             if (!n)
                 return fail(s, p, "invalid UTF-8");
             p += n;
