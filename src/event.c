@@ -150,6 +150,19 @@ static size_t utf8_put(uint32_t cp, char *o)
     return 4;
 }
 
+/* Are the 8 bytes at p all printable ASCII other than '"' and '\\'? A byte
+ * below 0x20 borrows in x - 0x20.., '"' and '\\' become 0 and borrow in
+ * (x ^ c..) - 0x01.., and a byte >= 0x80 sets its own top bit; with no such
+ * byte nothing borrows, so no top bit is set. */
+static int plain8(const unsigned char *p)
+{
+    const uint64_t ones = 0x0101010101010101u, top = 0x8080808080808080u;
+    uint64_t x;
+    memcpy(&x, p, 8);
+    return !(((x - 0x20 * ones) | ((x ^ '"' * ones) - ones) | ((x ^ '\\' * ones) - ones) | x) &
+             top);
+}
+
 /* A string whose opening quote is just before s->p; leaves s->p past the
  * closing quote. */
 static int scan_string(scan_t *s, value_t *v)
@@ -159,6 +172,8 @@ static int scan_string(scan_t *s, value_t *v)
     v->escaped = v->nul = 0;
     for (;;) {
         /* printable ASCII other than '"' and '\\' is most of any body */
+        while (end - p >= 8 && plain8(p))
+            p += 8;
         while (p < end && (unsigned)(*p - 0x20) < 0x60 && *p != '"' && *p != '\\')
             p++;
         if (p == end)

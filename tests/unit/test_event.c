@@ -518,6 +518,52 @@ static void test_reasons(void)
     }
 }
 
+/* Strings are scanned 8 bytes at a time where they can be: a special byte
+ * must be seen wherever it falls in such a block. */
+static void test_string_offsets(void)
+{
+    static const struct {
+        const char *what, *insert, *decoded; /* decoded NULL: refused */
+    } specials[] = {
+        {"a tab", "\t", NULL},
+        {"a NUL byte", "\0", NULL},
+        {"byte 0x1f", "\x1f", NULL},
+        {"byte 0xff", "\xff", NULL},
+        {"a stray continuation byte", "\x80", NULL},
+        {"an escaped quote", "\\\"", "\""},
+        {"an escaped backslash", "\\\\", "\\"},
+        {"\\u00e9", "\\u00e9", "\xc3\xa9"},
+        {"raw e-acute", "\xc3\xa9", "\xc3\xa9"},
+        {"a space", " ", " "},
+        {"a tilde and DEL", "~\x7f", "~\x7f"},
+    };
+    for (size_t i = 0; i < sizeof(specials) / sizeof(specials[0]); i++) {
+        int all_right = 1;
+        for (size_t at = 0; at < 20; at++) {
+            char body[128], want[64];
+            size_t ins = specials[i].insert[0] ? strlen(specials[i].insert) : 1;
+            size_t n = (size_t)snprintf(body, sizeof(body), "{\"topic\":\"t\",\"id\":\"");
+            memset(body + n, 'a', at);
+            memcpy(body + n + at, specials[i].insert, ins);
+            n += at + ins;
+            n += (size_t)snprintf(body + n, sizeof(body) - n, "bcdefghijklmnopq\"}");
+            hb_envelope_t env;
+            char why[256];
+            int rc = hb_envelope_parse(body, n, &env, why, sizeof(why));
+            if (specials[i].decoded) {
+                memset(want, 'a', at);
+                snprintf(want + at, sizeof(want) - at, "%sbcdefghijklmnopq", specials[i].decoded);
+                all_right &= rc == 0 && strcmp(env.id, want) == 0;
+            } else {
+                all_right &= rc == -1;
+            }
+            hb_envelope_clear(&env);
+        }
+        ok(all_right, "%s at each of 20 offsets in a string: %s", specials[i].what,
+           specials[i].decoded ? "decoded" : "refused");
+    }
+}
+
 int main(void)
 {
     test_samples();
@@ -527,5 +573,6 @@ int main(void)
     test_edges();
     test_long_strings();
     test_reasons();
+    test_string_offsets();
     return done_testing();
 }
