@@ -17,8 +17,10 @@ for seeds in tests/fuzz/corpus/*/; do
   name=$(basename "$seeds")
   [[ -x "$out/fuzz_$name" ]] || continue
   mkdir -p "$out/corpus/$name" "$out/artifacts"
+  dict=()
+  [[ -f "tests/fuzz/$name.dict" ]] && dict=(-dict="tests/fuzz/$name.dict")
   echo "== fuzz_$name for $minutes min (new inputs: $out/corpus/$name)"
-  if ! "$out/fuzz_$name" -max_total_time=$((minutes * 60)) -print_final_stats=1 \
+  if ! "$out/fuzz_$name" -max_total_time=$((minutes * 60)) -print_final_stats=1 "${dict[@]}" \
       -artifact_prefix="$out/artifacts/$name-" "$out/corpus/$name" "$seeds"; then
     failed+=("$name")
   fi
