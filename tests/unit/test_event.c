@@ -54,6 +54,8 @@ static void test_samples(void)
             is_str(env.id, s->id, "%s: id", s->file);
             is_int(env.delivery_attempts, s->delivery_attempts, "%s: delivery_attempts", s->file);
             is_int(env.created_at, s->created_at, "%s: created_at", s->file);
+            /* the request path's promise: a real notification costs no malloc */
+            ok(env.heap == 0, "%s: every field fits the envelope's inline buffer", s->file);
         }
         hb_envelope_clear(&env);
         ok(env.topic == NULL && env.app_id == NULL && env.id == NULL,
