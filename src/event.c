@@ -2,10 +2,39 @@
  *
  * Only `type` and `topic` are reliably present in a notification; every
  * other field may be missing, null, or (in old API versions) a number, so
- * scalars are turned into text and anything else counts as missing. */
+ * scalars are turned into text and anything else counts as missing.
+ *
+ * Why not jansson: building a tree of a 1.5 KB body to read five top-level
+ * fields cost a quarter of a request's CPU. One pass below validates the
+ * whole body without allocating, remembers where the last value of each
+ * wanted top-level key is (jansson keeps the last of duplicate keys too),
+ * and decodes only those values.
+ *
+ * It accepts exactly what the code before it accepted: jansson 2.14's
+ * json_loadb with JSON_ALLOW_NUL, retried with JSON_DECODE_INT_AS_REAL
+ * when an integer is too big (tests/tools/envelope_ref.c keeps that code
+ * as the oracle of tests/fuzz/fuzz_envelope_diff.c). jansson's rules, each
+ * checked against the library:
+ *  - RFC 8259 grammar; whitespace is space, tab, CR and LF; the top level
+ *    must be an object or an array (an array is then refused as such);
+ *  - the input is strict UTF-8 (no overlongs, no encoded surrogates,
+ *    nothing beyond U+10FFFF); \u surrogates must come in pairs; \u0000
+ *    is fine in a value but refused in any key, however deep;
+ *  - every value, scalars included, counts towards a depth of at most
+ *    2048 (JSON_PARSER_MAX_DEPTH): 2047 arrays around a 1 parse, 2048 not;
+ *  - a number that overflows a double is refused, one that underflows is
+ *    not;
+ *  - an integer beyond 64 bits is fine, but then jansson re-reads the body
+ *    with every integer as a real: no field is an integer any more, and an
+ *    integer that overflows a double is refused;
+ *  - jansson's lexer drops one NUL byte right after a number or a
+ *    true/false/null (it puts the byte back, and its stream skips a put-back
+ *    NUL), so `{"a":1<NUL>}` parses. Reproduced: whatever jansson accepted
+ *    is still accepted, nothing more. */
 #include "hb/fmacros.h"
 
 #include "hb/event.h"
+#include "hb/utf8.h"
 #include "hb/util.h"
 
 #include <inttypes.h>
@@ -13,73 +42,546 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
+#define MAX_DEPTH 2048 /* jansson's JSON_PARSER_MAX_DEPTH */
+#define MAX_TOPIC 255
+#define EXP_CAP 1000000000000000 /* exponents saturate here: far beyond any body */
 
-static char *scalar_text(json_t *v)
+/* 2^1024 - 2^970, the least number strtod rounds to infinity, as the digits
+ * d.ddd of its d.ddd * 10^308 */
+static const char dbl_overflow[] =
+    "179769313486231580793728971405303415079934132710037826936173778980444968292764750946649017"
+    "977587207096330286416692887910946555547851940402630657488671505820681908902000708383676273"
+    "854845817711531764475730270069855571366959622842914819860834936475292719074168444365510704"
+    "342711559699508093042880177904174497792";
+
+enum { F_TOPIC, F_APP_ID, F_ID, F_DELIVERY_ATTEMPTS, F_CREATED_AT, F_COUNT, F_NONE = F_COUNT };
+
+static const struct {
+    const char *name;
+    size_t len;
+} field_names[F_COUNT] = {
+    {"topic", 5}, {"app_id", 6}, {"id", 2}, {"delivery_attempts", 17}, {"created_at", 10},
+};
+
+typedef enum { K_MISSING = 0, K_OTHER, K_STRING, K_INTEGER } kind_t;
+
+typedef struct {
+    kind_t kind;
+    const unsigned char *s; /* K_STRING: the raw bytes between the quotes */
+    size_t n;
+    int escaped; /* has a backslash, so needs decoding */
+    int nul;     /* decodes to a string holding a NUL */
+    int64_t i;   /* K_INTEGER */
+} value_t;
+
+typedef struct {
+    const unsigned char *begin, *p, *end;
+    const char *err; /* why the body is not valid JSON, at byte err_off */
+    size_t err_off;
+    int root_object;
+    int big_integer;    /* some integer is beyond 64 bits */
+    value_t f[F_COUNT]; /* the last value of each wanted top-level key */
+} scan_t;
+
+static int fail(scan_t *s, const unsigned char *at, const char *why)
 {
-    char buf[32];
-    /* a string with a NUL in it cannot be a routing key: treat as absent */
-    if (json_is_string(v) && !memchr(json_string_value(v), 0, json_string_length(v)))
-        return hb_strndup(json_string_value(v), json_string_length(v));
-    if (json_is_integer(v)) {
-        snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return hb_strdup(buf);
+    s->err = why;
+    s->err_off = (size_t)(at - s->begin);
+    return -1;
+}
+
+static int is_digit(unsigned c)
+{
+    return c - '0' < 10;
+}
+
+static int is_alpha(unsigned c)
+{
+    return (c | 0x20) - 'a' < 26;
+}
+
+static void skip_ws(scan_t *s)
+{
+    const unsigned char *p = s->p;
+    while (p < s->end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    s->p = p;
+}
+
+/* The value of 4 hex digits at p, or -1. */
+static int32_t hex4(const unsigned char *p, const unsigned char *end)
+{
+    if (end - p < 4)
+        return -1;
+    int32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned c = p[i], lc = c | 0x20;
+        if (is_digit(c))
+            v = v << 4 | (int32_t)(c - '0');
+        else if (lc >= 'a' && lc <= 'f')
+            v = v << 4 | (int32_t)(lc - 'a' + 10);
+        else
+            return -1;
     }
+    return v;
+}
+
+static size_t utf8_put(uint32_t cp, char *o)
+{
+    if (cp < 0x80) {
+        o[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (char)(0xC0 | cp >> 6);
+        o[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xE0 | cp >> 12);
+        o[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+        o[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    o[0] = (char)(0xF0 | cp >> 18);
+    o[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+    o[2] = (char)(0x80 | (cp >> 6 & 0x3F));
+    o[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* Are the 8 bytes at p all printable ASCII other than '"' and '\\'? A byte
+ * below 0x20 borrows in x - 0x20.., '"' and '\\' become 0 and borrow in
+ * (x ^ c..) - 0x01.., and a byte >= 0x80 sets its own top bit; with no such
+ * byte nothing borrows, so no top bit is set. */
+static int plain8(const unsigned char *p)
+{
+    const uint64_t ones = 0x0101010101010101u, top = 0x8080808080808080u;
+    uint64_t x;
+    memcpy(&x, p, 8);
+    return !(((x - 0x20 * ones) | ((x ^ '"' * ones) - ones) | ((x ^ '\\' * ones) - ones) | x) &
+             top);
+}
+
+/* A string whose opening quote is just before s->p; leaves s->p past the
+ * closing quote. */
+static int scan_string(scan_t *s, value_t *v)
+{
+    const unsigned char *p = s->p, *end = s->end;
+    v->s = p;
+    v->escaped = v->nul = 0;
+    for (;;) {
+        /* printable ASCII other than '"' and '\\' is most of any body */
+        while (end - p >= 8 && plain8(p))
+            p += 8;
+        while (p < end && (unsigned)(*p - 0x20) < 0x60 && *p != '"' && *p != '\\')
+            p++;
+        if (p == end)
+            return fail(s, p, "unterminated string");
+        if (*p == '"')
+            break;
+        if (*p < 0x20)
+            return fail(s, p, "control character in a string");
+        if (*p >= 0x80) {
+            size_t n = hb_utf8_seq(p, end);
+            if (!n)
+                return fail(s, p, "invalid UTF-8");
+            p += n;
+            continue;
+        }
+        v->escaped = 1;
+        if (end - p < 2)
+            return fail(s, p, "unterminated string");
+        if (p[1] != 'u') {
+            if (!memchr("\"\\/bfnrt", p[1], 8))
+                return fail(s, p, "invalid escape");
+            p += 2;
+            continue;
+        }
+        int32_t cp = hex4(p + 2, end);
+        if (cp < 0)
+            return fail(s, p, "invalid \\u escape");
+        if (cp >= 0xDC00 && cp <= 0xDFFF)
+            return fail(s, p, "unpaired UTF-16 surrogate");
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+            if (end - p < 8 || p[6] != '\\' || p[7] != 'u')
+                return fail(s, p, "unpaired UTF-16 surrogate");
+            int32_t lo = hex4(p + 8, end);
+            if (lo < 0)
+                return fail(s, p + 6, "invalid \\u escape");
+            if (lo < 0xDC00 || lo > 0xDFFF)
+                return fail(s, p, "unpaired UTF-16 surrogate");
+            p += 12;
+            continue;
+        }
+        if (cp == 0)
+            v->nul = 1;
+        p += 6;
+    }
+    v->n = (size_t)(p - v->s);
+    s->p = p + 1;
+    return 0;
+}
+
+/* Decode a string that scan_string accepted into out (at least n bytes). */
+static size_t unescape(const unsigned char *p, size_t n, char *out)
+{
+    const unsigned char *end = p + n;
+    char *o = out;
+    while (p < end) {
+        if (*p != '\\') {
+            *o++ = (char)*p++;
+            continue;
+        }
+        unsigned c = p[1];
+        p += 2;
+        switch (c) {
+        case 'b':
+            *o++ = '\b';
+            break;
+        case 'f':
+            *o++ = '\f';
+            break;
+        case 'n':
+            *o++ = '\n';
+            break;
+        case 'r':
+            *o++ = '\r';
+            break;
+        case 't':
+            *o++ = '\t';
+            break;
+        case 'u': {
+            uint32_t cp = (uint32_t)hex4(p, end);
+            p += 4;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                cp = 0x10000 + ((cp - 0xD800) << 10) + ((uint32_t)hex4(p + 2, end) - 0xDC00);
+                p += 6;
+            }
+            o += utf8_put(cp, o);
+            break;
+        }
+        default: /* '"', '\\', '/' */
+            *o++ = (char)c;
+        }
+    }
+    return (size_t)(o - out);
+}
+
+/* Is the number with significant digits [p, end) (a '.' among them is
+ * skipped) whose first digit stands for 10^mag too big for a double? */
+static int overflows_double(const unsigned char *p, const unsigned char *end, int64_t mag)
+{
+    for (; p < end && (*p == '0' || *p == '.'); p++)
+        mag -= *p == '0';
+    if (p == end)
+        return 0; /* zero */
+    if (mag != 308)
+        return mag > 308;
+    size_t i = 0, n = sizeof(dbl_overflow) - 1;
+    for (; p < end; p++) {
+        if (*p == '.')
+            continue;
+        if (i == n || *p != (unsigned char)dbl_overflow[i])
+            return i == n || *p > (unsigned char)dbl_overflow[i];
+        i++;
+    }
+    return i == n; /* a shorter prefix of dbl_overflow is below it */
+}
+
+/* A number at s->p (a '-' or a digit). An integer within 64 bits becomes
+ * K_INTEGER; any other number only needs to fit a double. */
+static int scan_number(scan_t *s, value_t *v)
+{
+    const unsigned char *p = s->p, *end = s->end, *start = p;
+    int neg = *p == '-';
+    p += neg;
+    if (p == end || !is_digit(*p))
+        return fail(s, start, "invalid number");
+    const unsigned char *digits = p;
+    if (*p == '0') {
+        if (++p < end && is_digit(*p))
+            return fail(s, start, "invalid number (leading zero)");
+    } else {
+        while (p < end && is_digit(*p))
+            p++;
+    }
+    int64_t mag = (int64_t)(p - digits) - 1;
+    int real = 0;
+    if (p < end && *p == '.') {
+        if (++p == end || !is_digit(*p))
+            return fail(s, start, "invalid number");
+        while (p < end && is_digit(*p))
+            p++;
+        real = 1;
+    }
+    const unsigned char *mantissa_end = p;
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        int eneg = 0;
+        int64_t e = 0;
+        if (++p < end && (*p == '+' || *p == '-'))
+            eneg = *p++ == '-';
+        if (p == end || !is_digit(*p))
+            return fail(s, start, "invalid number");
+        for (; p < end && is_digit(*p); p++)
+            if (e < EXP_CAP)
+                e = e * 10 + (*p - '0');
+        mag += eneg ? -e : e;
+        real = 1;
+    }
+    s->p = p;
+    if (!real) {
+        uint64_t limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX, u = 0;
+        const unsigned char *q = digits;
+        for (; q < mantissa_end && u <= (limit - (unsigned)(*q - '0')) / 10; q++)
+            u = u * 10 + (unsigned)(*q - '0');
+        if (q == mantissa_end) {
+            v->kind = K_INTEGER;
+            v->i = !neg ? (int64_t)u : u > (uint64_t)INT64_MAX ? INT64_MIN : -(int64_t)u;
+            return 0;
+        }
+        s->big_integer = 1;
+    }
+    if (overflows_double(digits, mantissa_end, mag))
+        return fail(s, start, "number too large for a double");
+    return 0;
+}
+
+/* true, false or null; jansson reads a whole run of letters as one word */
+static int scan_literal(scan_t *s)
+{
+    const unsigned char *p = s->p;
+    while (p < s->end && is_alpha(*p))
+        p++;
+    size_t n = (size_t)(p - s->p);
+    if (!((n == 4 && (memcmp(s->p, "true", 4) == 0 || memcmp(s->p, "null", 4) == 0)) ||
+          (n == 5 && memcmp(s->p, "false", 5) == 0)))
+        return fail(s, s->p, "invalid literal");
+    s->p = p;
+    return 0;
+}
+
+static int field_of(const value_t *key)
+{
+    const unsigned char *name = key->s;
+    size_t n = key->n;
+    char buf[6 * 17]; /* the longest wanted name, each byte written as \u00XX */
+    if (key->escaped) {
+        if (n > sizeof(buf))
+            return F_NONE;
+        n = unescape(key->s, key->n, buf);
+        name = (const unsigned char *)buf;
+    }
+    for (int f = 0; f < F_COUNT; f++)
+        if (n == field_names[f].len && memcmp(name, field_names[f].name, n) == 0)
+            return f;
+    return F_NONE;
+}
+
+typedef enum { S_VALUE, S_KEY, S_NEXT } state_t;
+
+/* The whole body, iteratively: a bit per open container says whether it is
+ * an object, so depth costs no stack frames. */
+static int scan(scan_t *s)
+{
+    unsigned char is_object[MAX_DEPTH / 8];
+    size_t depth = 0;
+    int field = F_NONE; /* the wanted top-level key whose value comes next */
+    state_t st = S_VALUE;
+    skip_ws(s);
+    if (s->p == s->end)
+        return fail(s, s->p, "empty body");
+    if (*s->p != '{' && *s->p != '[')
+        return fail(s, s->p, "expected '{'");
+    s->root_object = *s->p == '{';
+    for (;;) {
+        switch (st) {
+        case S_VALUE: {
+            skip_ws(s);
+            if (s->p == s->end)
+                return fail(s, s->p, "unexpected end of body");
+            if (depth == MAX_DEPTH)
+                return fail(s, s->p, "nested deeper than 2048");
+            value_t other, *v = field == F_NONE ? &other : &s->f[field];
+            field = F_NONE;
+            v->kind = K_OTHER;
+            unsigned c = *s->p++;
+            if (c == '{' || c == '[') {
+                unsigned bit = 1u << (depth & 7);
+                is_object[depth / 8] = (unsigned char)(c == '{' ? is_object[depth / 8] | bit
+                                                                : is_object[depth / 8] & ~bit);
+                depth++;
+                skip_ws(s);
+                st = c == '{' ? S_KEY : S_VALUE;
+                if (s->p < s->end && *s->p == (c == '{' ? '}' : ']')) {
+                    s->p++;
+                    depth--;
+                    st = S_NEXT;
+                }
+                break;
+            }
+            if (c == '"') {
+                if (scan_string(s, v) < 0)
+                    return -1;
+                v->kind = K_STRING;
+                st = S_NEXT;
+                break;
+            }
+            s->p--;
+            if (c == '-' || is_digit(c)) {
+                if (scan_number(s, v) < 0)
+                    return -1;
+            } else if (is_alpha(c)) {
+                if (scan_literal(s) < 0)
+                    return -1;
+            } else {
+                return fail(s, s->p, "unexpected character");
+            }
+            if (s->p < s->end && *s->p == '\0')
+                s->p++; /* jansson's lexer loses it (see the top of the file) */
+            st = S_NEXT;
+            break;
+        }
+        case S_KEY: {
+            skip_ws(s);
+            if (s->p == s->end || *s->p != '"')
+                return fail(s, s->p, "expected a string key");
+            const unsigned char *at = s->p++;
+            value_t key;
+            if (scan_string(s, &key) < 0)
+                return -1;
+            if (key.nul)
+                return fail(s, at, "NUL in an object key");
+            if (depth == 1)
+                field = field_of(&key);
+            skip_ws(s);
+            if (s->p == s->end || *s->p != ':')
+                return fail(s, s->p, "expected ':'");
+            s->p++;
+            st = S_VALUE;
+            break;
+        }
+        case S_NEXT: {
+            skip_ws(s);
+            if (depth == 0)
+                return s->p == s->end ? 0 : fail(s, s->p, "data after the JSON value");
+            int obj = is_object[(depth - 1) / 8] >> ((depth - 1) & 7) & 1;
+            if (s->p < s->end && *s->p == ',') {
+                s->p++;
+                st = obj ? S_KEY : S_VALUE;
+            } else if (s->p < s->end && *s->p == (obj ? '}' : ']')) {
+                s->p++;
+                depth--;
+            } else {
+                return fail(s, s->p, obj ? "expected ',' or '}'" : "expected ',' or ']'");
+            }
+            break;
+        }
+        }
+    }
+}
+
+enum { HEAP_TOPIC = 1, HEAP_APP_ID = 2, HEAP_ID = 4 };
+
+/* Copy (decoding escapes) n raw bytes into the envelope's inline buffer,
+ * or into the heap when they do not fit. */
+static char *store(hb_envelope_t *env, size_t *used, unsigned heap_bit, const void *raw, size_t n,
+                   int escaped, size_t *len)
+{
+    char *out;
+    int inline_ = n < sizeof(env->inline_buf) - *used;
+    if (inline_) {
+        out = env->inline_buf + *used;
+    } else {
+        out = hb_malloc(n + 1);
+        env->heap |= heap_bit;
+    }
+    if (escaped) {
+        *len = unescape(raw, n, out);
+    } else {
+        memcpy(out, raw, n);
+        *len = n;
+    }
+    out[*len] = '\0';
+    if (inline_)
+        *used += *len + 1;
+    return out;
+}
+
+static char *scalar_text(hb_envelope_t *env, size_t *used, unsigned heap_bit, const value_t *v,
+                         int big_integer, size_t *len)
+{
+    /* a string with a NUL in it cannot be a routing key: treat as absent */
+    if (v->kind == K_STRING && !v->nul)
+        return store(env, used, heap_bit, v->s, v->n, v->escaped, len);
+    if (v->kind == K_INTEGER && !big_integer) {
+        char buf[24];
+        int n = snprintf(buf, sizeof(buf), "%" PRId64, v->i);
+        return store(env, used, heap_bit, buf, (size_t)n, 0, len);
+    }
+    *len = 0;
     return NULL;
 }
 
-static int64_t int_field(json_t *obj, const char *name)
+static int64_t int_field(const value_t *v, int big_integer)
 {
-    json_t *v = json_object_get(obj, name);
-    return json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
+    return v->kind == K_INTEGER && !big_integer ? v->i : -1;
 }
 
 int hb_envelope_parse(const char *body, size_t len, hb_envelope_t *env, char *why, size_t whylen)
 {
-    json_error_t jerr;
-    memset(env, 0, sizeof(*env));
-    /* Any valid JSON object is accepted: NUL escapes inside strings, and
-     * integers beyond 64 bits (retried with integers read as reals; the
-     * raw body is what gets stored either way). */
-    json_t *root = json_loadb(body, len, JSON_ALLOW_NUL, &jerr);
-    if (!root && strstr(jerr.text, "too big"))
-        root = json_loadb(body, len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &jerr);
-    if (!root) {
-        snprintf(why, whylen, "body is not valid JSON (line %d, column %d: %s)", jerr.line,
-                 jerr.column, jerr.text);
+    env->topic = env->app_id = env->id = NULL;
+    env->topic_len = env->app_id_len = env->id_len = 0;
+    env->delivery_attempts = env->created_at = -1;
+    env->heap = 0;
+    if (!body || len == 0) {
+        snprintf(why, whylen, "body is not valid JSON (empty body)");
         return -1;
     }
-    int rc = -1;
-    if (!json_is_object(root)) {
+    scan_t s;
+    memset(&s, 0, sizeof(s));
+    s.begin = s.p = (const unsigned char *)body;
+    s.end = s.p + len;
+    if (scan(&s) < 0) {
+        snprintf(why, whylen, "body is not valid JSON (byte %zu: %s)", s.err_off, s.err);
+        return -1;
+    }
+    if (!s.root_object) {
         snprintf(why, whylen, "body is not a JSON object");
-        goto cleanup;
+        return -1;
     }
-    json_t *topic = json_object_get(root, "topic");
-    if (!json_is_string(topic)) {
+    const value_t *topic = &s.f[F_TOPIC];
+    if (topic->kind != K_STRING) {
         snprintf(why, whylen, "body has no string \"topic\"");
-        goto cleanup;
+        return -1;
     }
-    if (json_string_length(topic) == 0 || json_string_length(topic) > 255 ||
-        memchr(json_string_value(topic), 0, json_string_length(topic))) {
-        snprintf(why, whylen, "\"topic\" must be 1 to 255 characters, without NUL");
-        goto cleanup;
+    size_t used = 0;
+    if (!topic->nul && topic->n > 0)
+        env->topic =
+            store(env, &used, HEAP_TOPIC, topic->s, topic->n, topic->escaped, &env->topic_len);
+    if (!env->topic || env->topic_len > MAX_TOPIC) {
+        hb_envelope_clear(env);
+        snprintf(why, whylen, "\"topic\" must be 1 to %d characters, without NUL", MAX_TOPIC);
+        return -1;
     }
-    env->topic = hb_strndup(json_string_value(topic), json_string_length(topic));
-    env->app_id = scalar_text(json_object_get(root, "app_id"));
-    env->id = scalar_text(json_object_get(root, "id"));
-    env->delivery_attempts = int_field(root, "delivery_attempts");
-    env->created_at = int_field(root, "created_at");
-    rc = 0;
-cleanup:
-    json_decref(root);
-    return rc;
+    env->app_id =
+        scalar_text(env, &used, HEAP_APP_ID, &s.f[F_APP_ID], s.big_integer, &env->app_id_len);
+    env->id = scalar_text(env, &used, HEAP_ID, &s.f[F_ID], s.big_integer, &env->id_len);
+    env->delivery_attempts = int_field(&s.f[F_DELIVERY_ATTEMPTS], s.big_integer);
+    env->created_at = int_field(&s.f[F_CREATED_AT], s.big_integer);
+    return 0;
 }
 
 void hb_envelope_clear(hb_envelope_t *env)
 {
-    free(env->topic);
-    free(env->app_id);
-    free(env->id);
-    memset(env, 0, sizeof(*env));
+    if (env->heap & HEAP_TOPIC)
+        free(env->topic);
+    if (env->heap & HEAP_APP_ID)
+        free(env->app_id);
+    if (env->heap & HEAP_ID)
+        free(env->id);
+    env->topic = env->app_id = env->id = NULL;
+    env->topic_len = env->app_id_len = env->id_len = 0;
     env->delivery_attempts = env->created_at = -1;
+    env->heap = 0;
 }

@@ -1,13 +1,14 @@
-/* JSON-lines formatting of events. See include/hb/jsonl.h. Strings are
- * escaped by jansson; the payload is copied, never re-serialised. */
+/* JSON-lines formatting of events. See include/hb/jsonl.h. The few short
+ * strings of a line are escaped here directly, byte for byte as jansson's
+ * json_dumpb wrote them before (a json_t per string cost more than the
+ * line); the payload is copied, never re-serialised. */
 #include "hb/fmacros.h"
 
 #include "hb/jsonl.h"
+#include "hb/utf8.h"
 #include "hb/util.h"
 
 #include <string.h>
-
-#include <jansson.h>
 
 typedef struct {
     char **buf;
@@ -31,17 +32,68 @@ static void add(out_t *o, const char *s)
     *o->len += n;
 }
 
-static void add_json_string(out_t *o, const char *s)
+static int is_utf8(const unsigned char *s, size_t n)
 {
-    json_t *js = s ? json_string(s) : NULL;
-    if (!js) { /* absent, or not UTF-8 (cannot happen for parsed fields) */
+    for (size_t i = 0; i < n;) {
+        size_t k = s[i] < 0x80 ? 1 : hb_utf8_seq(s + i, s + n);
+        if (!k)
+            return 0;
+        i += k;
+    }
+    return 1;
+}
+
+/* As json_dumpb: '"', '\\' and control characters escaped (short forms where
+ * JSON has them), everything else, UTF-8 included, as is. A string that is
+ * not UTF-8 cannot be a JSON string: null, as jansson's json_string gave. */
+static void add_json_string(out_t *o, const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t n = s ? strlen(str) : 0;
+    if (!s || !is_utf8(s, n)) {
         add(o, "null");
         return;
     }
-    size_t need = json_dumpb(js, NULL, 0, JSON_ENCODE_ANY);
-    reserve(o, need);
-    *o->len += json_dumpb(js, *o->buf + *o->len, need, JSON_ENCODE_ANY);
-    json_decref(js);
+    static const char hex[] = "0123456789ABCDEF";
+    reserve(o, 6 * n + 2);
+    char *p = *o->buf + *o->len;
+    *p++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *p++ = (char)c;
+            continue;
+        }
+        *p++ = '\\';
+        switch (c) {
+        case '"':
+        case '\\':
+            *p++ = (char)c;
+            break;
+        case '\b':
+            *p++ = 'b';
+            break;
+        case '\f':
+            *p++ = 'f';
+            break;
+        case '\n':
+            *p++ = 'n';
+            break;
+        case '\r':
+            *p++ = 'r';
+            break;
+        case '\t':
+            *p++ = 't';
+            break;
+        default:
+            memcpy(p, "u00", 3);
+            p[3] = hex[c >> 4];
+            p[4] = hex[c & 15];
+            p += 5;
+        }
+    }
+    *p++ = '"';
+    *o->len = (size_t)(p - *o->buf);
 }
 
 void hb_jsonl_event(const hb_msg_t *m, const char *sink, const char *error, char **buf, size_t *len,

@@ -1,0 +1,97 @@
+/* JSON lines: the strings of a line are escaped without jansson now, so
+ * jansson checks them: every line must decode to the very strings that went
+ * in, and be byte for byte the line jansson's json_dumpb made before. */
+#include "test.h"
+
+#include "hb/jsonl.h"
+
+#include <jansson.h>
+
+/* The line as the jansson-based writer made it: each string through
+ * json_string + json_dumpb (null when absent or not UTF-8). */
+static void ref_string(char *out, size_t cap, const char *s)
+{
+    json_t *js = s ? json_string(s) : NULL;
+    size_t n = js ? json_dumpb(js, out, cap - 1, JSON_ENCODE_ANY) : 0;
+    if (!js)
+        n = (size_t)snprintf(out, cap, "null");
+    out[n < cap ? n : cap - 1] = '\0';
+    json_decref(js);
+}
+
+static const char *field_text(json_t *line, const char *name)
+{
+    json_t *v = json_object_get(line, name);
+    return json_is_string(v) ? json_string_value(v) : json_is_null(v) ? "(null)" : "(missing)";
+}
+
+/* One line carrying `s` in every string field; checks it against jansson. */
+static void check(const char *what, const char *s, int utf8)
+{
+    static const unsigned char body[] = "{\"a\":\r\n1}";
+    hb_msg_t m = {.received_at_ms = 1764400000123,
+                  .topic = s,
+                  .app_id = s,
+                  .id = s,
+                  .body = body,
+                  .body_len = sizeof(body) - 1};
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    hb_jsonl_event(&m, s, s, &buf, &len, &cap);
+
+    json_error_t err;
+    json_t *line = len ? json_loadb(buf, len, 0, &err) : NULL;
+    ok(line != NULL, "%s: the line is valid JSON (%s)", what, line ? "ok" : err.text);
+    ok(len > 0 && buf[len - 1] == '\n' && memchr(buf, '\n', len) == buf + len - 1,
+       "%s: one line, ended by its only LF", what);
+    const char *want = s && utf8 ? s : "(null)";
+    static const char *const names[] = {"topic", "app_id", "id", "sink", "error"};
+    /* an absent sink or error is left out of the line */
+    size_t fields = s ? 5 : 3;
+    for (size_t i = 0; line && i < fields; i++)
+        is_str(field_text(line, names[i]), want, "%s: %s decodes to what went in", what, names[i]);
+    json_t *payload = line ? json_object_get(line, "payload") : NULL;
+    ok(json_integer_value(json_object_get(payload, "a")) == 1, "%s: the payload is the body", what);
+    is_str(line ? field_text(line, "received_at") : NULL, "2025-11-29T07:06:40.123Z",
+           "%s: received_at", what);
+
+    char ref[1024], expect[6 * 1024];
+    ref_string(ref, sizeof(ref), s);
+    snprintf(expect, sizeof(expect),
+             "{\"received_at\":\"2025-11-29T07:06:40.123Z\",\"app_id\":%s,\"topic\":%s,\"id\":%s"
+             "%s%s%s%s,\"payload\":{\"a\":  1}}\n",
+             ref, ref, ref, s ? ",\"sink\":" : "", s ? ref : "", s ? ",\"error\":" : "",
+             s ? ref : "");
+    buf = realloc(buf, len + 1);
+    buf[len] = '\0';
+    is_str(buf, expect, "%s: the same bytes as jansson's json_dumpb", what);
+    json_decref(line);
+    free(buf);
+}
+
+int main(void)
+{
+    check("plain ASCII", "conversation.user.created", 1);
+    check("empty string", "", 1);
+    check("quote, backslash, slash", "a\"b\\c/d", 1);
+    check("short escapes", "\b\f\n\r\t", 1);
+    char ctl[32];
+    for (int c = 1; c < 32; c++)
+        ctl[c - 1] = (char)c;
+    ctl[31] = '\0';
+    check("every control character", ctl, 1);
+    check("DEL stays raw", "\x7f", 1);
+    check("UTF-8 of 2, 3 and 4 bytes", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 1);
+    check("U+2028 and U+2029", "\xe2\x80\xa8\xe2\x80\xa9", 1);
+    check("not UTF-8: null", "bad \xff byte", 0);
+    check("an encoded surrogate: null", "\xed\xa0\x80", 0);
+    check("a truncated sequence: null", "\xe2\x82", 0);
+    char all[200];
+    size_t n = 0;
+    for (int c = 1; c < 128; c++)
+        all[n++] = (char)c;
+    all[n] = '\0';
+    check("every ASCII byte", all, 1);
+    check("absent: null", NULL, 0);
+    return done_testing();
+}
