@@ -81,11 +81,32 @@ int hb_backoff_next(int prev_ms, int min_ms, int max_ms)
 
 void hb_format_rfc3339(uint64_t unix_ms, char *buf, size_t len)
 {
+    /* Every sink formats this per event, mostly within the same second:
+     * gmtime_r and strftime (which takes glibc's time-zone lock) run once
+     * per second and thread. */
+    static _Thread_local time_t last_secs = -1;
+    static _Thread_local char prefix[24];
+    static _Thread_local size_t plen;
     time_t secs = (time_t)(unix_ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, len - n, ".%03uZ", (unsigned)(unix_ms % 1000));
+    if (secs != last_secs) {
+        struct tm tm;
+        gmtime_r(&secs, &tm);
+        plen = strftime(prefix, sizeof(prefix), "%Y-%m-%dT%H:%M:%S", &tm);
+        last_secs = secs;
+    }
+    unsigned ms = (unsigned)(unix_ms % 1000);
+    if (len < plen + 6) {
+        if (len)
+            buf[0] = '\0';
+        return;
+    }
+    memcpy(buf, prefix, plen);
+    buf[plen] = '.';
+    buf[plen + 1] = (char)('0' + ms / 100);
+    buf[plen + 2] = (char)('0' + ms / 10 % 10);
+    buf[plen + 3] = (char)('0' + ms % 10);
+    buf[plen + 4] = 'Z';
+    buf[plen + 5] = '\0';
 }
 
 int hb_write_full(int fd, const void *buf, size_t len)
