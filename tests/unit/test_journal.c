@@ -1435,7 +1435,7 @@ static void test_failed_sync_reuses_no_acknowledged_seq(void)
     mk_tmpdir(dir, sizeof(dir), "failsync");
     const size_t B = 300;
     enum { N = 240 };
-    faults_t fl = {.fail_write = 9, .fail_sync = 4, .sync_delay_ms = 3};
+    faults_t fl = {.fail_write = 3, .fail_sync = 2, .sync_delay_ms = 3};
     hb_journal_opts_t o = {.dir = dir,
                            .max_bytes = 1 << 20,
                            .segment_bytes = 16384,
@@ -1479,6 +1479,10 @@ static void test_failed_sync_reuses_no_acknowledged_seq(void)
         if (!want[s])
             contiguous = 0;
     ok(contiguous, "the 200s hold exactly the seqs 1..%d", good);
+    ok(atomic_load(&fl.writes) >= fl.fail_write && atomic_load(&fl.syncs) >= fl.fail_sync,
+       "both injected failures happened (%d writes, %d syncs)", atomic_load(&fl.writes),
+       atomic_load(&fl.syncs));
+    fl.fail_write = fl.fail_sync = 0; /* the writer is idle: no race */
     uint64_t extra = 0;
     is_int(append_one(j, N, B, &extra), 0, "one more append after the failures");
     is_int(extra, (uint64_t)good + 1, "takes the next seq");
