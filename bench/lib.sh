@@ -187,7 +187,7 @@ EOF
     PIDS+=("$NGINX_MASTER")
     wait_https "$port" || { tail -n 20 "$dir/logs/error.log" "$dir/logs/stdout" >&2; die "nginx did not start"; }
     local worker
-    worker="$(pgrep -P "$NGINX_MASTER" | head -n1)"
+    worker="$(pgrep -P "$NGINX_MASTER" | sed -n 1p || true)"
     [[ -n "$worker" ]] || die "nginx has no worker"
     NGINX_PIDS="$NGINX_MASTER $worker"
     [[ -n "${TLS_NGINX:-}" ]] || TLS_NGINX="$(tls_info "$port")"
@@ -212,7 +212,7 @@ wait_https() {
 
 # tls_info PORT: "TLSv1.3 TLS_AES_256_GCM_SHA384 X25519" as wrk's OpenSSL negotiates it.
 tls_info() {
-    openssl s_client -connect "127.0.0.1:$1" </dev/null 2>/dev/null |
+    { openssl s_client -connect "127.0.0.1:$1" </dev/null 2>/dev/null || true; } |
         awk '/^New, / {gsub(",", ""); p = $2; c = $5}
              /Server Temp Key:/ {sub(/.*Key: /, ""); sub(/,.*/, ""); k = $0}
              END {print p, c, k}'
@@ -300,11 +300,13 @@ hb_stop() {
     return 0
 }
 
-hb_metrics() { curl -fs "http://127.0.0.1:$HB_ADMIN/metrics" 2>/dev/null; }
+# (|| true: under set -e and pipefail, a failed read must not end the run)
+hb_metrics() { curl -fs "http://127.0.0.1:$HB_ADMIN/metrics" 2>/dev/null || true; }
 
 # The bridge's own count of 200s on the webhook route, empty if it has none.
 hb_answered_200() {
-    hb_metrics | awk '/^hookbridge_requests_total\{route="intercom",status="200"\}/ {print $2; exit}'
+    # awk reads to the end: an early exit would make curl fail on a closed pipe.
+    hb_metrics | awk '/^hookbridge_requests_total\{route="intercom",status="200"\}/ && !n++ {print $2}'
 }
 
 # What reached the sink, counted at the sink, not by the bridge.

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Where hookbridge's CPU goes per request: one wrk run as in bench/run.sh,
+# with `perf record -g` on every thread of hookbridge and `perf stat` counting
+# its system calls and context switches. Prints, and writes to
+# bench/results/<date>-<host>-profile-<sink>-<ack>.txt:
+#   - CPU per request (all threads, until the sink has published everything);
+#   - the top symbols, self cost (`perf report --no-children`), each as a share
+#     and as microseconds per request;
+#   - the same by library (kernel, libcrypto, jansson, ...);
+#   - system calls and context switches per request.
+#
+#   bench/profile.sh [--sink file|kafka|redis] [--ack durable|written]
+#                    [--workers N] [--conns N] [-d S] [--top N] [--out DIR]
+# Defaults: file, durable, 1 worker, 32 connections, 10 s, top 30.
+# Needs root for perf on every thread (it installs linux-perf if missing).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+
+sink=file ack=durable workers=1 conns=32 duration=10 top=30 outdir=bench/results
+while (($#)); do
+    case "$1" in
+    --sink) sink="$2"; shift ;;
+    --ack) ack="$2"; shift ;;
+    --workers) workers="$2"; shift ;;
+    --conns) conns="$2"; shift ;;
+    -d | --duration) duration="$2"; shift ;;
+    --top) top="$2"; shift ;;
+    --out) outdir="$2"; shift ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option $1 (try --help)" ;;
+    esac
+    shift
+done
+DRAIN_TIMEOUT="${DRAIN_TIMEOUT:-120}"
+
+command -v perf >/dev/null || apt_install linux-perf
+bench_setup
+
+broker_pid="" brokers="" KAFKA_BASE=0
+case "$sink" in
+kafka)
+    mock_start
+    brokers="$MOCK_BROKERS" broker_pid="$MOCK_PID"
+    ;;
+redis)
+    export HB_REDIS_DIR="$TMP/redis"
+    REDIS_URL="$(tests/services/redis.sh start 2>/dev/null | sed -n 's/^REDIS_URL=//p')" || die "redis did not start"
+    CLEANUP+=("HB_REDIS_DIR='$HB_REDIS_DIR' tests/services/redis.sh stop 2>/dev/null")
+    REDIS_PORT="${REDIS_URL##*:}"
+    broker_pid="$(cat "$HB_REDIS_DIR/redis.pid")"
+    ;;
+esac
+hb_start "$sink" "$ack" "$workers" "$brokers"
+
+# The system calls worth counting on the request path.
+calls=(epoll_wait epoll_ctl futex fdatasync fsync write writev pwrite64 pwritev read readv pread64
+    preadv newfstat newfstatat lseek sendto sendmsg recvfrom recvmsg openat close renameat2
+    rename fallocate ftruncate nanosleep clock_nanosleep poll ppoll eventfd2)
+events="context-switches,cpu-migrations"
+for c in "${calls[@]}"; do
+    perf list "syscalls:sys_enter_$c" 2>/dev/null | grep -q "sys_enter_$c " && events="$events,syscalls:sys_enter_$c"
+done
+
+perf record -F 1999 -g -p "$HB_PID" -o "$TMP/perf.data" >"$TMP/perf-record.log" 2>&1 &
+rec_pid=$!
+PIDS+=("$rec_pid")
+perf stat -x, -e "$events" -p "$HB_PID" -o "$TMP/perf-stat.csv" >/dev/null 2>&1 &
+stat_pid=$!
+PIDS+=("$stat_pid")
+sleep 1 # perf attaches to every thread before the load starts
+
+measure "$HB_PID" "$broker_pid" "https://127.0.0.1:$HB_PORT/webhooks/intercom" "$conns" 1
+kill -INT "$rec_pid" "$stat_pid" 2>/dev/null || true
+wait "$rec_pid" 2>/dev/null || true
+wait "$stat_pid" 2>/dev/null || true
+forget_pid "$rec_pid"
+forget_pid "$stat_pid"
+answered="$(hb_answered_200)"
+hb_stop
+
+mkdir -p "$outdir"
+out="$outdir/$(date -u +%Y%m%d-%H%M%S)-$(hostname -s)-profile-$sink-$ack.txt"
+{
+    echo "hookbridge profile: $sink sink, ack = $ack, workers = $workers, wrk -t1 -c$conns -d${duration}s"
+    echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(date -u '+%F %H:%M') UTC, $NCPU cores, shared machine (others used $OTHERS_CORES cores during the run)"
+    echo "req/s $W_rps, p50 $W_p50_ms ms, p99 $W_p99_ms ms, answered $answered, published $PUBLISHED"
+    echo "CPU per request, all threads, until drained: $CPU_US µs (perf adds some overhead of its own)"
+    echo
+    echo "== top symbols, self cost (perf report --no-children), share of hookbridge's samples and µs per request"
+    perf report -i "$TMP/perf.data" --no-children --sort dso,symbol --stdio -g none --percent-limit 0.3 2>/dev/null |
+        awk -v cpu="$CPU_US" -v top="$top" '
+            /^#/ || NF < 3 { next }
+            { pct = $1; sub(/%/, "", pct); dso = $2; $1 = ""; $2 = ""; $3 = ""; sym = substr($0, 4); sub(/( -)+$/, "", sym)
+              if (n++ < top) printf "%6.2f%%  %6.2f µs  %-22s %s\n", pct, pct * cpu / 100, dso, sym }'
+    echo
+    echo "== by library"
+    perf report -i "$TMP/perf.data" --no-children --sort dso --stdio -g none --percent-limit 0.3 2>/dev/null |
+        awk -v cpu="$CPU_US" '/^#/ || NF < 2 { next }
+            { pct = $1; sub(/%/, "", pct); printf "%6.2f%%  %6.2f µs  %s\n", pct, pct * cpu / 100, $2 }'
+    echo
+    echo "== per request (perf stat over all threads)"
+    awk -F, -v n="$W_requests" '$1 ~ /^[0-9.]+$/ && $3 != "" {
+            name = $3; sub(/^syscalls:sys_enter_/, "", name)
+            if ($1 > 0) printf "%8.3f  %s\n", $1 / n, name }' "$TMP/perf-stat.csv" | sort -rn
+} >"$out"
+cat "$out"
+log "written to $out"
