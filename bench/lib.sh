@@ -110,7 +110,7 @@ build_all() {
     if [[ ! -x "$MOCK_BIN" || bench/mock_kafka.c -nt "$MOCK_BIN" ]]; then
         mkdir -p "$BUILD_DIR/bench"
         # shellcheck disable=SC2046
-        cc -O2 -Wall -Wextra -o "$MOCK_BIN" bench/mock_kafka.c $(pkg-config --cflags --libs rdkafka) ||
+        cc -std=c11 -O2 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -o "$MOCK_BIN" bench/mock_kafka.c $(pkg-config --cflags --libs rdkafka) ||
             die "could not build bench/mock_kafka.c"
     fi
 }

@@ -12,6 +12,7 @@
  *
  * Built by bench/run.sh with cc and pkg-config rdkafka, or by CMake with
  * -DHB_BENCH=ON. */
+#define _POSIX_C_SOURCE 200809L /* sigaction, pause */
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <signal.h>
@@ -94,9 +95,12 @@ static long long topic_count(rd_kafka_t *rk, const char *name)
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, t, &md, 10000);
     rd_kafka_topic_destroy(t);
-    if (e || md->topic_cnt != 1 || md->topics[0].err) {
-        fprintf(stderr, "mock_kafka: metadata of %s: %s\n", name,
-                rd_kafka_err2str(e ? e : md->topic_cnt ? md->topics[0].err : e));
+    if (!e && md->topic_cnt != 1)
+        e = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+    else if (!e)
+        e = md->topics[0].err;
+    if (e) {
+        fprintf(stderr, "mock_kafka: metadata of %s: %s\n", name, rd_kafka_err2str(e));
         if (md)
             rd_kafka_metadata_destroy(md);
         return -1;
@@ -107,8 +111,7 @@ static long long topic_count(rd_kafka_t *rk, const char *name)
         e = rd_kafka_query_watermark_offsets(rk, name, md->topics[0].partitions[p].id, &lo, &hi,
                                              10000);
         if (e) {
-            fprintf(stderr, "mock_kafka: watermarks of %s/%d: %s\n", name, p,
-                    rd_kafka_err2str(e));
+            fprintf(stderr, "mock_kafka: watermarks of %s/%d: %s\n", name, p, rd_kafka_err2str(e));
             rd_kafka_metadata_destroy(md);
             return -1;
         }
