@@ -16,8 +16,11 @@
 # published, and the ratios to the ceiling measured in the same invocation.
 #
 #   bench/run.sh [options]
-#     -q, --quick          3 s per run, and no second ceiling round at the end
+#     -q, --quick          3 s per run, one round
 #     -d, --duration S     seconds per run (default 10)
+#     --rounds N           times the whole matrix runs (default 2; the tables
+#                          show medians, the .tsv every run). The ceiling runs
+#                          at the start of every round and once more at the end
 #     --sinks LIST         file,kafka,redis (default all three)
 #     --acks LIST          durable,written (default both; published also works)
 #     --conns LIST         32,256 (default)
@@ -44,6 +47,7 @@ cd "$ROOT"
 
 duration=10
 quick=0
+rounds=2
 sinks=file,kafka,redis
 acks=durable,written
 conns_list=32,256
@@ -54,7 +58,8 @@ tag=""
 outdir=bench/results
 while (($#)); do
     case "$1" in
-    -q | --quick) quick=1 duration=3 ;;
+    -q | --quick) quick=1 duration=3 rounds=1 ;;
+    --rounds) rounds="$2"; shift ;;
     -d | --duration) duration="$2"; shift ;;
     --sinks) sinks="$2"; shift ;;
     --acks) acks="$2"; shift ;;
@@ -93,21 +98,21 @@ mkdir -p "$outdir"
 RES_MD="$outdir/$stamp-$(hostname -s)$tag.md"
 RES_TSV="${RES_MD%.md}.tsv"
 # The .tsv's columns, in the order record() writes them.
-printf '%s\t' server sink ack workers conns duration_s requests rps p50_ms p99_ms max_ms \
+printf '%s\t' round server sink ack workers conns duration_s requests rps p50_ms p99_ms max_ms \
     errors non2xx answered_200 published status cpu_us_per_req broker_cpu_us_per_req \
     peak_rss_mb drain_s wrk_cores others_cores >"$RES_TSV"
 echo note >>"$RES_TSV"
 
 # ---------------------------------------------------------------- the runs
 
-# run_ceiling CONNS ROUND
+# run_ceiling CONNS
 run_ceiling() {
-    local c="$1" round="$2" port
+    local c="$1" port
     port="$(free_port)"
     nginx_start "$port"
     measure "$NGINX_PIDS" "" "https://127.0.0.1:$port/webhooks/intercom" "$c" 0
     nginx_stop
-    record ceiling nginx+lua - 1 "$c" $((W_requests - W_non2xx)) "round $round"
+    record ceiling nginx+lua - 1 "$c" $((W_requests - W_non2xx)) ""
 }
 
 # run_bridge SINK ACK WORKERS CONNS [real]
@@ -155,7 +160,7 @@ record() {
         status=ok
         ((PUBLISHED >= answered)) || status="LOST_$((answered - PUBLISHED))"
     fi
-    printf '%s\t' "$server" "$sink" "$ack" "$w" "$c" "$duration" "$W_requests" "$W_rps" \
+    printf '%s\t' "$round" "$server" "$sink" "$ack" "$w" "$c" "$duration" "$W_requests" "$W_rps" \
         "$W_p50_ms" "$W_p99_ms" "$W_max_ms" "$W_errors" "$W_non2xx" "$answered" "$PUBLISHED" \
         "$status" "$CPU_US" "$BROKER_US" "$(awk -v k="$RSS_KB" 'BEGIN { printf "%.1f", k / 1024 }')" \
         "$DRAIN_S" "$WRK_CORES" "$OTHERS_CORES" >>"$RES_TSV"
@@ -168,35 +173,41 @@ record() {
 }
 
 done_runs=0
-total=$(( (ceiling ? ${#CONNS[@]} * (quick ? 1 : 2) : 0) \
-    + ${#SINKS[@]} * ${#ACKS[@]} * ${#WORKERS[@]} * ${#CONNS[@]} \
-    + (real_kafka ? ${#WORKERS[@]} : 0) ))
+total=$(( rounds * (${#SINKS[@]} * ${#ACKS[@]} * ${#WORKERS[@]} * ${#CONNS[@]} \
+    + (ceiling ? ${#CONNS[@]} : 0) + (real_kafka ? ${#WORKERS[@]} : 0)) \
+    + (ceiling && rounds > 1 ? ${#CONNS[@]} : 0) ))
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 log "$total runs of ${duration}s each; results in $RES_MD"
 START_S=$SECONDS
 
-if ((ceiling)); then
-    for c in "${CONNS[@]}"; do run_ceiling "$c" 1; done
-fi
-for sink in "${SINKS[@]}"; do
-    for ack in "${ACKS[@]}"; do
-        for w in "${WORKERS[@]}"; do
-            for c in "${CONNS[@]}"; do run_bridge "$sink" "$ack" "$w" "$c"; done
-        done
-    done
-done
+# The real broker runs only for its own runs: an idle JVM still takes CPU.
 if ((real_kafka)); then
     export HB_KAFKA_DIR="$TMP/kafka"
-    KAFKA_REAL="$(tests/services/kafka.sh start 2>"$TMP/kafka-start.log" | sed -n 's/^KAFKA_BROKERS=//p')" \
-        || { cat "$TMP/kafka-start.log" >&2; die "kafka did not start"; }
     CLEANUP+=("HB_KAFKA_DIR='$HB_KAFKA_DIR' tests/services/kafka.sh stop 2>/dev/null")
-    for w in "${WORKERS[@]}"; do run_bridge kafka durable "$w" 32 real; done
-    HB_KAFKA_DIR="$HB_KAFKA_DIR" tests/services/kafka.sh stop 2>/dev/null || true
 fi
-# A second ceiling round at the end: the machine is shared, so the ratios
-# use the mean of the rounds taken before and after the bridge's runs.
-if ((ceiling && !quick)); then
-    for c in "${CONNS[@]}"; do run_ceiling "$c" 2; done
+for ((round = 1; round <= rounds; round++)); do
+    if ((ceiling)); then
+        for c in "${CONNS[@]}"; do run_ceiling "$c"; done
+    fi
+    for sink in "${SINKS[@]}"; do
+        for ack in "${ACKS[@]}"; do
+            for w in "${WORKERS[@]}"; do
+                for c in "${CONNS[@]}"; do run_bridge "$sink" "$ack" "$w" "$c"; done
+            done
+        done
+    done
+    if ((real_kafka)); then
+        KAFKA_REAL="$(tests/services/kafka.sh start 2>"$TMP/kafka-start.log" | sed -n 's/^KAFKA_BROKERS=//p')" \
+            || { cat "$TMP/kafka-start.log" >&2; die "kafka did not start"; }
+        for w in "${WORKERS[@]}"; do run_bridge kafka durable "$w" 32 real; done
+        tests/services/kafka.sh stop 2>/dev/null || true
+    fi
+done
+# The ceiling once more at the end: the machine is shared, so the ratios use
+# the median of the ceiling's runs spread over the whole benchmark.
+if ((ceiling && rounds > 1)); then
+    round=end
+    for c in "${CONNS[@]}"; do run_ceiling "$c"; done
 fi
 
 {
