@@ -75,6 +75,13 @@ need_tools() {
     ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
 }
 
+# alive PID: running, and not a zombie (kill -0 succeeds on a zombie).
+alive() {
+    local st
+    st="$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null)" || return 1
+    [[ -n "$st" && "$st" != Z ]]
+}
+
 # Prints a free loopback port (bind-then-release race accepted).
 free_port() {
     if command -v python3 >/dev/null && python3 -c '
@@ -278,7 +285,7 @@ EOF
     PIDS+=("$HB_PID")
     local up=0
     for _ in $(seq 300); do
-        kill -0 "$HB_PID" 2>/dev/null || { tail -n 20 "$dir/log" >&2; die "hookbridge exited at start"; }
+        alive "$HB_PID" || { tail -n 20 "$dir/log" >&2; die "hookbridge exited at start"; }
         if curl -fs -o /dev/null "http://127.0.0.1:$HB_ADMIN/readyz"; then up=1; break; fi
         sleep 0.1
     done
@@ -286,12 +293,22 @@ EOF
     [[ -n "${TLS_HB:-}" ]] || TLS_HB="$(tls_info "$HB_PORT")"
 }
 
+# hb_stop: SIGTERM, and how it ended: HB_FAILED is empty after a clean exit,
+# else DIED_<signal> (it was gone before we stopped it) or EXIT_<status>.
 hb_stop() {
+    local was_alive=1 rc=0
+    alive "$HB_PID" || was_alive=0
     kill -TERM "$HB_PID" 2>/dev/null || true
-    for _ in $(seq 300); do kill -0 "$HB_PID" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 300); do alive "$HB_PID" || break; sleep 0.1; done
     kill -KILL "$HB_PID" 2>/dev/null || true
-    wait "$HB_PID" 2>/dev/null || true
+    wait "$HB_PID" 2>/dev/null || rc=$?
     forget_pid "$HB_PID"
+    HB_FAILED=""
+    if ((!was_alive)); then
+        HB_FAILED="DIED_$( ((rc > 128)) && kill -l $((rc - 128)) || echo "exit$rc")"
+    elif ((rc != 0)); then
+        HB_FAILED="EXIT_$rc"
+    fi
     if grep -qiE 'error|fatal' "$TMP/hb/log"; then
         log "hookbridge logged errors ($HB_SINK):"
         # (no `head`: with pipefail its early exit would fail the pipeline)
@@ -398,6 +415,8 @@ measure() {
         [[ -n "$target" ]] || target=$((W_requests - W_non2xx))
         PUBLISHED="$(published_count)"
         while ((PUBLISHED < target && SECONDS - start < DRAIN_TIMEOUT)); do
+            # shellcheck disable=SC2086
+            alive $server_pids || break # a dead bridge publishes nothing more
             sleep 0.2
             PUBLISHED="$(published_count)"
         done

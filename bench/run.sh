@@ -149,6 +149,14 @@ run_bridge() {
     fi
     hb_stop
     [[ "$sink" == kafka && -z "$real" ]] && mock_stop
+    RUN_FAILED="$HB_FAILED"
+    if [[ -n "$RUN_FAILED" ]]; then
+        # Keep the evidence next to the results.
+        local keep="${RES_MD%.md}-r$round-$sink-$ack-w$w-c$c.log"
+        cp "$TMP/hb/log" "$keep"
+        note="$note; hookbridge $RUN_FAILED during the run, log in $keep"
+        log "!!!!! hookbridge $RUN_FAILED: $sink ack=$ack workers=$w c=$c (log: $keep)"
+    fi
     record "hookbridge${real:+-real-kafka}" "$sink" "$ack" "$w" "$c" "$answered" "$note"
 }
 
@@ -160,6 +168,8 @@ record() {
         status=ok
         ((PUBLISHED >= answered)) || status="LOST_$((answered - PUBLISHED))"
     fi
+    [[ -n "${RUN_FAILED:-}" ]] && status="$RUN_FAILED"
+    RUN_FAILED=""
     printf '%s\t' "$round" "$server" "$sink" "$ack" "$w" "$c" "$duration" "$W_requests" "$W_rps" \
         "$W_p50_ms" "$W_p99_ms" "$W_max_ms" "$W_errors" "$W_non2xx" "$answered" "$PUBLISHED" \
         "$status" "$CPU_US" "$BROKER_US" "$(awk -v k="$RSS_KB" 'BEGIN { printf "%.1f", k / 1024 }')" \
@@ -221,7 +231,7 @@ fi
 } >"$RES_MD"
 cat "$RES_MD"
 log "done in $((SECONDS - START_S)) s: $RES_MD and $RES_TSV"
-if grep -q 'LOST' "$RES_TSV"; then
-    log "LOST: some run published fewer deliveries than it answered 200 (see the table)"
+if grep -qE $'\t(LOST|DIED|EXIT)_' "$RES_TSV"; then
+    log "LOST or DIED: some run lost deliveries or hookbridge did not survive it (see the table)"
     exit 3
 fi
