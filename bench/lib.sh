@@ -345,10 +345,21 @@ proc_ticks() {
         [[ -n "$pid" && -r "/proc/$pid/stat" ]] || continue
         f="$(cat "/proc/$pid/stat")"
         f="${f##*) }" # the name may hold spaces; fields after it are plain
+        local -a a
         read -ra a <<<"$f"
         s=$((s + a[11] + a[12]))
     done
     echo "$s"
+}
+
+# user_sys_ticks PID: "utime stime" of the whole process.
+user_sys_ticks() {
+    local f
+    f="$(cat "/proc/$1/stat")"
+    f="${f##*) }"
+    local -a a
+    read -ra a <<<"$f"
+    echo "${a[11]} ${a[12]}"
 }
 
 # hwm_kb PID...: summed peak RSS (VmHWM).
