@@ -33,6 +33,10 @@ cleanup() {
     [[ -n "${TMP:-}" && -d "$TMP" ]] && rm -rf "$TMP"
 }
 
+# From the start: even apt_install's policy-rc.d is removed on any exit.
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
 forget_pid() {
     local p keep=()
     for p in "${PIDS[@]}"; do [[ "$p" == "$1" ]] || keep+=("$p"); done
@@ -63,16 +67,34 @@ apt_install() {
     hash -r
 }
 
-# need_tools: every tool the benchmark uses, installing what is missing.
+# need_tools: every tool the benchmark uses, installing what is missing:
+# first what hookbridge builds with (the project's own script), then ours.
 need_tools() {
-    local missing=() pair
-    for pair in wrk:wrk nginx:nginx redis-server:redis-server redis-cli:redis-tools \
-        openssl:openssl curl:curl pkg-config:pkg-config cc:gcc cmake:cmake; do
+    scripts/install-deps.sh >&2
+    local missing=() pair had_nginx=1
+    for pair in wrk:wrk nginx:nginx redis-server:redis-server redis-cli:redis-tools; do
         command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
     done
     [[ -f "$NGINX_MODULES/ngx_http_lua_module.so" ]] || missing+=(libnginx-mod-http-lua)
-    [[ -f /usr/include/librdkafka/rdkafka_mock.h ]] || missing+=(librdkafka-dev)
+    command -v nginx >/dev/null || had_nginx=0
     ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
+    # The package enables nginx.service for the next boot (policy-rc.d only
+    # kept it from starting): a benchmark leaves no web server behind.
+    if ((!had_nginx)) && [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
+        systemctl disable --now nginx >/dev/null 2>&1 || true
+    fi
+}
+
+# children_of PID: the pids whose parent is PID (no procps needed).
+children_of() {
+    local parent="$1" d line
+    local -a f
+    for d in /proc/[0-9]*; do
+        read -r line <"$d/stat" 2>/dev/null || continue
+        read -ra f <<<"${line##*) }" # state, ppid, ...
+        [[ "${f[1]}" == "$parent" ]] && echo "${d#/proc/}"
+    done
+    return 0
 }
 
 # alive PID: running, and not a zombie (kill -0 succeeds on a zombie).
@@ -103,8 +125,6 @@ print(s.getsockname()[1])' 2>/dev/null; then
 build_all() {
     if [[ -z "${HB_BIN_GIVEN:-}" ]]; then
         if [[ ! -f "$BUILD_DIR/CMakeCache.txt" ]]; then
-            command -v ninja >/dev/null || pkg-config --exists libevent jansson rdkafka hiredis ||
-                scripts/install-deps.sh >&2
             BUILD_DIR="$BUILD_DIR" scripts/build.sh >&2
         fi
         if grep -q '^HB_SANITIZE:BOOL=ON' "$BUILD_DIR/CMakeCache.txt"; then
@@ -127,8 +147,6 @@ bench_setup() {
     need_tools
     build_all
     TMP="$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/hb-bench.XXXXXX")"
-    trap cleanup EXIT
-    trap 'exit 130' INT TERM
     # nginx's worker runs as nobody when started by root.
     chmod 755 "$TMP"
     if [[ "$(stat -f -c %T "$TMP")" == tmpfs ]]; then
@@ -194,7 +212,11 @@ EOF
     PIDS+=("$NGINX_MASTER")
     wait_https "$port" || { tail -n 20 "$dir/logs/error.log" "$dir/logs/stdout" >&2; die "nginx did not start"; }
     local worker
-    worker="$(pgrep -P "$NGINX_MASTER" | sed -n 1p || true)"
+    for _ in $(seq 50); do
+        worker="$(children_of "$NGINX_MASTER" | sed -n 1p)"
+        [[ -n "$worker" ]] && break
+        sleep 0.1
+    done
     [[ -n "$worker" ]] || die "nginx has no worker"
     NGINX_PIDS="$NGINX_MASTER $worker"
     [[ -n "${TLS_NGINX:-}" ]] || TLS_NGINX="$(tls_info "$port")"
