@@ -374,14 +374,16 @@ proc_ticks() {
     echo "$s"
 }
 
-# user_sys_ticks PID: "utime stime" of the whole process.
+# user_sys_ticks PID...: "utime stime" summed over whole processes.
 user_sys_ticks() {
-    local f
-    f="$(cat "/proc/$1/stat")"
-    f="${f##*) }"
+    local pid f u=0 k=0
     local -a a
-    read -ra a <<<"$f"
-    echo "${a[11]} ${a[12]}"
+    for pid in "$@"; do
+        f="$(cat "/proc/$pid/stat")"
+        read -ra a <<<"${f##*) }"
+        u=$((u + a[11])) k=$((k + a[12]))
+    done
+    echo "$u $k"
 }
 
 # hwm_kb PID...: summed peak RSS (VmHWM).

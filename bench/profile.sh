@@ -12,6 +12,7 @@
 #
 #   bench/profile.sh [--sink file|kafka|redis] [--ack durable|written]
 #                    [--workers N] [--conns N] [-d S] [--top N] [--out DIR]
+#   bench/profile.sh --ceiling      the same for nginx + Lua, to compare
 # Defaults: file, durable, 1 worker, 32 connections, 10 s, top 30.
 # Kernel symbols are blurred on a VM without a PMU (cpu-clock samples land
 # where interrupts are enabled again, e.g. finish_task_switch): trust the
@@ -32,6 +33,7 @@ while (($#)); do
     --conns) conns="$2"; shift ;;
     -d | --duration) duration="$2"; shift ;;
     --top) top="$2"; shift ;;
+    --ceiling) sink=ceiling ;;
     --out) outdir="$2"; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (try --help)" ;;
@@ -57,7 +59,17 @@ redis)
     broker_pid="$(cat "$HB_REDIS_DIR/redis.pid")"
     ;;
 esac
-hb_start "$sink" "$ack" "$workers" "$brokers"
+if [[ "$sink" == ceiling ]]; then
+    port="$(free_port)"
+    nginx_start "$port"
+    target_pids="$NGINX_PIDS" url="https://127.0.0.1:$port/webhooks/intercom" drain=0
+    what="the ceiling (nginx 1 worker + Lua reading the body)" ack=""
+else
+    hb_start "$sink" "$ack" "$workers" "$brokers"
+    target_pids="$HB_PID" url="https://127.0.0.1:$HB_PORT/webhooks/intercom" drain=1
+    what="hookbridge, $sink sink, ack = $ack, workers = $workers"
+fi
+pid_list="${target_pids// /,}"
 
 # The system calls worth counting on the request path.
 calls=(epoll_wait epoll_ctl futex fdatasync fsync write writev pwrite64 pwritev read readv pread64
@@ -74,46 +86,53 @@ perf record -F 999 -g -a -o "$TMP/perf.data" >"$TMP/perf-record.log" 2>&1 &
 rec_pid=$!
 PIDS+=("$rec_pid")
 sleep 1 # perf attaches to every thread before the load starts
-read -r u0 k0 < <(user_sys_ticks "$HB_PID")
-measure "$HB_PID" "$broker_pid" "https://127.0.0.1:$HB_PORT/webhooks/intercom" "$conns" 1
+# shellcheck disable=SC2086
+read -r u0 k0 < <(user_sys_ticks $target_pids)
+measure "$target_pids" "$broker_pid" "$url" "$conns" "$drain"
 kill -INT "$rec_pid" 2>/dev/null || true
 wait "$rec_pid" 2>/dev/null || true
 forget_pid "$rec_pid"
-read -r u1 k1 < <(user_sys_ticks "$HB_PID")
+# shellcheck disable=SC2086
+read -r u1 k1 < <(user_sys_ticks $target_pids)
 kernel_pct=$(( (k1 - k0) * 100 / (u1 - u0 + k1 - k0 > 0 ? u1 - u0 + k1 - k0 : 1) ))
 rps="$W_rps" p50="$W_p50_ms" p99="$W_p99_ms" cpu="$CPU_US" others="$OTHERS_CORES"
 
-perf stat -x, -e "$events" -p "$HB_PID" -o "$TMP/perf-stat.csv" >/dev/null 2>&1 &
+perf stat -x, -e "$events" -p "$pid_list" -o "$TMP/perf-stat.csv" >/dev/null 2>&1 &
 stat_pid=$!
 PIDS+=("$stat_pid")
 sleep 1
-measure "$HB_PID" "$broker_pid" "https://127.0.0.1:$HB_PORT/webhooks/intercom" "$conns" 1
+measure "$target_pids" "$broker_pid" "$url" "$conns" "$drain"
 kill -INT "$stat_pid" 2>/dev/null || true
 wait "$stat_pid" 2>/dev/null || true
 forget_pid "$stat_pid"
-answered="$(hb_answered_200)"
-hb_stop
+if [[ "$sink" == ceiling ]]; then
+    answered="$((W_requests - W_non2xx)) (wrk)"
+    nginx_stop
+else
+    answered="$(hb_answered_200)"
+    hb_stop
+fi
 
 # One listing of every symbol: "share% µs dso symbol". perf record ran on
 # all CPUs (-a: per-thread events would tax hookbridge's every context
 # switch), so the report keeps hookbridge's samples, as shares of its own.
-perf report -i "$TMP/perf.data" --pid "$HB_PID" --percentage relative --no-children \
+perf report -i "$TMP/perf.data" --pid "$pid_list" --percentage relative --no-children \
     --sort dso,symbol --stdio -g none 2>/dev/null |
     awk -v cpu="$cpu" '/^#/ || NF < 3 { next }
         { pct = $1; sub(/%/, "", pct); dso = $2; $1 = ""; $2 = ""; $3 = ""; sym = substr($0, 4)
           sub(/( -)+$/, "", sym)
           printf "%6.2f%%  %6.2f µs  %-22s %s\n", pct, pct * cpu / 100, dso, sym }' >"$TMP/symbols"
-[[ -s "$TMP/symbols" ]] || die "perf report gave no samples for hookbridge (pid $HB_PID)"
+[[ -s "$TMP/symbols" ]] || die "perf report gave no samples for pid $pid_list"
 
 mkdir -p "$outdir"
-out="$outdir/$(date -u +%Y%m%d-%H%M%S)-$(hostname -s)-profile-$sink-$ack.txt"
+out="$outdir/$(date -u +%Y%m%d-%H%M%S)-$(hostname -s)-profile-$sink${ack:+-$ack}.txt"
 {
-    echo "hookbridge profile: $sink sink, ack = $ack, workers = $workers, wrk -t1 -c$conns -d${duration}s"
+    echo "profile of $what: wrk -t1 -c$conns -d${duration}s"
     echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(date -u '+%F %H:%M') UTC, $NCPU cores, shared machine (others used $others cores during the run)"
     echo "under perf record: req/s $rps, p50 $p50 ms, p99 $p99 ms; both passes: answered $answered, published $PUBLISHED"
     echo "CPU per request, all threads, until drained: $cpu µs (under perf record), $kernel_pct % of it in the kernel (stime in /proc/PID/stat)"
     echo
-    echo "== top symbols, self cost (perf report --no-children), share of hookbridge's samples and µs per request"
+    echo "== top symbols, self cost (perf report --no-children), share of the server's samples and µs per request"
     sed -n "1,${top}p" "$TMP/symbols"
     echo
     echo "== by library (the sum of its symbols)"
