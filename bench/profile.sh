@@ -139,6 +139,13 @@ out="$outdir/$(date -u +%Y%m%d-%H%M%S)-$(hostname -s)-profile-$sink${ack:+-$ack}
     awk '{ s[$4] += $1 } END { for (d in s) printf "%6.2f%%  %6.2f µs  %s\n", s[d], s[d] * cpu / 100, d }' \
         cpu="$cpu" "$TMP/symbols" | sort -rn
     echo
+    echo "== the top 6 symbols of each library above 2 %"
+    awk '{ s[$4] += $1 } END { for (d in s) if (s[d] >= 2) print d }' "$TMP/symbols" |
+        while read -r dso; do
+            echo "-- $dso"
+            awk -v d="$dso" '$4 == d' "$TMP/symbols" | sed -n 1,6p
+        done
+    echo
     echo "== per request (perf stat over all threads, a second pass of ${duration}s)"
     awk -F, -v n="$W_requests" '$1 ~ /^[0-9.]+$/ && $3 != "" {
             name = $3; sub(/^syscalls:sys_enter_/, "", name)
