@@ -24,7 +24,7 @@ cleanup() {
         kill -TERM "$pid" 2>/dev/null || true
     done
     for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
@@ -416,7 +416,7 @@ now_ns() { date +%s%N; }
 
 # measure SERVER_PIDS BROKER_PID URL CONNS DRAIN(0|1): one wrk run, then (for
 # the bridge) the wait until the sink has everything, with the server's CPU
-# counted over both. Sets W_* (wrk's figures), PUBLISHED, DRAIN_S, CPU_US,
+# counted over both. Sets W_* (wrk's figures), ANSWERED, PUBLISHED, DRAIN_S, CPU_US,
 # BROKER_US, RSS_KB, OTHERS_CORES.
 measure() {
     local server_pids="$1" broker_pid="$2" url="$3" conns="$4" drain="$5"
@@ -443,18 +443,26 @@ measure() {
             o = (m - s - b - c) / hz / (ns / 1e9); if (o < 0) o = 0; printf "%.2f", o }')"
     WRK_CORES="$(awk -v c=$((c1 - c0)) -v ns=$((t1 - t0)) -v hz="$CLK_TCK" \
         'BEGIN { printf "%.2f", c / hz / (ns / 1e9) }')"
-    PUBLISHED="-" DRAIN_S="-"
+    PUBLISHED="-" DRAIN_S="-" ANSWERED=$((W_requests - W_non2xx))
     if ((drain)); then
-        local target start=$SECONDS
-        target="$(hb_answered_200)"
-        [[ -n "$target" ]] || target=$((W_requests - W_non2xx))
-        PUBLISHED="$(published_count)"
-        while ((PUBLISHED < target && SECONDS - start < DRAIN_TIMEOUT)); do
+        # Requests in flight when wrk stopped are still answered (to closed
+        # sockets) after it exits: the bridge's count of 200s must stop
+        # moving before it is compared with what the sink has.
+        local target prev="" first="" start=$SECONDS
+        while :; do
+            target="$(hb_answered_200)"
+            [[ -n "$target" ]] || target=$((W_requests - W_non2xx))
+            [[ -n "$first" ]] || first="$target"
+            PUBLISHED="$(published_count)"
+            ((PUBLISHED >= target)) && [[ "$target" == "$prev" ]] && break
+            prev="$target"
+            ((SECONDS - start < DRAIN_TIMEOUT)) || break
             # shellcheck disable=SC2086
             alive $server_pids || break # a dead bridge publishes nothing more
-            sleep 0.2
-            PUBLISHED="$(published_count)"
+            sleep 0.25
         done
+        ANSWERED="$target"
+        LATE_200=$((target - first))
         DRAIN_S=$((SECONDS - start))
     fi
     s2=$(proc_ticks $server_pids) b2=$(proc_ticks $broker_pid)

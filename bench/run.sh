@@ -139,9 +139,8 @@ run_bridge() {
     esac
     hb_start "$sink" "$ack" "$w" "$brokers"
     measure "$HB_PID" "$broker_pid" "https://127.0.0.1:$HB_PORT/webhooks/intercom" "$c" 1
-    local answered
-    answered="$(hb_answered_200)"
-    [[ -n "$answered" ]] || answered=$((W_requests - W_non2xx))
+    local answered="$ANSWERED"
+    ((LATE_200 == 0)) || note="${note:+$note, }$LATE_200 answered after wrk stopped"
     if [[ "$sink" == kafka && -z "$real" ]]; then
         local dl
         dl="$(kafka_count "$brokers" intercom.dead-letter || echo '?')"
