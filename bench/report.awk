@@ -90,11 +90,11 @@ END {
         id = f[2] "/" f[3] "/w" f[4] "/c" f[5]
         if (f[1] == "hookbridge" && f[3] == "durable" && f[5] == 32 && (f[2] == "file" || f[2] == "kafka") && q_rps[k] != "-") {
             t1seen = 1
-            if (q_rps[k] < 0.6 || median(k, "p99_ms") > 3) t1w = t1w " " id " (" q_rps[k] "×, p99 " fmt(median(k, "p99_ms"), 2) " ms);"
+            if (num(q_rps[k]) < 0.6 || median(k, "p99_ms") > 3) t1w = t1w " " id " (" q_rps[k] "×, p99 " fmt(median(k, "p99_ms"), 2) " ms);"
         }
         if (q_cpu[k] != "-") {
             t2seen = 1
-            if (q_cpu[k] > 2) t2w = t2w " " id " (" q_cpu[k] "×);"
+            if (num(q_cpu[k]) > 2) t2w = t2w " " id " (" q_cpu[k] "×);"
         }
         if (f[5] == 256) {
             t4seen = 1
