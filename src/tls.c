@@ -1,4 +1,9 @@
-/* TLS context management. See include/hb/tls.h. */
+/* TLS context management. See include/hb/tls.h.
+ *
+ * Policy: TLS 1.2 only with ECDHE key exchange and AEAD ciphers (tls.ciphers,
+ * default in src/config.c), TLS 1.3 with OpenSSL's default suites unless
+ * tls.ciphersuites says otherwise, no session tickets, no renegotiation,
+ * no compression, buffers released while a connection is idle. */
 #include "hb/fmacros.h"
 
 #include "hb/tls.h"
@@ -79,8 +84,10 @@ int hb_tls_generate_self_signed(const char *cert_path, const char *key_path, cha
         ssl_err(err, errlen, "sign", cert_path);
         goto cleanup;
     }
+    /* 0600 from creation on (umask can only narrow it), and fchmod for a
+     * file that existed with a wider mode: O_CREAT does not change it */
     fd = open(key_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || !(fp = fdopen(fd, "w"))) {
+    if (fd < 0 || fchmod(fd, 0600) < 0 || !(fp = fdopen(fd, "w"))) {
         snprintf(err, errlen, "%s: %s", key_path, strerror(errno));
         goto cleanup;
     }
@@ -150,9 +157,24 @@ static SSL_CTX *make_ctx(const hb_config_t *cfg, char *err, size_t errlen)
         hb_oom("SSL_CTX_new");
     SSL_CTX_set_min_proto_version(ctx, strcmp(cfg->tls_min_version, "1.3") == 0 ? TLS1_3_VERSION
                                                                                 : TLS1_2_VERSION);
+    /* No session tickets: their key would live as long as the process,
+     * and whoever reads it later decrypts every TLS 1.2 session ever
+     * resumed with it. Resumption goes through the server-side session
+     * cache instead (TLS 1.3 then sends stateful tickets, ids into it). */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-                                 SSL_OP_NO_COMPRESSION);
+                                 SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    /* idle keep-alive connections give their read and write buffers back */
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    /* hb_config_finish checked both lists with OpenSSL already */
+    if (SSL_CTX_set_cipher_list(ctx, cfg->tls_ciphers) != 1) {
+        ssl_err(err, errlen, "tls.ciphers: not accepted:", cfg->tls_ciphers);
+        goto fail;
+    }
+    if (cfg->tls_ciphersuites[0] && SSL_CTX_set_ciphersuites(ctx, cfg->tls_ciphersuites) != 1) {
+        ssl_err(err, errlen, "tls.ciphersuites: not accepted:", cfg->tls_ciphersuites);
+        goto fail;
+    }
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
         ssl_err(err, errlen, "tls.cert: cannot load", cert);
         goto fail;
