@@ -116,6 +116,19 @@ static void test_limiter(void)
     is_int(allowed, 2, "after the interval, the next window's budget passes");
     capture_begin();
     free(capture_end());
+
+    /* the macro: limited lines, and nothing counted below the level */
+    hb_log_set_limit(2, 60000);
+    capture_begin();
+    for (int i = 0; i < 5; i++)
+        hb_log_limited(HB_LOG_WARN, "http", "test-macro", "refused %d", i);
+    for (int i = 0; i < 5; i++)
+        hb_log_limited(HB_LOG_DEBUG, "http", "test-macro-debug", "debug %d", i);
+    s = capture_end();
+    ok(strstr(s, "refused 1\n") && !strstr(s, "refused 2"), "hb_log_limited: 2 lines: %s", s);
+    ok(strstr(s, "3 more like this (test-macro)") != NULL, "and one summary for 3");
+    ok(!strstr(s, "test-macro-debug"), "a level not logged is not counted either");
+    free(s);
 }
 
 static atomic_int mt_allowed;
