@@ -143,13 +143,14 @@ static void refuse(struct evhttp_request *req, int code, const char *error, cons
 {
     /* a client causes these at will: at most a few lines per status and
      * interval, the rest counted into one "more like this" line */
-    static const char *const reasons[] = {"400", "401", "403", "404", "405", "413", "503"};
-    const char *reason = "other";
-    char status[8];
-    snprintf(status, sizeof(status), "%d", code);
-    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
-        if (strcmp(reasons[i], status) == 0)
-            reason = reasons[i];
+    const char *reason = code == 400   ? "400"
+                         : code == 401 ? "401"
+                         : code == 403 ? "403"
+                         : code == 404 ? "404"
+                         : code == 405 ? "405"
+                         : code == 413 ? "413"
+                         : code == 503 ? "503"
+                                       : "other";
     if (HB_LOG_WARN >= hb_log_level && hb_log_allow(C, reason)) {
         char who[64];
         peer(req, who, sizeof(who));
