@@ -13,7 +13,10 @@
  * with one write(2) per swap, and a line is never split across the wrap.
  *
  * The thread starts with the first line and is joined at exit after a
- * flush; if it cannot be started, lines are written synchronously.
+ * flush; if it cannot be started, lines are written synchronously. What
+ * the buffer holds when the process is killed outright is lost (it is
+ * written within a wake-up of the log thread); hb_oom, about to abort,
+ * writes its line directly. The two buffers cost 512 KiB of static memory.
  *
  * The rate limiter is a small table of per-reason slots claimed with a
  * compare-and-swap; the hot path is a few atomic operations and no lock.
