@@ -10,9 +10,11 @@ Run: python3 -m unittest -v tests/integration/test_tls_policy.py
 
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -48,15 +50,19 @@ class TlsPolicy(BridgeTestCase):
                       "%s: no %s handshake with %s:\n%s" % (" ".join(args), protocol, cipher, out))
         return out
 
+    def make_pair(self, name, cn="localhost"):
+        tmp = self.tmp_dir()
+        crt, key = os.path.join(tmp, name + ".crt"), os.path.join(tmp, name + ".key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                        key, "-out", crt, "-days", "2", "-subj", "/CN=" + cn],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=hbtest.scaled(60))
+        return crt, key
+
     def rsa_bridge(self):
         """A bridge with an RSA certificate: only then would RSA key
         exchange suites be possible at all."""
-        tmp = self.tmp_dir()
-        crt, key = os.path.join(tmp, "rsa.crt"), os.path.join(tmp, "rsa.key")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
-                        key, "-out", crt, "-days", "2", "-subj", "/CN=localhost"],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       timeout=hbtest.scaled(60))
+        crt, key = self.make_pair("rsa")
         return self.start_bridge(**{"tls.cert": crt, "tls.key": key})
 
     def tmp_dir(self):
@@ -96,6 +102,29 @@ class TlsPolicy(BridgeTestCase):
                             "ECDHE-ECDSA-AES128-GCM-SHA256")
         self.assert_connects(b.port, "TLSv1.2", "ECDHE-ECDSA-AES256-GCM-SHA384", "-tls1_2")
         self.assert_connects(b.port, "TLSv1.3", "TLS_CHACHA20_POLY1305_SHA256", "-tls1_3")
+
+    def test_renewed_certificate_served_without_sighup(self):
+        crt, key = self.make_pair("first", "first.example")
+        b = self.start_bridge(**{"tls.cert": crt, "tls.key": key})
+
+        def served():
+            pem = ssl.get_server_certificate(("127.0.0.1", b.port))
+            return ssl.PEM_cert_to_DER_cert(pem)
+        with open(crt) as f:
+            self.assertEqual(served(), ssl.PEM_cert_to_DER_cert(f.read()))
+        # a renewal tool renames the new files into place (key first)
+        crt2, key2 = self.make_pair("second", "second.example")
+        os.replace(key2, key)
+        os.replace(crt2, crt)
+        with open(crt) as f:
+            want = ssl.PEM_cert_to_DER_cert(f.read())
+        deadline = time.monotonic() + hbtest.scaled(30)
+        while served() != want and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertEqual(served(), want, "the renewed certificate is not served within 30 s "
+                         "without SIGHUP\n%s" % b.log_tail())
+        self.assertTrue(b.wait_log(lambda t: "changed on disk: serving the new pair" in t,
+                                   timeout=10), b.log_tail())
 
     def test_self_signed_key_is_0600(self):
         b = self.start_bridge()
