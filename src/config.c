@@ -8,6 +8,7 @@
 
 #include "hb/config.h"
 #include "hb/log.h"
+#include "hb/record.h"
 #include "hb/template.h"
 #include "hb/util.h"
 
@@ -18,6 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 extern char **environ;
 
@@ -37,6 +41,9 @@ typedef struct {
 } key_t_;
 
 #define OFF(f) offsetof(hb_config_t, f)
+/* ECDHE key exchange, AEAD ciphers only: forward secrecy and no CBC padding
+ * oracles; PSK and anonymous suites are never wanted on this listener. */
+#define HB_TLS12_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20:!PSK:!aNULL"
 #define BIG INT64_MAX
 
 static const key_t_ keys[] = {
@@ -48,6 +55,11 @@ static const key_t_ keys[] = {
     {"tls.key", T_STRING, OFF(tls_key), "", NULL, 0, 0, 0, "PEM private key"},
     {"tls.min_version", T_ENUM, OFF(tls_min_version), "1.2", "1.2|1.3", 0, 0, 0,
      "lowest TLS version accepted"},
+    {"tls.ciphers", T_STRING, OFF(tls_ciphers), HB_TLS12_CIPHERS, NULL, 0, 0, 0,
+     "TLS 1.2 cipher list in OpenSSL syntax; the default allows only ECDHE key exchange with "
+     "AEAD ciphers (no CBC, no RSA key exchange)"},
+    {"tls.ciphersuites", T_STRING, OFF(tls_ciphersuites), "", NULL, 0, 0, 0,
+     "TLS 1.3 cipher suites in OpenSSL syntax; empty = OpenSSL's defaults"},
     {"admin.listen", T_STRING, OFF(admin_listen), "127.0.0.1:9090", NULL, 0, 0, 0,
      "plain HTTP listener for /healthz, /readyz and /metrics"},
     {"data.dir", T_STRING, OFF(data_dir), "data", NULL, 0, 0, 0,
@@ -355,6 +367,17 @@ static char *trim(char *s)
     return s;
 }
 
+/* Length of v without leading and trailing white space. */
+static size_t trim_len(const char *v)
+{
+    while (isspace((unsigned char)*v))
+        v++;
+    size_t n = strlen(v);
+    while (n && isspace((unsigned char)v[n - 1]))
+        n--;
+    return n;
+}
+
 int hb_config_load_file(hb_config_t *cfg, const char *path, char *err, size_t errlen)
 {
     char *text = hb_read_file(path, NULL);
@@ -448,6 +471,113 @@ static int is_secret_prop(const char *prop)
     return strstr(prop, "password") || strstr(prop, "secret");
 }
 
+/* A comma list in which every entry holds something after trimming spaces
+ * and tabs (as hb_keyset_new and the sinks parser trim): "," or "a,,b" is a
+ * typo that would otherwise configure nothing, or less than was meant.
+ * `what` names the entries; values are never quoted (they may be secrets). */
+static int check_list(const char *key, const char *what, const char *v, char *err, size_t errlen)
+{
+    int n = 0;
+    for (const char *p = v;; p++) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        size_t blank = 0;
+        while (blank < len && (p[blank] == ' ' || p[blank] == '\t'))
+            blank++;
+        n++;
+        if (blank == len)
+            return fail(err, errlen, "%s: %s %d of the comma list is empty", key, what, n);
+        if (!end)
+            return 0;
+        p = end;
+    }
+}
+
+/* host:port with a port from 1 to 65535 (the listener parses the host). */
+static int check_listen(const char *key, const char *v, char *err, size_t errlen)
+{
+    const char *colon = strrchr(v, ':');
+    char *end;
+    long port = colon ? strtol(colon + 1, &end, 10) : 0;
+    if (!colon || colon == v || end == colon + 1 || *end || port < 1 || port > 65535)
+        return fail(err, errlen, "%s: '%s' is not address:port with a port from 1 to 65535", key,
+                    v);
+    return 0;
+}
+
+/* OpenSSL is the judge of its own cipher syntax: a list it rejects would
+ * otherwise fail only at start, or leave TLS 1.3 without suites. */
+static int check_tls_ciphers(const hb_config_t *cfg, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx)
+        hb_oom("SSL_CTX_new");
+    int rc = 0;
+    if (SSL_CTX_set_cipher_list(ctx, cfg->tls_ciphers) != 1)
+        rc = fail(err, errlen, "tls.ciphers: OpenSSL accepts no cipher in '%s'", cfg->tls_ciphers);
+    else if (cfg->tls_ciphersuites[0] && SSL_CTX_set_ciphersuites(ctx, cfg->tls_ciphersuites) != 1)
+        rc = fail(err, errlen, "tls.ciphersuites: OpenSSL does not accept '%s'",
+                  cfg->tls_ciphersuites);
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return rc;
+}
+
+/* One record of limits.max_body must fit in the journal, or a delivery of
+ * the allowed size is answered 503 forever: the body, the fields copied
+ * from it (each at most 65535 bytes, together never more than the body),
+ * the record header and a commit record on each side. */
+static int check_journal_room(const hb_config_t *cfg, char *err, size_t errlen)
+{
+    int64_t fields = cfg->max_body < 3 * 65535 ? cfg->max_body : 3 * 65535;
+    int64_t need = cfg->max_body + fields + HB_RECORD_HEADER + HB_RECORD_FIXED + 2 * HB_COMMIT_SIZE;
+    if (cfg->journal_max_bytes < need)
+        return fail(err, errlen,
+                    "journal.max_bytes: %" PRId64 " cannot hold one delivery of limits.max_body "
+                    "(%" PRId64 ") with its record overhead; at least %" PRId64 " is needed",
+                    cfg->journal_max_bytes, cfg->max_body, need);
+    return 0;
+}
+
+/* Cross-key checks that apply to any configuration. */
+static int check_keys(const hb_config_t *cfg, char *err, size_t errlen)
+{
+    static const struct {
+        const char *key;
+        size_t off;
+        int sink; /* only when this sink is on; 0 = always */
+    } nonempty[] = {
+        {"data.dir", OFF(data_dir), 0},
+        {"journal.dir", OFF(journal_dir), 0},
+        {"file.path", OFF(file_path), HB_SINK_FILE},
+        {"kafka.topic", OFF(kafka_topic), HB_SINK_KAFKA},
+        {"kafka.dead_letter_topic", OFF(kafka_dead_letter_topic), HB_SINK_KAFKA},
+        {"redis.stream", OFF(redis_stream), HB_SINK_REDIS},
+    };
+    for (size_t i = 0; i < sizeof(nonempty) / sizeof(nonempty[0]); i++) {
+        const char *v = *(char *const *)((const char *)cfg + nonempty[i].off);
+        if ((!nonempty[i].sink || (cfg->sinks & nonempty[i].sink)) && !trim_len(v))
+            return fail(err, errlen, "%s: must not be empty", nonempty[i].key);
+    }
+    if (check_listen("listen", cfg->listen, err, errlen) < 0 ||
+        check_listen("admin.listen", cfg->admin_listen, err, errlen) < 0)
+        return -1;
+    if (strcmp(cfg->listen, cfg->admin_listen) == 0)
+        return fail(err, errlen, "admin.listen: the same address as listen (%s)", cfg->listen);
+    if (cfg->intercom_secret[0] &&
+        check_list("intercom.secret", "secret", cfg->intercom_secret, err, errlen) < 0)
+        return -1;
+    if ((cfg->sinks & HB_SINK_KAFKA) &&
+        check_list("kafka.brokers", "broker", cfg->kafka_brokers, err, errlen) < 0)
+        return -1;
+    if (cfg->dedup && (cfg->dedup_window_ms == 0 || cfg->dedup_max_ids == 0))
+        return fail(err, errlen, "%s: 0 remembers no id; set dedup = off to turn it off",
+                    cfg->dedup_window_ms == 0 ? "dedup.window" : "dedup.max_ids");
+    if (check_journal_room(cfg, err, errlen) < 0)
+        return -1;
+    return check_tls_ciphers(cfg, err, errlen);
+}
+
 int hb_config_finish(hb_config_t *cfg, char *err, size_t errlen)
 {
     for (size_t i = 0; i < NKEYS; i++) {
@@ -483,6 +613,10 @@ int hb_config_finish(hb_config_t *cfg, char *err, size_t errlen)
             rc = fail(err, errlen, "sinks: unknown sink '%s' (kafka, redis, file)", n);
             break;
         }
+        if (cfg->sinks & bit) {
+            rc = fail(err, errlen, "sinks: '%s' is listed twice", n);
+            break;
+        }
         cfg->sinks |= bit;
     }
     free(copy);
@@ -490,6 +624,8 @@ int hb_config_finish(hb_config_t *cfg, char *err, size_t errlen)
         return rc;
     if (!cfg->sinks)
         return fail(err, errlen, "sinks: at least one sink is required");
+    if (check_list("sinks", "sink", cfg->sinks_str, err, errlen) < 0)
+        return -1;
     cfg->ack = !strcmp(cfg->ack_str, "durable")   ? HB_ACK_DURABLE
                : !strcmp(cfg->ack_str, "written") ? HB_ACK_WRITTEN
                                                   : HB_ACK_PUBLISHED;
@@ -508,7 +644,7 @@ int hb_config_finish(hb_config_t *cfg, char *err, size_t errlen)
         return fail(err, errlen,
                     "redis.url: required as redis://host:port[/db] when sinks "
                     "includes redis");
-    return 0;
+    return check_keys(cfg, err, errlen);
 }
 
 int hb_config_load(hb_config_t *cfg, const char *path, char *err, size_t errlen)

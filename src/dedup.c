@@ -2,10 +2,12 @@
  *
  * Sixteen shards, each a chained hash table plus a FIFO of its entries in
  * insertion order, so expiry (by time or by count) always removes from the
- * FIFO head: O(1) amortised, no scan. */
+ * FIFO head: O(1) amortised, no scan. Ids are hashed with SipHash-2-4
+ * under a random per-process key (see random_key). */
 #include "hb/fmacros.h"
 
 #include "hb/dedup.h"
+#include "hb/log.h"
 #include "hb/util.h"
 
 #include <errno.h>
@@ -14,8 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+
+#include <openssl/rand.h>
 
 #define NSHARDS 16
+_Static_assert(NSHARDS == 16, "SHARD() takes the top 4 bits of the hash");
 
 typedef struct entry {
     struct entry *chain; /* bucket */
@@ -37,26 +43,102 @@ typedef struct shard {
 struct hb_dedup {
     uint64_t window_ms;
     size_t max_per_shard;
+    unsigned char key[16]; /* SipHash key, random per set */
     shard_t shards[NSHARDS];
 };
 
-/* FNV-1a: ids are short and not attacker-chosen in bulk (they come from
- * signed deliveries), so a simple hash is enough. */
-static uint64_t hash(const char *s, size_t n)
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                                   \
+    do {                                                                                           \
+        v0 += v1;                                                                                  \
+        v1 = ROTL(v1, 13);                                                                         \
+        v1 ^= v0;                                                                                  \
+        v0 = ROTL(v0, 32);                                                                         \
+        v2 += v3;                                                                                  \
+        v3 = ROTL(v3, 16);                                                                         \
+        v3 ^= v2;                                                                                  \
+        v0 += v3;                                                                                  \
+        v3 = ROTL(v3, 21);                                                                         \
+        v3 ^= v0;                                                                                  \
+        v2 += v1;                                                                                  \
+        v1 = ROTL(v1, 17);                                                                         \
+        v1 ^= v2;                                                                                  \
+        v2 = ROTL(v2, 32);                                                                         \
+    } while (0)
+
+static uint64_t load_le64(const unsigned char *p)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
-    }
-    return h;
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
 }
+
+/* SipHash-2-4 (Aumasson and Bernstein), the reference algorithm. */
+uint64_t hb_siphash24(const unsigned char key[16], const void *msg, size_t len)
+{
+    const unsigned char *m = msg;
+    uint64_t k0 = load_le64(key), k1 = load_le64(key + 8);
+    uint64_t v0 = k0 ^ 0x736f6d6570736575ull, v1 = k1 ^ 0x646f72616e646f6dull;
+    uint64_t v2 = k0 ^ 0x6c7967656e657261ull, v3 = k1 ^ 0x7465646279746573ull;
+    const unsigned char *end = m + (len & ~(size_t)7);
+    for (; m != end; m += 8) {
+        uint64_t w = load_le64(m);
+        v3 ^= w;
+        SIPROUND;
+        SIPROUND;
+        v0 ^= w;
+    }
+    uint64_t b = (uint64_t)len << 56;
+    for (size_t i = 0; i < (len & 7); i++)
+        b |= (uint64_t)m[i] << (8 * i);
+    v3 ^= b;
+    SIPROUND;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* Ids come from the request body, and with intercom.verify = off anyone
+ * chooses them: an unkeyed hash would let a client send ids that all land
+ * in one chain and make every check a list walk under the shard lock.
+ * SipHash with a key drawn per set (per process) makes collisions
+ * unpredictable from outside. */
+static void random_key(unsigned char key[16])
+{
+    size_t got = 0;
+    while (got < 16) {
+        ssize_t n = getrandom(key + got, 16 - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    if (got < 16 && RAND_bytes(key, 16) != 1)
+        hb_oom("a random key for the dedup hash");
+}
+
+static uint64_t hash(const hb_dedup_t *d, const char *s, size_t n)
+{
+    return hb_siphash24(d->key, s, n);
+}
+
+/* The shard comes from the top bits, the bucket from the bottom ones: with
+ * both from the bottom, a shard would use one bucket in NSHARDS. */
+#define SHARD(d, h) (&(d)->shards[(h) >> 60])
 
 hb_dedup_t *hb_dedup_new(uint64_t window_ms, size_t max_ids)
 {
     hb_dedup_t *d = hb_calloc(1, sizeof(*d));
     d->window_ms = window_ms;
     d->max_per_shard = max_ids / NSHARDS + 1;
+    random_key(d->key);
     for (int i = 0; i < NSHARDS; i++) {
         pthread_mutex_init(&d->shards[i].lock, NULL);
         d->shards[i].nbuckets = 1024;
@@ -128,8 +210,8 @@ int hb_dedup_seen(hb_dedup_t *d, const char *id, size_t len, uint64_t now_ms, ui
 {
     if (len == 0 || len > 0xffff)
         return 0;
-    uint64_t h = hash(id, len);
-    shard_t *s = &d->shards[h % NSHARDS];
+    uint64_t h = hash(d, id, len);
+    shard_t *s = SHARD(d, h);
     pthread_mutex_lock(&s->lock);
     expire(d, s, now_ms);
     entry_t *e = find(s, h, id, len);
@@ -144,8 +226,8 @@ void hb_dedup_add(hb_dedup_t *d, const char *id, size_t len, uint64_t at_ms, uin
 {
     if (len == 0 || len > 0xffff || d->window_ms == 0)
         return;
-    uint64_t h = hash(id, len);
-    shard_t *s = &d->shards[h % NSHARDS];
+    uint64_t h = hash(d, id, len);
+    shard_t *s = SHARD(d, h);
     pthread_mutex_lock(&s->lock);
     /* the FIFO must stay in time order: a slightly older id (threads
      * race to the journal) is kept as if it were as new as the newest */

@@ -141,9 +141,21 @@ static void reply(struct evhttp_request *req, int code, const char *field, const
 static void refuse(struct evhttp_request *req, int code, const char *error, const char *detail,
                    uint64_t t0_us)
 {
-    char who[64];
-    peer(req, who, sizeof(who));
-    hb_warn(C, "%d to %s: %s%s%s", code, who, error, detail ? ": " : "", detail ? detail : "");
+    /* a client causes these at will: at most a few lines per status and
+     * interval, the rest counted into one "more like this" line */
+    const char *reason = code == 400   ? "400"
+                         : code == 401 ? "401"
+                         : code == 403 ? "403"
+                         : code == 404 ? "404"
+                         : code == 405 ? "405"
+                         : code == 413 ? "413"
+                         : code == 503 ? "503"
+                                       : "other";
+    if (HB_LOG_WARN >= hb_log_level && hb_log_allow(C, reason)) {
+        char who[64];
+        peer(req, who, sizeof(who));
+        hb_warn(C, "%d to %s: %s%s%s", code, who, error, detail ? ": " : "", detail ? detail : "");
+    }
     reply(req, code, "error", error, t0_us);
 }
 
@@ -434,9 +446,11 @@ void hb_route_handle(struct evhttp_request *req, void *arg)
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     if (!path || strcmp(path, cfg->intercom_path) != 0) {
-        char who[64];
-        peer(req, who, sizeof(who));
-        hb_info(C, "404 to %s: no endpoint at %s", who, path ? path : "(bad uri)");
+        if (HB_LOG_INFO >= hb_log_level && hb_log_allow(C, "404")) {
+            char who[64];
+            peer(req, who, sizeof(who));
+            hb_info(C, "404 to %s: no endpoint at %s", who, path ? path : "(bad uri)");
+        }
         static const char notfound[] = "{\"error\":\"not found\"}\n";
         evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                           "application/json");

@@ -30,6 +30,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -99,7 +100,13 @@ static int dead_letter_file(hb_sink_t *s, hb_msg_t *m, const char *reason)
     int rc = -1;
     snprintf(path, sizeof(path), "%s/dead-letter.%s.jsonl", s->cfg->data_dir, s->ops->name);
     hb_mkdir_p(s->cfg->data_dir, 0700);
+    /* customer data: 0600 like the journal, also when an older version
+     * created the file with a wider mode */
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd >= 0 && fchmod(fd, 0600) < 0) {
+        close(fd);
+        fd = -1;
+    }
     if (fd >= 0) {
         hb_jsonl_event(m, s->ops->name, reason, &buf, &len, &cap);
         rc = hb_write_full(fd, buf, len) == 0 && fdatasync(fd) == 0 ? 0 : -1;

@@ -26,6 +26,8 @@ typedef struct hb_config {
     char *tls_cert;
     char *tls_key;
     char *tls_min_version;
+    char *tls_ciphers;      /* TLS 1.2 cipher list (OpenSSL syntax) */
+    char *tls_ciphersuites; /* TLS 1.3 suites; "" = OpenSSL's defaults */
     char *admin_listen;
     char *data_dir;
     char *intercom_path;

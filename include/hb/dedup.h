@@ -40,6 +40,10 @@ int hb_dedup_seen(hb_dedup_t *d, const char *id, size_t len, uint64_t now_ms, ui
 void hb_dedup_add(hb_dedup_t *d, const char *id, size_t len, uint64_t at_ms, uint64_t seq);
 size_t hb_dedup_count(hb_dedup_t *d);
 
+/* SipHash-2-4 of msg under key: the set's keyed hash, exposed for the
+ * published test vectors. */
+uint64_t hb_siphash24(const unsigned char key[16], const void *msg, size_t len);
+
 /* Snapshot: "<ms> <id>\n" lines, replaced atomically. Blocking I/O. */
 int hb_dedup_save(hb_dedup_t *d, const char *path);
 int hb_dedup_load(hb_dedup_t *d, const char *path);

@@ -3,8 +3,9 @@
  *
  * The current SSL_CTX is swapped under a mutex; an SSL made from the old
  * one keeps its own reference, so open connections are never dropped by a
- * reload. hb_tls_new_ssl is called from the HTTP threads, the rest from
- * the main thread. */
+ * reload. A watcher thread (started by hb_tls_new, joined by hb_tls_free)
+ * reloads a configured pair when its files change on disk. hb_tls_new_ssl
+ * is called from the HTTP threads, the rest from the main thread. */
 #ifndef HB_TLS_H
 #define HB_TLS_H
 

@@ -1054,6 +1054,7 @@ static void journal_read_error(void)
     t = wait_ready_why(r.s, 1, NULL, why, sizeof(why), 10000);
     ok(t >= 0, "%s: ready again (after %ld ms)%s%s", name, t, t < 0 ? ": " : "", t < 0 ? why : "");
     hb_log_set_level((hb_log_level_t)level);
+    hb_log_flush(); /* the log thread writes to the file, not the restored stderr */
     dup2(saved_err, 2);
     close(saved_err);
     saved_err = -1;

@@ -121,6 +121,36 @@ class CheckConfig(unittest.TestCase):
                 self.assertIn(key, err, "%s = %s: stderr does not name the key: %r" %
                               (key, value, err))
 
+    def test_misleading_values_fail_check_config(self):
+        """issue 10: values that parse but configure nothing (or less than
+        meant) fail --check-config naming the key, without quoting a secret."""
+        cases = [
+            ({"intercom.secret": ","}, "intercom.secret"),
+            ({"intercom.secret": SECRET + ", "}, "intercom.secret"),
+            ({"limits.max_body": "1m", "journal.max_bytes": "1m"}, "journal.max_bytes"),
+            ({"sinks": "file,,file"}, "sinks"),
+            ({"limits.max_body": "0"}, "limits.max_body"),
+            ({"listen": "127.0.0.1:0"}, "listen"),
+            ({"dedup.window": "0"}, "dedup.window"),
+            ({"tls.ciphers": "NO-SUCH-CIPHER"}, "tls.ciphers"),
+            ({"tls.ciphersuites": "TLS_NO_SUCH_SUITE"}, "tls.ciphersuites"),
+        ]
+        for over, key in cases:
+            cfg = self.good_config()
+            cfg.update(over)
+            rc, out, err = self.check(self.write(cfg))
+            with self.subTest(**{k.replace(".", "_"): v for k, v in over.items()}):
+                self.assertEqual(rc, 1, "%r: rc %d (stderr %r)" % (over, rc, err))
+                self.assertIn(key, err, "%r: stderr does not name %s: %r" % (over, key, err))
+                self.assertNotIn(SECRET, err + out, "a secret in the error")
+
+    def test_tls_cipher_keys_accepted_when_openssl_accepts_them(self):
+        cfg = self.good_config()
+        cfg["tls.ciphers"] = "ECDHE+AESGCM"
+        cfg["tls.ciphersuites"] = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384"
+        rc, out, err = self.check(self.write(cfg))
+        self.assertEqual(rc, 0, "rc %d, stderr %r" % (rc, err))
+
     def test_missing_secret_with_verify_on(self):
         cfg = self.good_config()
         del cfg["intercom.secret"]

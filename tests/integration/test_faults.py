@@ -336,7 +336,8 @@ class Faults(BridgeTestCase):
         # a small journal (16 KB segments): published segments are deleted,
         # so after the restart the ids must come from the dedup snapshot,
         # not only from replaying the journal
-        b = self.start_bridge(**{"sinks": "file", "journal.max_bytes": "128k"})
+        b = self.start_bridge(**{"sinks": "file", "journal.max_bytes": "128k",
+                                 "limits.max_body": "16k"})
         n = 60
         items = [("dup_%s_%03d" % (self.prefix, i), "wsd%d" % (i % 3)) for i in range(n)]
         items = [(nid, ws, notification(nid, app_id=ws)) for nid, ws in items]
@@ -679,7 +680,8 @@ class Faults(BridgeTestCase):
         accepted since the last snapshot (every 5 s) whose journal segment was
         already deleted were in neither, so a retry was published again.  A
         segment is now kept until a snapshot covers its ids."""
-        b = self.start_bridge(**{"sinks": "file", "journal.max_bytes": "64k"})
+        b = self.start_bridge(**{"sinks": "file", "journal.max_bytes": "64k",
+                                 "limits.max_body": "16k"})
         snap = os.path.join(b.config["journal.dir"], "dedup.snapshot")
 
         def mtime():

@@ -32,6 +32,7 @@ class JournalFull(BridgeTestCase):
         b = hbtest.Bridge(tmp, start=False, wait_ready=False, **{
             "file.path": broken,
             "journal.max_bytes": "65536",
+            "limits.max_body": "16k",  # a journal must hold one body of max size
             "shutdown.grace_ms": "1000",
         })
         self.addCleanup(self._finish_bridge, b)

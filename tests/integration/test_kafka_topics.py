@@ -59,7 +59,7 @@ class MissingTopic(BridgeTestCase):
         self.assertTrue(wait_until(says_missing, 60),
                         "/readyz never reported the missing topic; last: %r\n%s" %
                         (seen[-1:], b.log_tail()))
-        self.assertIn("does not exist", b.log_text())
+        self.assertTrue(b.wait_log(lambda t: "does not exist" in t, timeout=10), b.log_tail())
 
         # after a few attempts it goes to the dead-letter topic with the
         # reason, and a later record to an existing topic still arrives

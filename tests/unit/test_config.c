@@ -103,7 +103,7 @@ static void test_file_format(void)
                                "  ack   =   written  \n"
                                "intercom.secret\t=\tabc,def\n"
                                "limits.max_body = 1m\n"
-                               "journal.max_bytes = 64k\n"
+                               "journal.max_bytes = 4m\n"
                                "redis.maxlen = 0\n"
                                "intercom.verify = off\n"
                                "log.level = debug\n"
@@ -117,7 +117,7 @@ static void test_file_format(void)
     is_str(c.ack_str, "written", "spaces around '=' and value trimmed");
     is_str(c.intercom_secret, "abc,def", "tabs around '=' trimmed");
     is_int(c.max_body, 1048576, "1m -> 1048576");
-    is_int(c.journal_max_bytes, 65536, "64k -> 65536");
+    is_int(c.journal_max_bytes, 4194304, "4m -> 4194304");
     is_int(c.redis_maxlen, 0, "redis.maxlen 0");
     is_int(c.intercom_verify, 0, "intercom.verify off");
     is_str(c.log_level, "debug", "log.level debug");
@@ -693,6 +693,81 @@ static void cleanup(void)
     rmdir(tmpdir);
 }
 
+/* issue 10: values that pass the parser but would configure nothing, or
+ * less than meant, are errors that name the key */
+static void test_misleading_values(void)
+{
+    static const struct {
+        const char *text; /* config lines on top of a valid secret */
+        const char *key;  /* the error must name it */
+    } bad[] = {
+        {"intercom.secret = ,\n", "intercom.secret"},
+        {"intercom.secret = \t , \n", "intercom.secret"},
+        {"intercom.secret = abc,,def\n", "intercom.secret"},
+        {"intercom.secret = abc,\n", "intercom.secret"},
+        {"intercom.verify = off\nintercom.secret = ,\n", "intercom.secret"},
+        {"limits.max_body = 1m\njournal.max_bytes = 512k\n", "journal.max_bytes"},
+        {"limits.max_body = 60m\njournal.max_bytes = 60m\n", "journal.max_bytes"},
+        {"sinks = ,\n", "sinks"},
+        {"sinks = file,,kafka\nkafka.brokers = k:9092\n", "sinks"},
+        {"sinks = file,file\n", "sinks"},
+        {"sinks = kafka\nkafka.brokers = ,\n", "kafka.brokers"},
+        {"sinks = kafka\nkafka.brokers = k:9092,\n", "kafka.brokers"},
+        {"sinks = kafka\nkafka.brokers = k:9092\nkafka.topic =\n", "kafka.topic"},
+        {"sinks = kafka\nkafka.brokers = k:9092\nkafka.dead_letter_topic =\n",
+         "kafka.dead_letter_topic"},
+        {"sinks = redis\nredis.url = redis://r:6379\nredis.stream =\n", "redis.stream"},
+        {"file.path =\n", "file.path"},
+        {"journal.dir =\n", "journal.dir"},
+        {"data.dir = \n", "data.dir"},
+        {"listen = 127.0.0.1\n", "listen"},
+        {"listen = 127.0.0.1:0\n", "listen"},
+        {"listen = 127.0.0.1:65536\n", "listen"},
+        {"listen = :8443\n", "listen"},
+        {"admin.listen = 127.0.0.1:x\n", "admin.listen"},
+        {"listen = 127.0.0.1:9000\nadmin.listen = 127.0.0.1:9000\n", "admin.listen"},
+        {"dedup.window = 0\n", "dedup.window"},
+        {"dedup.max_ids = 0\n", "dedup.max_ids"},
+        {"limits.max_body = 0\n", "limits.max_body"},
+        {"limits.max_body = -1\n", "limits.max_body"},
+        {"journal.max_bytes = -1g\n", "journal.max_bytes"},
+        {"limits.read_timeout_ms = 0\n", "limits.read_timeout_ms"},
+        {"shutdown.grace_ms = -5\n", "shutdown.grace_ms"},
+        {"limits.max_connections = 0\n", "limits.max_connections"},
+        {"redis.wait_timeout_ms = 0\n", "redis.wait_timeout_ms"},
+        {"tls.ciphers = NOT-A-CIPHER\n", "tls.ciphers"},
+        {"tls.ciphers =\n", "tls.ciphers"},
+        {"tls.ciphersuites = TLS_NOT_A_SUITE\n", "tls.ciphersuites"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[512], err[512] = "";
+        snprintf(text, sizeof(text), "intercom.secret = s3cret_value\n%s", bad[i].text);
+        hb_config_t c;
+        int rc = hb_config_load(&c, write_file(text), err, sizeof(err));
+        ok(rc == -1 && has(err, bad[i].key), "refused, naming %s: %.*s -> %s", bad[i].key,
+           (int)strlen(bad[i].text) - 1, bad[i].text, err);
+        ok(!has(err, "s3cret_value"), "the error does not quote the secret");
+        hb_config_free(&c);
+    }
+    static const char *const good[] = {
+        "intercom.secret = old_one , new_one\n", /* overrides the first line */
+        "limits.max_body = 16k\njournal.max_bytes = 64k\n",
+        "sinks = file, kafka\nkafka.brokers = a:9092, b:9092\n",
+        "listen = [::1]:8443\n",
+        "dedup = off\ndedup.window = 0\n",
+        "tls.ciphers = ECDHE+AESGCM\ntls.ciphersuites = TLS_AES_256_GCM_SHA384\n",
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char err[512] = "";
+        hb_config_t c;
+        char text[512];
+        snprintf(text, sizeof(text), "intercom.secret = s3cret_value\n%s", good[i]);
+        int rc = hb_config_load(&c, write_file(text), err, sizeof(err));
+        ok(rc == 0, "accepted: %s (%s)", good[i], err);
+        hb_config_free(&c);
+    }
+}
+
 int main(void)
 {
     if (!mkdtemp(tmpdir)) {
@@ -713,6 +788,7 @@ int main(void)
     test_env();
     test_secrets();
     test_finish();
+    test_misleading_values();
     test_shipped_conf();
     cleanup();
     return done_testing();
