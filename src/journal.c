@@ -61,6 +61,10 @@ typedef struct segment {
     uint64_t end_seq;      /* one past the last durable record */
     uint64_t durable_size; /* bytes readers may read */
     char *path;
+    /* offline scans only (hb_journal_scan): what is wrong and where */
+    const char *why;
+    uint64_t bad_off;
+    int torn;
 } segment_t;
 
 typedef struct listener {
@@ -117,6 +121,9 @@ struct hb_journal {
     char *dir;
     uint64_t max_bytes, low_water, segment_bytes;
     int prealloc;
+    /* hb_journal_scan: recovery reads and reports, never syncs, cuts or
+     * refuses (no threads, no writer) */
+    int readonly;
     size_t n_sinks;
     char **sink_names;
     _Atomic uint64_t cursors[HB_JOURNAL_MAX_SINKS];
@@ -212,6 +219,7 @@ static segment_t *seg_add(hb_journal_t *j, uint64_t first_seq)
     }
     snprintf(path, sizeof(path), "%s/%020" PRIu64 ".seg", j->dir, first_seq);
     segment_t *s = &j->segs[j->nsegs++];
+    memset(s, 0, sizeof(*s));
     s->first_seq = first_seq;
     s->end_seq = first_seq;
     s->durable_size = 0;
@@ -229,10 +237,11 @@ static segment_t *seg_find(hb_journal_t *j, uint64_t first_seq)
 
 /* ---- cursors ---- */
 
-static int cursors_load(hb_journal_t *j, uint64_t *vals, int *found, char *err, size_t errlen)
+int hb_journal_read_cursors(const char *dir, void (*fn)(const char *name, uint64_t seq, void *arg),
+                            void *arg, char *err, size_t errlen)
 {
     char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/cursors", j->dir);
+    snprintf(path, sizeof(path), "%s/cursors", dir);
     char *text = hb_read_file(path, NULL);
     if (!text) {
         if (errno == ENOENT)
@@ -241,20 +250,40 @@ static int cursors_load(hb_journal_t *j, uint64_t *vals, int *found, char *err, 
         return -1;
     }
     char *save = NULL;
+    int n = 0;
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char name[64];
         unsigned long long v;
         if (sscanf(line, "%63s %llu", name, &v) != 2)
             continue;
-        for (size_t i = 0; i < j->n_sinks; i++) {
-            if (strcmp(name, j->sink_names[i]) == 0) {
-                vals[i] = v;
-                found[i] = 1;
-            }
-        }
+        fn(name, v, arg);
+        n++;
     }
     free(text);
-    return 0;
+    return n;
+}
+
+typedef struct cursor_match {
+    const hb_journal_t *j;
+    uint64_t *vals;
+    int *found;
+} cursor_match_t;
+
+static void cursor_match(const char *name, uint64_t seq, void *arg)
+{
+    cursor_match_t *m = arg;
+    for (size_t i = 0; i < m->j->n_sinks; i++) {
+        if (strcmp(name, m->j->sink_names[i]) == 0) {
+            m->vals[i] = seq;
+            m->found[i] = 1;
+        }
+    }
+}
+
+static int cursors_load(hb_journal_t *j, uint64_t *vals, int *found, char *err, size_t errlen)
+{
+    cursor_match_t m = {j, vals, found};
+    return hb_journal_read_cursors(j->dir, cursor_match, &m, err, errlen) < 0 ? -1 : 0;
 }
 
 static int cursors_persist(hb_journal_t *j)
@@ -436,7 +465,8 @@ static int scan_segment(hb_journal_t *j, segment_t *s, int last, const hb_journa
 {
     scan_t sc = {.fd = -1};
     int rc = -1;
-    sc.fd = open(s->path, last ? O_RDWR | O_CLOEXEC : O_RDONLY | O_CLOEXEC);
+    int fix = last && !j->readonly; /* may sync and cut the newest segment */
+    sc.fd = open(s->path, fix ? O_RDWR | O_CLOEXEC : O_RDONLY | O_CLOEXEC);
     if (sc.fd < 0) {
         snprintf(err, errlen, "%s: %s", s->path, strerror(errno));
         return -1;
@@ -444,7 +474,7 @@ static int scan_segment(hb_journal_t *j, segment_t *s, int last, const hb_journa
     /* What the page cache holds of the newest segment may never have
      * reached the disk (kill -9 between write and fdatasync): make it
      * durable before any of it is trusted (dedup ids, replays). */
-    if (last && (inject(j, "open-sync") < 0 || fdatasync(sc.fd) < 0)) {
+    if (fix && (inject(j, "open-sync") < 0 || fdatasync(sc.fd) < 0)) {
         snprintf(err, errlen, "%s: fdatasync: %s", s->path, strerror(errno));
         goto cleanup;
     }
@@ -527,7 +557,11 @@ static int scan_segment(hb_journal_t *j, segment_t *s, int last, const hb_journa
         int damaged = legacy > 0 ? t.record_after : committed_end < claim;
         if (!why)
             why = "bytes after the last commit";
-        if (damaged || !last) {
+        if (j->readonly) {
+            s->why = why;
+            s->bad_off = committed_end;
+            s->torn = !damaged && last;
+        } else if (damaged || !last) {
             snprintf(err, errlen,
                      "%s: %s at offset %" PRIu64 "%s; the journal is damaged, not torn; refusing "
                      "to start. To repair, copy the file away, then cut it at offset %" PRIu64
@@ -540,14 +574,15 @@ static int scan_segment(hb_journal_t *j, segment_t *s, int last, const hb_journa
                      committed_end, committed_end,
                      last ? "" : ", and move every later segment away");
             goto cleanup;
-        }
-        hb_warn(C,
-                "%s: %s at offset %" PRIu64 ": cutting off the torn tail (records never "
-                "acknowledged as durable)",
-                s->path, why, committed_end);
-        if (ftruncate(sc.fd, (off_t)committed_end) < 0 || fsync(sc.fd) < 0) {
-            snprintf(err, errlen, "%s: cannot cut torn tail: %s", s->path, strerror(errno));
-            goto cleanup;
+        } else {
+            hb_warn(C,
+                    "%s: %s at offset %" PRIu64 ": cutting off the torn tail (records never "
+                    "acknowledged as durable)",
+                    s->path, why, committed_end);
+            if (ftruncate(sc.fd, (off_t)committed_end) < 0 || fsync(sc.fd) < 0) {
+                snprintf(err, errlen, "%s: cannot cut torn tail: %s", s->path, strerror(errno));
+                goto cleanup;
+            }
         }
     }
     s->end_seq = committed_seq;
@@ -593,8 +628,9 @@ static int recover(hb_journal_t *j, const hb_journal_opts_t *o, uint64_t cursor_
     uint64_t total = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         segment_t *s = seg_add(j, firsts[i]);
-        if (i > 0 && s->first_seq != j->segs[i - 1].end_seq &&
-            !(s->first_seq > j->segs[i - 1].end_seq && s->first_seq <= cursor_max + 1)) {
+        int hole = i > 0 && s->first_seq != j->segs[i - 1].end_seq &&
+                   !(s->first_seq > j->segs[i - 1].end_seq && s->first_seq <= cursor_max + 1);
+        if (hole && !j->readonly) {
             snprintf(err, errlen,
                      "%s: starts at record %" PRIu64 " but the previous segment ends "
                      "at %" PRIu64 "; the journal has a hole",
@@ -604,6 +640,10 @@ static int recover(hb_journal_t *j, const hb_journal_opts_t *o, uint64_t cursor_
         }
         rc = scan_segment(j, s, i == n - 1, o, err, errlen);
         total += s->durable_size;
+        if (hole && !s->why && !j->segs[i - 1].why) { /* a damaged one ends early */
+            s->why = "a hole before it: records missing after the previous segment";
+            s->bad_off = 0;
+        }
     }
     free(firsts);
     atomic_store(&j->bytes, total);
@@ -1386,4 +1426,93 @@ int hb_journal_reader_next(hb_journal_reader_t *r, hb_record_t *rec)
         }
         r->end += (size_t)n;
     }
+}
+
+/* ---- offline scans ---- */
+
+typedef struct offline {
+    hb_journal_t *j;
+    void (*on_record)(const hb_record_t *r, void *arg);
+    void *arg;
+    uint64_t *first_ms, *last_ms; /* per segment, by index */
+    size_t cap;
+    uint64_t cursor_max;
+    int cursors;
+} offline_t;
+
+static void offline_record(const hb_record_t *r, void *arg)
+{
+    offline_t *o = arg;
+    size_t i = o->j->nsegs - 1; /* recovery scans the newest segment added */
+    if (i >= o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 16;
+        while (cap <= i)
+            cap *= 2;
+        o->first_ms = hb_realloc(o->first_ms, cap * sizeof(uint64_t));
+        o->last_ms = hb_realloc(o->last_ms, cap * sizeof(uint64_t));
+        memset(o->first_ms + o->cap, 0, (cap - o->cap) * sizeof(uint64_t));
+        memset(o->last_ms + o->cap, 0, (cap - o->cap) * sizeof(uint64_t));
+        o->cap = cap;
+    }
+    if (!o->first_ms[i] || r->received_at_ms < o->first_ms[i])
+        o->first_ms[i] = r->received_at_ms;
+    if (r->received_at_ms > o->last_ms[i])
+        o->last_ms[i] = r->received_at_ms;
+    if (o->on_record)
+        o->on_record(r, o->arg);
+}
+
+static void offline_cursor(const char *name, uint64_t seq, void *arg)
+{
+    (void)name;
+    offline_t *o = arg;
+    if (seq > o->cursor_max)
+        o->cursor_max = seq;
+}
+
+int hb_journal_scan(const char *dir, void (*on_record)(const hb_record_t *r, void *arg),
+                    void (*on_segment)(const hb_journal_seg_info_t *s, void *arg), void *arg,
+                    char *err, size_t errlen)
+{
+    hb_journal_t *j = hb_calloc(1, sizeof(*j));
+    j->fd = -1;
+    j->readonly = 1;
+    j->dir = hb_strdup(dir);
+    pthread_mutex_init(&j->lock, NULL);
+    pthread_cond_init(&j->wcond, NULL);
+    pthread_cond_init(&j->kcond, NULL);
+    offline_t o = {.j = j, .on_record = on_record, .arg = arg};
+    hb_journal_opts_t opts = {.dir = dir, .on_record = offline_record, .on_record_arg = &o};
+    int rc = -1;
+    o.cursors = hb_journal_read_cursors(dir, offline_cursor, &o, err, errlen);
+    if (o.cursors < 0 || recover(j, &opts, o.cursor_max, err, errlen) < 0)
+        goto cleanup;
+    if (j->nsegs == 0 && o.cursors == 0) {
+        snprintf(err, errlen, "%s: not a journal directory (no *.seg segments, no cursors file)",
+                 dir);
+        goto cleanup;
+    }
+    for (size_t i = 0; on_segment && i < j->nsegs; i++) {
+        const segment_t *s = &j->segs[i];
+        struct stat st;
+        hb_journal_seg_info_t info = {
+            .path = s->path,
+            .first_seq = s->first_seq,
+            .end_seq = s->end_seq,
+            .committed_bytes = s->durable_size,
+            .file_bytes = stat(s->path, &st) == 0 ? (uint64_t)st.st_size : 0,
+            .first_ms = i < o.cap ? o.first_ms[i] : 0,
+            .last_ms = i < o.cap ? o.last_ms[i] : 0,
+            .damage = s->why,
+            .damage_offset = s->bad_off,
+            .torn = s->torn,
+        };
+        on_segment(&info, arg);
+    }
+    rc = (int)j->nsegs;
+cleanup:
+    free(o.first_ms);
+    free(o.last_ms);
+    hb_journal_close(j);
+    return rc;
 }
