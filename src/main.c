@@ -9,6 +9,7 @@
 #include "hb/fmacros.h"
 
 #include "hb/admin.h"
+#include "hb/cli_journal.h"
 #include "hb/config.h"
 #include "hb/dedup.h"
 #include "hb/journal.h"
@@ -111,7 +112,9 @@ static void usage(FILE *out)
                  "  -c, --config FILE   read configuration from FILE (key = value lines)\n"
                  "      --check-config  validate the configuration and exit 0 or 1\n"
                  "      --version       print the version and exit\n"
-                 "  -h, --help          print this help and exit\n\n");
+                 "  -h, --help          print this help and exit\n\n"
+                 "       hookbridge journal verify|ls|cat [-c FILE | --dir DIR] [options]\n"
+                 "                      read-only views of the journal (journal --help)\n\n");
     hb_config_print_help(out);
 }
 
@@ -216,6 +219,8 @@ int main(int argc, char **argv)
     char err[1024];
     int check = 0, c, rc = 1;
     memset(&app, 0, sizeof(app));
+    if (argc > 1 && strcmp(argv[1], "journal") == 0)
+        return hb_cli_journal(argc - 1, argv + 1);
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
