@@ -87,6 +87,12 @@ static const key_t_ keys[] = {
      "directory of the durable journal"},
     {"journal.max_bytes", T_SIZE, OFF(journal_max_bytes), "1073741824", NULL, 16384, BIG, 0,
      "journal size at which new deliveries get 503 + Retry-After (k, m, g suffixes allowed)"},
+    {"journal.retain", T_DURATION, OFF(journal_retain_ms), "0", NULL, 0, BIG, 0,
+     "keep published segments this long, for `hookbridge journal cat` (0 = delete once "
+     "published); retained segments go first when the journal nears journal.max_bytes"},
+    {"journal.retain_bytes", T_SIZE, OFF(journal_retain_bytes), "0", NULL, 0, BIG, 0,
+     "keep at most this many bytes of published segments (0 = no size limit); with "
+     "journal.retain, a segment goes when either limit is passed"},
     {"ack", T_ENUM, OFF(ack_str), "durable", "durable|written|published", 0, 0, 0,
      "when to answer 200: durable (after fdatasync), written (after write), published (after "
      "every sink acknowledged)"},

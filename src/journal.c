@@ -152,6 +152,9 @@ struct hb_journal {
 
     /* keeper thread only */
     uint64_t last_persist_ms, spare_fail_ms, retain_seen;
+    uint64_t retain_ms, retain_bytes; /* journal.retain, journal.retain_bytes */
+    uint64_t retained_first;          /* segment that retained_oldest_ms was read from */
+    _Atomic uint64_t retained_bytes, retained_oldest_ms;
 
     _Atomic uint64_t durable_seq;
     _Atomic uint64_t retain_after; /* UINT64_MAX: none */
@@ -318,9 +321,55 @@ static uint64_t min_of(const _Atomic uint64_t *v, size_t n)
     return m;
 }
 
+/* Whether a published segment stays for journal.retain / retain_bytes:
+ * while it is younger than retain_ms (its file's mtime is its last write)
+ * and the published bytes kept are within retain_bytes. Room for new
+ * deliveries comes first: over the low-water mark nothing is retained.
+ * Keeper thread (stat is blocking I/O: never under j->lock). */
+static int retained(hb_journal_t *j, const segment_t *s, uint64_t published_bytes)
+{
+    if ((!j->retain_ms && !j->retain_bytes) || atomic_load(&j->bytes) >= j->low_water)
+        return 0;
+    if (j->retain_bytes && published_bytes > j->retain_bytes)
+        return 0;
+    struct stat st;
+    if (j->retain_ms) {
+        if (stat(s->path, &st) < 0)
+            return 0;
+        uint64_t mtime =
+            (uint64_t)st.st_mtim.tv_sec * 1000 + (uint64_t)st.st_mtim.tv_nsec / 1000000;
+        uint64_t now = hb_now_ms();
+        if (now > mtime && now - mtime >= j->retain_ms)
+            return 0;
+    }
+    return 1;
+}
+
+/* The received_at of a segment's first record, for the retained span in
+ * /metrics; 0 when it cannot be read. Keeper thread. */
+static uint64_t first_received_ms(const char *path)
+{
+    unsigned char b[HB_COMMIT_SIZE + HB_RECORD_HEADER + 8];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = hb_pread_full(fd, b, sizeof(b), 0);
+    close(fd);
+    size_t off = HB_COMMIT_SIZE; /* after the segment's header mark */
+    if (n >= 4 && (b[0] | b[1] << 8 | b[2] << 16 | (uint32_t)b[3] << 24) == HB_RECORD_MAGIC)
+        off = 0; /* a legacy segment starts with a record */
+    if (n < (ssize_t)(off + HB_RECORD_HEADER + 8))
+        return 0;
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | b[off + HB_RECORD_HEADER + (size_t)i];
+    return v;
+}
+
 /* Delete every segment but the newest whose records all sinks have
- * published according to the persisted cursors: after a crash the cursors
- * file must never point before the oldest segment left. Keeper thread. */
+ * published according to the persisted cursors, unless retention keeps
+ * it: after a crash the cursors file must never point before the oldest
+ * segment left. Then publish the retained span. Keeper thread. */
 static void delete_published(hb_journal_t *j)
 {
     uint64_t min = UINT64_MAX;
@@ -331,13 +380,20 @@ static void delete_published(hb_journal_t *j)
     if (retain < min && atomic_load(&j->bytes) < j->low_water)
         min = retain;
     int deleted = 0;
+    uint64_t published = 0;
+    segment_t s = {0};
     for (;;) {
         pthread_mutex_lock(&j->lock);
-        if (j->nsegs < 2 || j->segs[0].end_seq > min + 1) {
-            pthread_mutex_unlock(&j->lock);
+        published = 0;
+        for (size_t i = 0; i + 1 < j->nsegs && j->segs[i].end_seq <= min + 1; i++)
+            published += j->segs[i].durable_size;
+        int candidate = j->nsegs >= 2 && j->segs[0].end_seq <= min + 1;
+        if (candidate)
+            s = j->segs[0]; /* only this thread removes segments: s.path stays valid */
+        pthread_mutex_unlock(&j->lock);
+        if (!candidate || retained(j, &s, published))
             break;
-        }
-        segment_t s = j->segs[0];
+        pthread_mutex_lock(&j->lock);
         memmove(j->segs, j->segs + 1, (j->nsegs - 1) * sizeof(*j->segs));
         j->nsegs--;
         pthread_mutex_unlock(&j->lock);
@@ -351,6 +407,13 @@ static void delete_published(hb_journal_t *j)
     }
     if (deleted)
         hb_fsync_dir(j->dir);
+    if (!published) {
+        atomic_store(&j->retained_oldest_ms, 0);
+    } else if (s.first_seq != j->retained_first) { /* s is the oldest segment here */
+        j->retained_first = s.first_seq;
+        atomic_store(&j->retained_oldest_ms, first_received_ms(s.path));
+    }
+    atomic_store(&j->retained_bytes, published);
 }
 
 /* ---- recovery ---- */
@@ -887,7 +950,11 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
         if (len == 0) {
             if (j->wpos >= j->segment_bytes || want_prealloc(j))
                 rotate(j);
+            /* retained segments are room: the keeper deletes them first
+             * once the journal is over its low-water mark */
             bytes = atomic_load(&j->bytes);
+            uint64_t kept = atomic_load(&j->retained_bytes);
+            bytes = bytes > kept ? bytes - kept : 0;
             first = j->next_seq;
             bcrc = 0;
             if (j->wpos == 0) { /* a new file announces its format */
@@ -985,9 +1052,10 @@ static void *keeper_main(void *arg)
             if (cursors_persist(j) == 0)
                 delete_published(j);
         }
-        /* a moved retention limit may free segments with no cursor change */
+        /* a moved retention limit may free segments with no cursor change,
+         * and so may time passing or the journal growing under retention */
         uint64_t retain = atomic_load(&j->retain_after);
-        if (retain != j->retain_seen) {
+        if (retain != j->retain_seen || j->retain_ms || j->retain_bytes) {
             j->retain_seen = retain;
             delete_published(j);
         }
@@ -1059,6 +1127,8 @@ hb_journal_t *hb_journal_open(const hb_journal_opts_t *o, char *err, size_t errl
     j->max_bytes = o->max_bytes;
     j->low_water = o->max_bytes / 10 * 9;
     j->prealloc = !o->no_prealloc;
+    j->retain_ms = o->retain_ms;
+    j->retain_bytes = o->retain_bytes;
     j->fault = o->fault;
     j->fault_arg = o->fault_arg;
     j->segment_bytes = o->segment_bytes;
@@ -1272,6 +1342,13 @@ void hb_journal_histograms(const hb_journal_t *j, hb_journal_hist_t *records,
     hist_read(&j->h_records, records_bounds, NBOUNDS(records_bounds), records);
     hist_read(&j->h_write, seconds_bounds, NBOUNDS(seconds_bounds), write_s);
     hist_read(&j->h_sync, seconds_bounds, NBOUNDS(seconds_bounds), sync_s);
+}
+
+void hb_journal_retained(const hb_journal_t *j, uint64_t *bytes, uint64_t *oldest_ms)
+{
+    hb_journal_t *m = (hb_journal_t *)j;
+    *bytes = atomic_load(&m->retained_bytes);
+    *oldest_ms = atomic_load(&m->retained_oldest_ms);
 }
 
 void hb_journal_retain_after(hb_journal_t *j, uint64_t seq)

@@ -196,6 +196,8 @@ static int open_journal(app_t *app, char *err, size_t errlen)
     hb_journal_opts_t o = {
         .dir = app->cfg.journal_dir,
         .max_bytes = (uint64_t)app->cfg.journal_max_bytes,
+        .retain_ms = (uint64_t)app->cfg.journal_retain_ms,
+        .retain_bytes = (uint64_t)app->cfg.journal_retain_bytes,
         .sinks = names,
         .n_sinks = app->n_sink_ops,
         .on_record = app->dedup ? dedup_from_journal : NULL,

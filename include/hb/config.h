@@ -46,6 +46,8 @@ typedef struct hb_config {
     char *file_path;
     char *journal_dir;
     int64_t journal_max_bytes;
+    int64_t journal_retain_ms;    /* 0 = delete segments once published */
+    int64_t journal_retain_bytes; /* 0 = no size limit on retained segments */
     char *ack_str;
     hb_ack_mode_t ack;
     int64_t max_body;

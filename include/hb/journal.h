@@ -62,6 +62,10 @@ typedef struct hb_journal_opts {
     /* Do not zero-fill the next segment ahead of time (segments then grow
      * as they are written, and each fdatasync also commits their size). */
     int no_prealloc;
+    /* journal.retain, journal.retain_bytes: keep published segments while
+     * younger than retain_ms and within retain_bytes (0: no such limit;
+     * both 0: delete once published). Never over the low-water mark. */
+    uint64_t retain_ms, retain_bytes;
     /* Tests: fault(op, arg) is asked before each "write" and "sync" of a
      * batch and before the "open-sync" of the newest segment at open; an
      * errno it returns fails that step as the system call would. */
@@ -105,6 +109,10 @@ typedef struct hb_journal_hist {
 } hb_journal_hist_t;
 void hb_journal_histograms(const hb_journal_t *j, hb_journal_hist_t *records,
                            hb_journal_hist_t *write_s, hb_journal_hist_t *sync_s);
+
+/* The retained span for /metrics: bytes of published segments kept, and
+ * the received_at of their oldest record (0 when none). Any thread. */
+void hb_journal_retained(const hb_journal_t *j, uint64_t *bytes, uint64_t *oldest_ms);
 
 /* Keep every segment holding a record after `seq`, even once published
  * (the dedup snapshot must cover a record's id before its segment goes).

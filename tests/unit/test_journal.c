@@ -1683,6 +1683,176 @@ out:
     rm_tmpdir(dir);
 }
 
+static hb_journal_t *open_retain(const char *dir, uint64_t max_bytes, uint64_t retain_ms,
+                                 uint64_t retain_bytes, char *err, size_t errlen)
+{
+    hb_journal_opts_t o = {
+        .dir = dir,
+        .max_bytes = max_bytes,
+        .sinks = one_sink,
+        .n_sinks = 1,
+        .no_prealloc = 1,
+        .retain_ms = retain_ms,
+        .retain_bytes = retain_bytes,
+    };
+    err[0] = '\0';
+    return hb_journal_open(&o, err, errlen);
+}
+
+static void set_mtime_ago(const char *path, int seconds)
+{
+    struct timespec ts[2];
+    clock_gettime(CLOCK_REALTIME, &ts[0]);
+    ts[0].tv_sec -= seconds;
+    ts[1] = ts[0];
+    utimensat(AT_FDCWD, path, ts, 0);
+}
+
+/* Until the cursors file says the sink is at seq (deletion follows it). */
+static int poll_cursor_file(const char *dir, uint64_t seq)
+{
+    char path[4096], want[64];
+    snprintf(path, sizeof(path), "%s/cursors", dir);
+    snprintf(want, sizeof(want), "file %" PRIu64 "\n", seq);
+    return poll_file_contains(path, want, POLL_MS);
+}
+
+/* journal.retain: published segments stay until their last write is older
+ * than retain; then they go, oldest first, and /metrics' span follows. */
+static void test_retention_by_time(void)
+{
+    char dir[128], err[512], path[4096];
+    mk_tmpdir(dir, sizeof(dir), "retain-time");
+    const size_t B = 520;
+    hb_journal_t *j = open_retain(dir, 64 * 1024, 3600 * 1000, 0, err, sizeof(err));
+    ok(j != NULL, "open with journal.retain = 1h (%s)", err);
+    if (!j)
+        goto out;
+    ok(append_range(j, 0, 60, B, 5, NULL, NULL), "60 appends into 8 KiB segments");
+    uint64_t f[64];
+    int n = list_segs(dir, f, 64);
+    ok(n >= 4, "several segments (%d)", n);
+    hb_journal_ack(j, 0, 60);
+    ok(poll_cursor_file(dir, 60), "everything published and the cursor persisted");
+    sleep_ms(1000); /* several keeper rounds (200 ms) after the cursor moved */
+    is_int(list_segs(dir, f, 64), n, "all %d segments retained although published", n);
+    uint64_t rbytes, oldest;
+    hb_journal_retained(j, &rbytes, &oldest);
+    seg_path(dir, f[n - 1], path, sizeof(path));
+    is_int(rbytes, dir_seg_bytes(dir) - (uint64_t)file_size(path),
+           "retained bytes: every segment but the newest");
+    is_int(oldest, 1768000000000u, "retained span starts at record 1's received_at");
+
+    /* the two oldest age past retain: exactly they go */
+    for (int i = 0; i < 2; i++) {
+        seg_path(dir, f[i], path, sizeof(path));
+        set_mtime_ago(path, 2 * 3600);
+    }
+    ok(poll_segments(j, dir, (size_t)n - 2, POLL_MS), "the two aged segments deleted (%zu left)",
+       hb_journal_segments(j));
+    uint64_t f2[64];
+    ok(list_segs(dir, f2, 64) == n - 2 && f2[0] == f[2], "the oldest left is the third");
+    uint64_t until = mono_ms() + POLL_MS; /* the span follows the deletion */
+    do {
+        hb_journal_retained(j, &rbytes, &oldest);
+    } while (oldest != 1768000000000u + f[2] - 1 && mono_ms() < until && (sleep_ms(10), 1));
+    is_int(oldest, 1768000000000u + f[2] - 1, "the span starts at its first record");
+    hb_journal_close(j);
+
+    /* retention is read from the options at each open: 0 is today's rule */
+    j = open_retain(dir, 64 * 1024, 0, 0, err, sizeof(err));
+    ok(j && poll_segments(j, dir, 1, POLL_MS), "reopened with retain 0: published segments go");
+    if (j) {
+        hb_journal_retained(j, &rbytes, &oldest);
+        ok(rbytes == 0 && oldest == 0, "nothing retained");
+    }
+    hb_journal_close(j);
+out:
+    rm_tmpdir(dir);
+}
+
+/* journal.retain_bytes: the newest published segments that fit stay. */
+static void test_retention_by_size(void)
+{
+    char dir[128], err[512], path[4096];
+    mk_tmpdir(dir, sizeof(dir), "retain-size");
+    const size_t B = 520;
+    /* sized after the segments are written: the two newest published ones */
+    hb_journal_t *j = open_retain(dir, 64 * 1024, 0, 0, err, sizeof(err));
+    ok(j != NULL, "open (%s)", err);
+    if (!j)
+        goto out;
+    ok(append_range(j, 0, 80, B, 5, NULL, NULL), "80 appends into 8 KiB segments");
+    hb_journal_close(j);
+    uint64_t f[64];
+    int n = list_segs(dir, f, 64);
+    ok(n >= 5, "several segments (%d)", n);
+    if (n < 5)
+        goto out;
+    uint64_t two = 0;
+    for (int i = n - 3; i < n - 1; i++) {
+        seg_path(dir, f[i], path, sizeof(path));
+        two += (uint64_t)file_size(path);
+    }
+    j = open_retain(dir, 64 * 1024, 0, two, err, sizeof(err));
+    ok(j != NULL, "reopen with journal.retain_bytes = %" PRIu64 " (%s)", two, err);
+    if (!j)
+        goto out;
+    hb_journal_ack(j, 0, 80);
+    ok(poll_segments(j, dir, 3, POLL_MS), "the newest and two retained segments left (%zu)",
+       hb_journal_segments(j));
+    uint64_t f2[64], rbytes, oldest;
+    ok(list_segs(dir, f2, 64) == 3 && f2[0] == f[n - 3], "the two newest published ones");
+    hb_journal_retained(j, &rbytes, &oldest);
+    is_int(rbytes, two, "retained bytes");
+    hb_journal_close(j);
+out:
+    rm_tmpdir(dir);
+}
+
+/* Retained bytes never refuse a delivery: a journal full of published,
+ * retained segments accepts past max_bytes' worth of appends, and the
+ * retained segments go once it is over its low-water mark. */
+static void test_retention_never_blocks(void)
+{
+    char dir[128], err[512];
+    mk_tmpdir(dir, sizeof(dir), "retain-room");
+    const size_t B = 520;
+    const uint64_t MAX = 64 * 1024;
+    hb_journal_t *j = open_retain(dir, MAX, 3600 * 1000, 0, err, sizeof(err));
+    ok(j != NULL, "open with journal.retain = 1h (%s)", err);
+    if (!j)
+        goto out;
+    int errs[40], refused = 0, k = 0;
+    for (int round = 0; round < 6; round++) { /* 240 records: over 2 x max_bytes */
+        uint64_t seqs[40];
+        append_range(j, k, 40, B, 5, seqs, errs);
+        for (int i = 0; i < 40; i++)
+            refused += errs[i] != 0;
+        hb_journal_ack(j, 0, seqs[39]);
+        k += 40;
+        /* as without retention, room comes back once the keeper has
+         * persisted the cursor (every 200 ms): here it is counted as
+         * retained rather than deleted */
+        uint64_t rb, om, until = mono_ms() + POLL_MS;
+        do {
+            sleep_ms(10);
+            hb_journal_retained(j, &rb, &om);
+        } while (hb_journal_bytes(j) - rb > MAX / 4 && mono_ms() < until);
+    }
+    is_int(refused, 0, "no append refused while retained segments held the room");
+    ok(!hb_journal_full(j), "not full");
+    uint64_t end = mono_ms() + POLL_MS;
+    while (hb_journal_bytes(j) >= MAX / 10 * 9 && mono_ms() < end)
+        sleep_ms(10);
+    ok(hb_journal_bytes(j) < MAX / 10 * 9, "retained segments deleted down to the low-water mark");
+    ok(hb_journal_segments(j) > 1, "and no further: %zu segments still retained",
+       hb_journal_segments(j));
+    hb_journal_close(j);
+out:
+    rm_tmpdir(dir);
+}
+
 int main(void)
 {
     hb_log_set_level(HB_LOG_WARN);
@@ -1707,6 +1877,9 @@ int main(void)
     test_open_syncs_before_trusting_records();
     test_open_errors();
     test_scan_readonly();
+    test_retention_by_time();
+    test_retention_by_size();
+    test_retention_never_blocks();
     diag("journal tests took %" PRIu64 " ms", mono_ms() - t0);
     return done_testing();
 }
