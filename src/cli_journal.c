@@ -1,4 +1,4 @@
-/* `hookbridge journal verify|ls|cat`. See include/hb/cli_journal.h.
+/* `hookbridge journal verify|ls|cat|repair`. See include/hb/cli_journal.h.
  *
  * The journal directory comes from --dir, or from journal.dir of the
  * configuration (-c FILE and HOOKBRIDGE_* variables). The configuration is
@@ -17,13 +17,17 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <fnmatch.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define PROG "hookbridge journal"
 
@@ -66,7 +70,10 @@ static void usage(FILE *out)
             "  verify   check checksums, commit marks and sequence continuity of every\n"
             "           segment; name the file and offset of any damage; exit 0 or 1\n"
             "  ls       segments (records, time range, bytes), sink cursors, pending counts\n"
-            "  cat      print records, one JSON line each (the file sink's fields)\n\n"
+            "  cat      print records, one JSON line each (the file sink's fields)\n"
+            "  repair --cut-at SEQ\n"
+            "           keep only the records before SEQ (from the whole batches before it);\n"
+            "           the cut bytes and later segments are moved to DIR/removed-<time>/\n\n"
             "  -c, --config FILE   take journal.dir from this configuration\n"
             "      --dir DIR       the journal directory itself\n"
             "cat options:\n"
@@ -336,6 +343,141 @@ static int cmd_cat(cli_t *c)
     return 0;
 }
 
+/* ---- repair --cut-at SEQ ---- */
+
+/* The offset just past the last commit mark in path[0..committed) that
+ * closes records below seq: what stays when records from seq on are cut.
+ * The bytes were validated by the scan; *kept is the last record kept
+ * (first_seq - 1 when none). -1 on a read error. */
+static int64_t cut_offset(const hb_journal_seg_info_t *s, uint64_t seq, uint64_t *kept)
+{
+    size_t len = (size_t)s->committed_bytes;
+    unsigned char *buf = hb_malloc(len ? len : 1);
+    int64_t off = -1;
+    int fd = open(s->path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && hb_pread_full(fd, buf, len, 0) == (ssize_t)len) {
+        size_t pos = 0, used;
+        off = 0;
+        *kept = s->first_seq - 1;
+        hb_record_t r;
+        hb_commit_t m;
+        while (pos < len) {
+            hb_decode_t d = hb_record_decode_any(buf + pos, len - pos, &r, &m, &used);
+            if (d != HB_DECODE_OK && d != HB_DECODE_COMMIT)
+                break; /* cannot happen below committed_bytes */
+            pos += used;
+            if (d == HB_DECODE_COMMIT && m.last_seq < seq) {
+                off = (int64_t)pos;
+                if (m.last_seq)
+                    *kept = m.last_seq;
+            }
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    return off;
+}
+
+/* Copy path[from..) to dest, for the operator to keep. */
+static int save_tail(const char *path, uint64_t from, const char *dest)
+{
+    int in = open(path, O_RDONLY | O_CLOEXEC), out = -1, rc = -1;
+    unsigned char buf[65536];
+    if (in < 0)
+        return -1;
+    out = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    for (off_t off = (off_t)from; out >= 0;) {
+        ssize_t n = hb_pread_full(in, buf, sizeof(buf), off);
+        if (n < 0 || (n > 0 && hb_write_full(out, buf, (size_t)n) < 0))
+            break;
+        off += n;
+        if (n < (ssize_t)sizeof(buf)) {
+            rc = fsync(out);
+            break;
+        }
+    }
+    close(in);
+    if (out >= 0 && close(out) < 0)
+        rc = -1;
+    return rc;
+}
+
+/* Keep records below seq: the segment holding seq is cut after the last
+ * whole batch before it (its cut-off bytes are saved), every later segment
+ * is moved into DIR/removed-<time>/. Nothing is deleted. */
+static int cmd_repair(cli_t *c, uint64_t seq)
+{
+    size_t i = c->segs.n;
+    while (i > 0 && c->segs.v[i - 1].first_seq > seq)
+        i--;
+    if (i == 0) {
+        fprintf(stderr,
+                PROG " repair: record %" PRIu64 " is before the oldest segment: that "
+                     "would cut the whole journal\n",
+                seq);
+        return 1;
+    }
+    /* damage must be cut off too: at or before the first damaged segment */
+    size_t d = 0;
+    while (d < c->segs.n && (!c->segs.v[d].damage || c->segs.v[d].torn))
+        d++;
+    if (d < c->segs.n && seq > c->segs.v[d].end_seq) {
+        fprintf(stderr,
+                PROG " repair: %s is damaged: records from %" PRIu64 " on are unreadable; "
+                     "--cut-at must be at most %" PRIu64 "\n",
+                c->segs.v[d].path, c->segs.v[d].end_seq, c->segs.v[d].end_seq);
+        return 1;
+    }
+    if (d < c->segs.n && i > d + 1)
+        i = d + 1;
+    const hb_journal_seg_info_t *s = &c->segs.v[i - 1];
+    if (i == c->segs.n && seq >= s->end_seq && d == c->segs.n) {
+        printf("%s: nothing to cut: the last record is %" PRIu64 "\n", c->dir, s->end_seq - 1);
+        return 0;
+    }
+    uint64_t kept;
+    int64_t off = cut_offset(s, seq, &kept);
+    char moved[PATH_MAX], dest[PATH_MAX + 64];
+    if (off < 0) {
+        fprintf(stderr, PROG " repair: %s: %s\n", s->path, strerror(errno));
+        return 1;
+    }
+    snprintf(moved, sizeof(moved), "%s/removed-%" PRIu64, c->dir, hb_now_ms() / 1000);
+    if (mkdir(moved, 0700) < 0) {
+        fprintf(stderr, PROG " repair: %s: %s\n", moved, strerror(errno));
+        return 1;
+    }
+    snprintf(dest, sizeof(dest), "%s/%s.cut-at-%" PRId64, moved, base_name(s->path), off);
+    if (save_tail(s->path, (uint64_t)off, dest) < 0) {
+        fprintf(stderr, PROG " repair: cannot save the cut bytes to %s: %s\n", dest,
+                strerror(errno));
+        return 1;
+    }
+    for (size_t k = i; k < c->segs.n; k++) {
+        snprintf(dest, sizeof(dest), "%s/%s", moved, base_name(c->segs.v[k].path));
+        if (rename(c->segs.v[k].path, dest) < 0) {
+            fprintf(stderr, PROG " repair: cannot move %s aside: %s\n", c->segs.v[k].path,
+                    strerror(errno));
+            return 1;
+        }
+    }
+    int fd = open(s->path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, (off_t)off) < 0 || fsync(fd) < 0) {
+        fprintf(stderr, PROG " repair: cannot cut %s: %s\n", s->path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return 1;
+    }
+    close(fd);
+    hb_fsync_dir(moved);
+    hb_fsync_dir(c->dir);
+    printf("%s: cut at offset %" PRId64 "; records up to %" PRIu64
+           " kept; the cut bytes and %zu later segment(s) moved to %s\n",
+           s->path, off, kept, c->segs.n - i, moved);
+    return 0;
+}
+
 /* journal.dir from the configuration, without start-up checks. */
 static char *dir_from_config(const char *path)
 {
@@ -354,7 +496,7 @@ static char *dir_from_config(const char *path)
 
 int hb_cli_journal(int argc, char **argv)
 {
-    enum { O_DIR = 256, O_FROM, O_TO, O_SINCE, O_UNTIL, O_TOPIC, O_SOURCE, O_FORMAT };
+    enum { O_DIR = 256, O_CUT, O_FROM, O_TO, O_SINCE, O_UNTIL, O_TOPIC, O_SOURCE, O_FORMAT };
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
                                          {"dir", required_argument, NULL, O_DIR},
                                          {"from", required_argument, NULL, O_FROM},
@@ -364,6 +506,7 @@ int hb_cli_journal(int argc, char **argv)
                                          {"topic", required_argument, NULL, O_TOPIC},
                                          {"source", required_argument, NULL, O_SOURCE},
                                          {"format", required_argument, NULL, O_FORMAT},
+                                         {"cut-at", required_argument, NULL, O_CUT},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
@@ -371,9 +514,11 @@ int hb_cli_journal(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *verb = argv[1], *config = NULL, *dir_opt = NULL;
-    int is_cat = !strcmp(verb, "cat");
-    if (!is_cat && strcmp(verb, "verify") != 0 && strcmp(verb, "ls") != 0) {
-        fprintf(stderr, PROG ": unknown command '%s' (verify, ls, cat; see --help)\n", verb);
+    int is_cat = !strcmp(verb, "cat"), is_repair = !strcmp(verb, "repair");
+    uint64_t cut_at = 0;
+    if (!is_cat && !is_repair && strcmp(verb, "verify") != 0 && strcmp(verb, "ls") != 0) {
+        fprintf(stderr, PROG ": unknown command '%s' (verify, ls, cat, repair; see --help)\n",
+                verb);
         return 2;
     }
     cli_t c;
@@ -387,7 +532,17 @@ int hb_cli_journal(int argc, char **argv)
             fprintf(stderr, PROG " %s: only cat takes range, filter and format options\n", verb);
             bad = 1;
         }
+        if (opt == O_CUT && !is_repair) {
+            fprintf(stderr, PROG " %s: --cut-at is an option of repair\n", verb);
+            bad = 1;
+        }
         switch (opt) {
+        case O_CUT:
+            if (parse_u64(optarg, &cut_at) < 0 || cut_at == 0) {
+                fprintf(stderr, PROG " repair: not a sequence number: '%s'\n", optarg);
+                bad = 1;
+            }
+            break;
         case 'c':
             config = optarg;
             break;
@@ -438,6 +593,11 @@ int hb_cli_journal(int argc, char **argv)
         fprintf(stderr, PROG " %s: -c and --dir exclude each other\n", verb);
         bad = 1;
     }
+    if (!bad && is_repair && !cut_at) {
+        fprintf(stderr, PROG " repair: --cut-at SEQ is required: records from SEQ on are cut "
+                             "away (moved aside), nothing else is ever changed\n");
+        bad = 1;
+    }
     if (bad)
         return 2;
     char *dir = dir_opt ? hb_strdup(dir_opt) : dir_from_config(config);
@@ -451,7 +611,10 @@ int hb_cli_journal(int argc, char **argv)
         fprintf(stderr, PROG " %s: %s\n", verb, err);
         goto cleanup;
     }
-    rc = is_cat ? cmd_cat(&c) : !strcmp(verb, "ls") ? cmd_ls(&c) : cmd_verify(&c);
+    rc = is_cat                ? cmd_cat(&c)
+         : is_repair           ? cmd_repair(&c, cut_at)
+         : !strcmp(verb, "ls") ? cmd_ls(&c)
+                               : cmd_verify(&c);
 cleanup:
     for (size_t i = 0; i < c.segs.n; i++)
         free(c.segs.paths[i]);

@@ -113,7 +113,7 @@ static void usage(FILE *out)
                  "      --check-config  validate the configuration and exit 0 or 1\n"
                  "      --version       print the version and exit\n"
                  "  -h, --help          print this help and exit\n\n"
-                 "       hookbridge journal verify|ls|cat [-c FILE | --dir DIR] [options]\n"
+                 "       hookbridge journal verify|ls|cat|repair [-c FILE | --dir DIR] [options]\n"
                  "                      read-only views of the journal (journal --help)\n\n");
     hb_config_print_help(out);
 }

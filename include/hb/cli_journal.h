@@ -1,8 +1,10 @@
-/* `hookbridge journal verify|ls|cat`: offline, read-only views of a journal
+/* `hookbridge journal verify|ls|cat|repair`: offline views of a journal
  * directory, for forensics on a copy while no bridge runs. They read the
  * segments through hb_journal_scan (the recovery code, read-only), so a
- * record counts here exactly when the bridge would count it, and they never
- * create, change or delete a file. Main thread of the command only. */
+ * record counts here exactly when the bridge would count it. verify, ls and
+ * cat never create, change or delete a file; repair --cut-at SEQ cuts
+ * records from SEQ on and moves what it cuts aside, nothing else. Main
+ * thread of the command only; no bridge may run on the directory. */
 #ifndef HB_CLI_JOURNAL_H
 #define HB_CLI_JOURNAL_H
 

@@ -35,6 +35,17 @@ def journal(args, timeout=60):
     return p.returncode, p.stdout, p.stderr.decode("utf-8", "replace")
 
 
+def post_all(tc, b, prefix, n, pad=400):
+    conn = b.connection()
+    try:
+        for i in range(n):
+            st, _, answer = b.post_signed(notification("%s_%03d" % (prefix, i), pad=pad),
+                                          conn=conn)
+            tc.assertEqual(st, 200, "post %d: %r" % (i, answer[:200]))
+    finally:
+        conn.close()
+
+
 def snapshot(d):
     """Every file under d: name -> (size, mtime_ns, sha256)."""
     out = {}
@@ -176,14 +187,7 @@ class JournalVerify(BridgeTestCase):
         })
         self.addCleanup(self._finish_bridge, b)
         b.start()
-        conn = b.connection()
-        try:
-            for i in range(40):
-                st, _, answer = b.post_signed(notification("notif_jv_%03d" % i, pad=400),
-                                              conn=conn)
-                self.assertEqual(st, 200, "post %d: %r" % (i, answer[:200]))
-        finally:
-            conn.close()
+        post_all(self, b, "notif_jv", 40)
         b.stop()
         copy = os.path.join(tmp, "journal-copy")
         shutil.copytree(b.config["journal.dir"], copy)
@@ -221,6 +225,39 @@ class JournalVerify(BridgeTestCase):
         self.assertIn(os.path.basename(victim), err)
         self.assertTrue(0 < len(out.split(b"\n")) - 1 < 40, "some records, not all")
 
+        # repair: only with --cut-at, never past the damage
+        first_bad = int(re.search(r"records from (\d+) on", text).group(1))
+        self.assertEqual(journal(["repair", "--dir", copy])[0], 2, "repair needs --cut-at")
+        rc, _, err = journal(["repair", "--dir", copy, "--cut-at", str(first_bad + 5)])
+        self.assertEqual(rc, 1, "a cut past the damage is refused")
+        self.assertIn("at most %d" % first_bad, err)
+        self.assertEqual(snapshot(copy), before, "refusals changed nothing")
+        rc, out, err = journal(["repair", "--dir", copy, "--cut-at", str(first_bad)])
+        self.assertEqual(rc, 0, "repair: %s %s" % (out, err))
+        self.assertIn(b"records up to %d kept" % (first_bad - 1), out)
+        removed = [d for d in os.listdir(copy) if d.startswith("removed-")]
+        self.assertEqual(len(removed), 1, "one directory of what was cut")
+        aside = os.listdir(os.path.join(copy, removed[0]))
+        later = [sg for sg in segs if sg > os.path.basename(victim)]
+        self.assertEqual(sorted(a for a in aside if a.endswith(".seg")), later,
+                         "every later segment moved aside, none deleted")
+        self.assertTrue(any(".cut-at-" in a for a in aside), "the cut bytes kept: %s" % aside)
+        rc, out, err = journal(["verify", "--dir", copy])
+        self.assertEqual(rc, 0, "sound after repair: %s %s" % (out, err))
+        self.assertIn(b"record(s), 1..%d\n" % (first_bad - 1), out)
+
+        # a bridge starts on the repaired journal, publishes what is left
+        # and goes on after it
+        b2 = hbtest.Bridge(tempfile.mkdtemp(prefix="hbtest-jrepaired-"), start=False,
+                           **{"journal.dir": copy})
+        self.addCleanup(self._finish_bridge, b2)
+        b2.start()
+        post_all(self, b2, "notif_after", 3)
+        ids = ["notif_jv_%03d" % i for i in range(first_bad - 1)] + \
+            ["notif_after_%03d" % i for i in range(3)]
+        evs = b2.wait_events(count=len(ids), timeout=60)
+        self.assertEqual([e["id"] for e in evs], ids)
+
     def test_not_a_journal(self):
         tmp = tempfile.mkdtemp(prefix="hbtest-jnot-")
         self.addCleanup(shutil.rmtree, tmp, True)
@@ -248,14 +285,7 @@ class JournalRetain(BridgeTestCase):
             "journal.retain": "1h",
             "dedup": "off",  # the dedup snapshot holds segments on its own
         })
-        conn = b.connection()
-        try:
-            for i in range(40):
-                st, _, answer = b.post_signed(notification("notif_jr_%03d" % i, pad=400),
-                                              conn=conn)
-                self.assertEqual(st, 200, "post %d: %r" % (i, answer[:200]))
-        finally:
-            conn.close()
+        post_all(self, b, "notif_jr", 40)
         evs = b.wait_events(count=40, timeout=60)
         deadline = time.monotonic() + hbtest.scaled(30)
         while True:
