@@ -484,9 +484,7 @@ static char *dir_from_config(const char *path)
     hb_config_t cfg;
     char err[1024];
     char *dir = NULL;
-    hb_config_init(&cfg);
-    if ((path && hb_config_load_file(&cfg, path, err, sizeof(err)) < 0) ||
-        hb_config_apply_env(&cfg, NULL, err, sizeof(err)) < 0)
+    if (hb_config_load_unchecked(&cfg, path, err, sizeof(err)) < 0)
         fprintf(stderr, PROG ": configuration error: %s\n", err);
     else
         dir = hb_strdup(cfg.journal_dir);

@@ -517,12 +517,17 @@ int hb_config_finish(hb_config_t *cfg, char *err, size_t errlen)
     return 0;
 }
 
-int hb_config_load(hb_config_t *cfg, const char *path, char *err, size_t errlen)
+int hb_config_load_unchecked(hb_config_t *cfg, const char *path, char *err, size_t errlen)
 {
     hb_config_init(cfg);
     if (path && hb_config_load_file(cfg, path, err, errlen) < 0)
         return -1;
-    if (hb_config_apply_env(cfg, NULL, err, errlen) < 0)
+    return hb_config_apply_env(cfg, NULL, err, errlen);
+}
+
+int hb_config_load(hb_config_t *cfg, const char *path, char *err, size_t errlen)
+{
+    if (hb_config_load_unchecked(cfg, path, err, errlen) < 0)
         return -1;
     return hb_config_finish(cfg, err, errlen);
 }

@@ -9,6 +9,7 @@
 #include "hb/fmacros.h"
 
 #include "hb/admin.h"
+#include "hb/cli_deadletter.h"
 #include "hb/cli_journal.h"
 #include "hb/config.h"
 #include "hb/dedup.h"
@@ -114,7 +115,9 @@ static void usage(FILE *out)
                  "      --version       print the version and exit\n"
                  "  -h, --help          print this help and exit\n\n"
                  "       hookbridge journal verify|ls|cat|repair [-c FILE | --dir DIR] [options]\n"
-                 "                      read-only views of the journal (journal --help)\n\n");
+                 "                      read-only views of the journal (journal --help)\n"
+                 "       hookbridge dead-letter ls|cat [-c FILE | --data-dir DIR] [--sink NAME]\n"
+                 "                      events a sink rejected for good\n\n");
     hb_config_print_help(out);
 }
 
@@ -223,6 +226,8 @@ int main(int argc, char **argv)
     memset(&app, 0, sizeof(app));
     if (argc > 1 && strcmp(argv[1], "journal") == 0)
         return hb_cli_journal(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "dead-letter") == 0)
+        return hb_cli_dead_letter(argc - 1, argv + 1);
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c':

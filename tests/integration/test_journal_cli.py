@@ -308,5 +308,83 @@ class JournalRetain(BridgeTestCase):
                          "every published event is still in the journal")
 
 
+def dead_letter_line(i, sink, error):
+    """A line as the sink runner writes it (src/jsonl.c, with sink and error)."""
+    body = notification("notif_dl_%s_%03d" % (sink, i))
+    head = json.dumps({"received_at": "2026-11-29T10:00:%02d.000Z" % i, "app_id": "ws1",
+                       "topic": "contact.created", "id": "notif_dl_%s_%03d" % (sink, i),
+                       "sink": sink, "error": error}, separators=(",", ":"))
+    return head[:-1].encode() + b',"payload":' + body + b"}\n", body
+
+
+class DeadLetter(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="hbtest-deadletter-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.lines, self.bodies = {}, {}
+        for sink, errors in (("redis", ["WRONGTYPE Operation against a key", "ERR too big",
+                                        "WRONGTYPE Operation against a key"]),
+                             ("kafka", ["Broker: Message size too large"])):
+            pairs = [dead_letter_line(i, sink, e) for i, e in enumerate(errors)]
+            self.lines[sink] = [l for l, _ in pairs]
+            self.bodies[sink] = [b for _, b in pairs]
+            with open(os.path.join(self.tmp, "dead-letter.%s.jsonl" % sink), "wb") as f:
+                f.write(b"".join(self.lines[sink]))
+        with open(os.path.join(self.tmp, "dead-letter.kafka.jsonl"), "ab") as f:
+            f.write(b'{"received_at":"2026-11-29T10:01')  # a torn last line
+        self.before = snapshot(self.tmp)
+
+    def tearDown(self):
+        self.assertEqual(snapshot(self.tmp), self.before, "dead-letter changed a file")
+
+    def dl(self, *args):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKBRIDGE_")}
+        p = subprocess.run([hbtest.require_binary(), "dead-letter"] + list(args),
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, env=env, timeout=hbtest.scaled(30))
+        return p.returncode, p.stdout, p.stderr.decode()
+
+    def test_ls(self):
+        rc, out, err = self.dl("ls", "--data-dir", self.tmp)
+        text = out.decode()
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(text, r"\nkafka\s+1\s+2026-11-29T10:00:00.000Z\s+"
+                               r"2026-11-29T10:00:00.000Z\s+\S+dead-letter.kafka.jsonl\n")
+        self.assertRegex(text, r"\s1\s+\(unreadable lines\)\n")
+        self.assertRegex(text, r"\nredis\s+3\s+2026-11-29T10:00:00.000Z\s+"
+                               r"2026-11-29T10:00:02.000Z\s")
+        self.assertRegex(text, r"\s2\s+WRONGTYPE Operation against a key\n")
+        self.assertRegex(text, r"\s1\s+ERR too big\n")
+        rc, out, _ = self.dl("ls", "--data-dir", self.tmp, "--sink", "redis")
+        self.assertNotIn(b"kafka", out)
+
+    def test_cat(self):
+        rc, out, err = self.dl("cat", "--data-dir", self.tmp, "--sink", "redis")
+        self.assertEqual((rc, out), (0, b"".join(self.lines["redis"])), err)
+        rc, out, err = self.dl("cat", "--data-dir", self.tmp, "--format", "raw")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out, b"".join(b + b"\n" for b in self.bodies["kafka"] +
+                                       self.bodies["redis"]), "payloads, kafka's file first")
+        self.assertIn("1 unreadable line(s)", err)
+
+    def test_data_dir_from_config(self):
+        conf = os.path.join(self.tmp, "c.conf")
+        with open(conf, "w") as f:
+            f.write("data.dir = %s\nsinks = kafka\n" % self.tmp)  # no brokers: not checked
+        self.before = snapshot(self.tmp)
+        rc, out, err = self.dl("cat", "-c", conf, "--sink", "kafka")
+        self.assertEqual((rc, out), (0, b"".join(self.lines["kafka"])), err)
+
+    def test_nothing_there(self):
+        empty = os.path.join(self.tmp, "empty")
+        os.mkdir(empty)
+        self.before = snapshot(self.tmp)
+        rc, out, err = self.dl("ls", "--data-dir", empty)
+        self.assertEqual(rc, 0)
+        self.assertIn("no dead letters", err)
+        self.assertEqual(self.dl("ls", "--data-dir", os.path.join(self.tmp, "missing"))[0], 1)
+        self.assertEqual(self.dl("redrive", "--data-dir", empty)[0], 2, "not built yet")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
