@@ -289,7 +289,12 @@ static int cmd_verify(cli_t *c)
 
 static int cmd_ls(cli_t *c)
 {
-    uint64_t records = 0, committed = 0, on_disk = 0, first, end;
+    uint64_t records = 0, committed = 0, on_disk = 0, first, end, published = UINT64_MAX;
+    for (size_t i = 0; i < c->n_cursors; i++)
+        if (c->cursors[i].seq < published)
+            published = c->cursors[i].seq;
+    if (!c->n_cursors)
+        published = 0;
     printf("%-24s %-21s %-24s %-24s %10s %10s  %s\n", "SEGMENT", "RECORDS", "FIRST_RECEIVED",
            "LAST_RECEIVED", "BYTES", "ON_DISK", "STATE");
     for (size_t i = 0; i < c->segs.n; i++) {
@@ -303,9 +308,10 @@ static int cmd_ls(cli_t *c)
         fmt_time(s->last_ms, t1, sizeof(t1));
         printf("%-24s %-21s %-24s %-24s %10" PRIu64 " %10" PRIu64 "  %s\n", base_name(s->path),
                range, t0, t1, s->committed_bytes, s->file_bytes,
-               !s->damage ? "ok"
-               : s->torn  ? "torn tail"
-                          : "DAMAGED (journal verify)");
+               s->damage && !s->torn ? "DAMAGED (journal verify)"
+               : s->torn             ? "torn tail"
+               : s->end_seq <= s->first_seq || s->end_seq - 1 <= published ? "published"
+                                                                           : "pending");
         records += s->end_seq - s->first_seq;
         committed += s->committed_bytes;
         on_disk += s->file_bytes;

@@ -155,6 +155,8 @@ class JournalCat(BridgeTestCase):
         for prev, cur in zip(ranges, ranges[1:]):
             self.assertEqual(int(cur[1]), int(prev[2]) + 1, "contiguous ranges:\n" + text)
         self.assertRegex(text, r"total: %d segment\(s\), %d record\(s\)" % (len(segs), N))
+        self.assertEqual(len(re.findall(r"\spublished\n", text)), len(segs),
+                         "every segment published:\n" + text)
         self.assertRegex(text, r"\nfile\s+%d\s+0\n" % N, "the file sink's cursor, nothing pending")
 
     def test_verify_sound(self):
@@ -197,6 +199,7 @@ class JournalVerify(BridgeTestCase):
         segs = re.findall(r"^(\d{20}\.seg)\s", out.decode(), re.M)
         self.assertGreaterEqual(len(segs), 3, "several segments:\n%s" % out.decode())
         self.assertRegex(out.decode(), r"\nfile\s+0\s+40\n", "40 records pending for file")
+        self.assertNotIn("published", out.decode(), "no segment is published")
 
         # a bad byte in the body of a record in the middle segment
         victim = os.path.join(copy, segs[len(segs) // 2])
