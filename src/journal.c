@@ -16,7 +16,9 @@
  *    stage was tried: it overlaps a write of a few microseconds with the
  *    sync and costs a thread hand-off per batch, which on two cores was
  *    more CPU per request than it saved;
- *  - the keeper persists sink cursors, deletes published segments and
+ *  - the keeper persists sink cursors, deletes published segments (once
+ *    journal.retain / retain_bytes let them go: retained bytes count as
+ *    free room, and over the low-water mark nothing is retained) and
  *    zero-fills the next segment ahead of time, all off that path. A
  *    preallocated segment means fdatasync flushes data pages only: the
  *    file's size and extents do not change, so no file-system journal
