@@ -99,6 +99,12 @@ static const key_t_ keys[] = {
      "directory of the durable journal"},
     {"journal.max_bytes", T_SIZE, OFF(journal_max_bytes), "1073741824", NULL, 16384, BIG, 0,
      "journal size at which new deliveries get 503 + Retry-After (k, m, g suffixes allowed)"},
+    {"journal.retain", T_DURATION, OFF(journal_retain_ms), "0", NULL, 0, BIG, 0,
+     "keep published segments this long, for `hookbridge journal cat` (0 = delete once "
+     "published); retained segments go first when the journal nears journal.max_bytes"},
+    {"journal.retain_bytes", T_SIZE, OFF(journal_retain_bytes), "0", NULL, 0, BIG, 0,
+     "keep at most this many bytes of published segments (0 = no size limit); with "
+     "journal.retain, a segment goes when either limit is passed"},
     {"ack", T_ENUM, OFF(ack_str), "durable", "durable|written|published", 0, 0, 0,
      "when to answer 200: durable (after fdatasync), written (after write), published (after "
      "every sink acknowledged)"},
@@ -647,12 +653,17 @@ int hb_config_finish(hb_config_t *cfg, char *err, size_t errlen)
     return check_keys(cfg, err, errlen);
 }
 
-int hb_config_load(hb_config_t *cfg, const char *path, char *err, size_t errlen)
+int hb_config_load_unchecked(hb_config_t *cfg, const char *path, char *err, size_t errlen)
 {
     hb_config_init(cfg);
     if (path && hb_config_load_file(cfg, path, err, errlen) < 0)
         return -1;
-    if (hb_config_apply_env(cfg, NULL, err, errlen) < 0)
+    return hb_config_apply_env(cfg, NULL, err, errlen);
+}
+
+int hb_config_load(hb_config_t *cfg, const char *path, char *err, size_t errlen)
+{
+    if (hb_config_load_unchecked(cfg, path, err, errlen) < 0)
         return -1;
     return hb_config_finish(cfg, err, errlen);
 }

@@ -16,7 +16,9 @@
  *    stage was tried: it overlaps a write of a few microseconds with the
  *    sync and costs a thread hand-off per batch, which on two cores was
  *    more CPU per request than it saved;
- *  - the keeper persists sink cursors, deletes published segments and
+ *  - the keeper persists sink cursors, deletes published segments (once
+ *    journal.retain / retain_bytes let them go: retained bytes count as
+ *    free room, and over the low-water mark nothing is retained) and
  *    zero-fills the next segment ahead of time, all off that path. A
  *    preallocated segment means fdatasync flushes data pages only: the
  *    file's size and extents do not change, so no file-system journal
@@ -61,6 +63,10 @@ typedef struct segment {
     uint64_t end_seq;      /* one past the last durable record */
     uint64_t durable_size; /* bytes readers may read */
     char *path;
+    /* offline scans only (hb_journal_scan): what is wrong and where */
+    const char *why;
+    uint64_t bad_off;
+    int torn;
 } segment_t;
 
 typedef struct listener {
@@ -117,6 +123,9 @@ struct hb_journal {
     char *dir;
     uint64_t max_bytes, low_water, segment_bytes;
     int prealloc;
+    /* hb_journal_scan: recovery reads and reports, never syncs, cuts or
+     * refuses (no threads, no writer) */
+    int readonly;
     size_t n_sinks;
     char **sink_names;
     _Atomic uint64_t cursors[HB_JOURNAL_MAX_SINKS];
@@ -145,6 +154,9 @@ struct hb_journal {
 
     /* keeper thread only */
     uint64_t last_persist_ms, spare_fail_ms, retain_seen;
+    uint64_t retain_ms, retain_bytes; /* journal.retain, journal.retain_bytes */
+    uint64_t retained_first;          /* segment that retained_oldest_ms was read from */
+    _Atomic uint64_t retained_bytes, retained_oldest_ms;
 
     _Atomic uint64_t durable_seq;
     _Atomic uint64_t retain_after; /* UINT64_MAX: none */
@@ -212,6 +224,7 @@ static segment_t *seg_add(hb_journal_t *j, uint64_t first_seq)
     }
     snprintf(path, sizeof(path), "%s/%020" PRIu64 ".seg", j->dir, first_seq);
     segment_t *s = &j->segs[j->nsegs++];
+    memset(s, 0, sizeof(*s));
     s->first_seq = first_seq;
     s->end_seq = first_seq;
     s->durable_size = 0;
@@ -229,10 +242,11 @@ static segment_t *seg_find(hb_journal_t *j, uint64_t first_seq)
 
 /* ---- cursors ---- */
 
-static int cursors_load(hb_journal_t *j, uint64_t *vals, int *found, char *err, size_t errlen)
+int hb_journal_read_cursors(const char *dir, void (*fn)(const char *name, uint64_t seq, void *arg),
+                            void *arg, char *err, size_t errlen)
 {
     char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/cursors", j->dir);
+    snprintf(path, sizeof(path), "%s/cursors", dir);
     char *text = hb_read_file(path, NULL);
     if (!text) {
         if (errno == ENOENT)
@@ -241,20 +255,40 @@ static int cursors_load(hb_journal_t *j, uint64_t *vals, int *found, char *err, 
         return -1;
     }
     char *save = NULL;
+    int n = 0;
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char name[64];
         unsigned long long v;
         if (sscanf(line, "%63s %llu", name, &v) != 2)
             continue;
-        for (size_t i = 0; i < j->n_sinks; i++) {
-            if (strcmp(name, j->sink_names[i]) == 0) {
-                vals[i] = v;
-                found[i] = 1;
-            }
-        }
+        fn(name, v, arg);
+        n++;
     }
     free(text);
-    return 0;
+    return n;
+}
+
+typedef struct cursor_match {
+    const hb_journal_t *j;
+    uint64_t *vals;
+    int *found;
+} cursor_match_t;
+
+static void cursor_match(const char *name, uint64_t seq, void *arg)
+{
+    cursor_match_t *m = arg;
+    for (size_t i = 0; i < m->j->n_sinks; i++) {
+        if (strcmp(name, m->j->sink_names[i]) == 0) {
+            m->vals[i] = seq;
+            m->found[i] = 1;
+        }
+    }
+}
+
+static int cursors_load(hb_journal_t *j, uint64_t *vals, int *found, char *err, size_t errlen)
+{
+    cursor_match_t m = {j, vals, found};
+    return hb_journal_read_cursors(j->dir, cursor_match, &m, err, errlen) < 0 ? -1 : 0;
 }
 
 static int cursors_persist(hb_journal_t *j)
@@ -289,9 +323,55 @@ static uint64_t min_of(const _Atomic uint64_t *v, size_t n)
     return m;
 }
 
+/* Whether a published segment stays for journal.retain / retain_bytes:
+ * while it is younger than retain_ms (its file's mtime is its last write)
+ * and the published bytes kept are within retain_bytes. Room for new
+ * deliveries comes first: over the low-water mark nothing is retained.
+ * Keeper thread (stat is blocking I/O: never under j->lock). */
+static int retained(hb_journal_t *j, const segment_t *s, uint64_t published_bytes)
+{
+    if ((!j->retain_ms && !j->retain_bytes) || atomic_load(&j->bytes) >= j->low_water)
+        return 0;
+    if (j->retain_bytes && published_bytes > j->retain_bytes)
+        return 0;
+    struct stat st;
+    if (j->retain_ms) {
+        if (stat(s->path, &st) < 0)
+            return 0;
+        uint64_t mtime =
+            (uint64_t)st.st_mtim.tv_sec * 1000 + (uint64_t)st.st_mtim.tv_nsec / 1000000;
+        uint64_t now = hb_now_ms();
+        if (now > mtime && now - mtime >= j->retain_ms)
+            return 0;
+    }
+    return 1;
+}
+
+/* The received_at of a segment's first record, for the retained span in
+ * /metrics; 0 when it cannot be read. Keeper thread. */
+static uint64_t first_received_ms(const char *path)
+{
+    unsigned char b[HB_COMMIT_SIZE + HB_RECORD_HEADER + 8];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = hb_pread_full(fd, b, sizeof(b), 0);
+    close(fd);
+    size_t off = HB_COMMIT_SIZE; /* after the segment's header mark */
+    if (n >= 4 && (b[0] | b[1] << 8 | b[2] << 16 | (uint32_t)b[3] << 24) == HB_RECORD_MAGIC)
+        off = 0; /* a legacy segment starts with a record */
+    if (n < (ssize_t)(off + HB_RECORD_HEADER + 8))
+        return 0;
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | b[off + HB_RECORD_HEADER + (size_t)i];
+    return v;
+}
+
 /* Delete every segment but the newest whose records all sinks have
- * published according to the persisted cursors: after a crash the cursors
- * file must never point before the oldest segment left. Keeper thread. */
+ * published according to the persisted cursors, unless retention keeps
+ * it: after a crash the cursors file must never point before the oldest
+ * segment left. Then publish the retained span. Keeper thread. */
 static void delete_published(hb_journal_t *j)
 {
     uint64_t min = UINT64_MAX;
@@ -302,13 +382,20 @@ static void delete_published(hb_journal_t *j)
     if (retain < min && atomic_load(&j->bytes) < j->low_water)
         min = retain;
     int deleted = 0;
+    uint64_t published = 0;
+    segment_t s = {0};
     for (;;) {
         pthread_mutex_lock(&j->lock);
-        if (j->nsegs < 2 || j->segs[0].end_seq > min + 1) {
-            pthread_mutex_unlock(&j->lock);
+        published = 0;
+        for (size_t i = 0; i + 1 < j->nsegs && j->segs[i].end_seq <= min + 1; i++)
+            published += j->segs[i].durable_size;
+        int candidate = j->nsegs >= 2 && j->segs[0].end_seq <= min + 1;
+        if (candidate)
+            s = j->segs[0]; /* only this thread removes segments: s.path stays valid */
+        pthread_mutex_unlock(&j->lock);
+        if (!candidate || retained(j, &s, published))
             break;
-        }
-        segment_t s = j->segs[0];
+        pthread_mutex_lock(&j->lock);
         memmove(j->segs, j->segs + 1, (j->nsegs - 1) * sizeof(*j->segs));
         j->nsegs--;
         pthread_mutex_unlock(&j->lock);
@@ -322,6 +409,13 @@ static void delete_published(hb_journal_t *j)
     }
     if (deleted)
         hb_fsync_dir(j->dir);
+    if (!published) {
+        atomic_store(&j->retained_oldest_ms, 0);
+    } else if (s.first_seq != j->retained_first) { /* s is the oldest segment here */
+        j->retained_first = s.first_seq;
+        atomic_store(&j->retained_oldest_ms, first_received_ms(s.path));
+    }
+    atomic_store(&j->retained_bytes, published);
 }
 
 /* ---- recovery ---- */
@@ -436,7 +530,8 @@ static int scan_segment(hb_journal_t *j, segment_t *s, int last, const hb_journa
 {
     scan_t sc = {.fd = -1};
     int rc = -1;
-    sc.fd = open(s->path, last ? O_RDWR | O_CLOEXEC : O_RDONLY | O_CLOEXEC);
+    int fix = last && !j->readonly; /* may sync and cut the newest segment */
+    sc.fd = open(s->path, fix ? O_RDWR | O_CLOEXEC : O_RDONLY | O_CLOEXEC);
     if (sc.fd < 0) {
         snprintf(err, errlen, "%s: %s", s->path, strerror(errno));
         return -1;
@@ -444,7 +539,7 @@ static int scan_segment(hb_journal_t *j, segment_t *s, int last, const hb_journa
     /* What the page cache holds of the newest segment may never have
      * reached the disk (kill -9 between write and fdatasync): make it
      * durable before any of it is trusted (dedup ids, replays). */
-    if (last && (inject(j, "open-sync") < 0 || fdatasync(sc.fd) < 0)) {
+    if (fix && (inject(j, "open-sync") < 0 || fdatasync(sc.fd) < 0)) {
         snprintf(err, errlen, "%s: fdatasync: %s", s->path, strerror(errno));
         goto cleanup;
     }
@@ -527,7 +622,11 @@ static int scan_segment(hb_journal_t *j, segment_t *s, int last, const hb_journa
         int damaged = legacy > 0 ? t.record_after : committed_end < claim;
         if (!why)
             why = "bytes after the last commit";
-        if (damaged || !last) {
+        if (j->readonly) {
+            s->why = why;
+            s->bad_off = committed_end;
+            s->torn = !damaged && last;
+        } else if (damaged || !last) {
             snprintf(err, errlen,
                      "%s: %s at offset %" PRIu64 "%s; the journal is damaged, not torn; refusing "
                      "to start. To repair, copy the file away, then cut it at offset %" PRIu64
@@ -540,14 +639,15 @@ static int scan_segment(hb_journal_t *j, segment_t *s, int last, const hb_journa
                      committed_end, committed_end,
                      last ? "" : ", and move every later segment away");
             goto cleanup;
-        }
-        hb_warn(C,
-                "%s: %s at offset %" PRIu64 ": cutting off the torn tail (records never "
-                "acknowledged as durable)",
-                s->path, why, committed_end);
-        if (ftruncate(sc.fd, (off_t)committed_end) < 0 || fsync(sc.fd) < 0) {
-            snprintf(err, errlen, "%s: cannot cut torn tail: %s", s->path, strerror(errno));
-            goto cleanup;
+        } else {
+            hb_warn(C,
+                    "%s: %s at offset %" PRIu64 ": cutting off the torn tail (records never "
+                    "acknowledged as durable)",
+                    s->path, why, committed_end);
+            if (ftruncate(sc.fd, (off_t)committed_end) < 0 || fsync(sc.fd) < 0) {
+                snprintf(err, errlen, "%s: cannot cut torn tail: %s", s->path, strerror(errno));
+                goto cleanup;
+            }
         }
     }
     s->end_seq = committed_seq;
@@ -593,8 +693,9 @@ static int recover(hb_journal_t *j, const hb_journal_opts_t *o, uint64_t cursor_
     uint64_t total = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         segment_t *s = seg_add(j, firsts[i]);
-        if (i > 0 && s->first_seq != j->segs[i - 1].end_seq &&
-            !(s->first_seq > j->segs[i - 1].end_seq && s->first_seq <= cursor_max + 1)) {
+        int hole = i > 0 && s->first_seq != j->segs[i - 1].end_seq &&
+                   !(s->first_seq > j->segs[i - 1].end_seq && s->first_seq <= cursor_max + 1);
+        if (hole && !j->readonly) {
             snprintf(err, errlen,
                      "%s: starts at record %" PRIu64 " but the previous segment ends "
                      "at %" PRIu64 "; the journal has a hole",
@@ -604,6 +705,10 @@ static int recover(hb_journal_t *j, const hb_journal_opts_t *o, uint64_t cursor_
         }
         rc = scan_segment(j, s, i == n - 1, o, err, errlen);
         total += s->durable_size;
+        if (hole && !s->why && !j->segs[i - 1].why) { /* a damaged one ends early */
+            s->why = "a hole before it: records missing after the previous segment";
+            s->bad_off = 0;
+        }
     }
     free(firsts);
     atomic_store(&j->bytes, total);
@@ -847,7 +952,11 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
         if (len == 0) {
             if (j->wpos >= j->segment_bytes || want_prealloc(j))
                 rotate(j);
+            /* retained segments are room: the keeper deletes them first
+             * once the journal is over its low-water mark */
             bytes = atomic_load(&j->bytes);
+            uint64_t kept = atomic_load(&j->retained_bytes);
+            bytes = bytes > kept ? bytes - kept : 0;
             first = j->next_seq;
             bcrc = 0;
             if (j->wpos == 0) { /* a new file announces its format */
@@ -945,9 +1054,10 @@ static void *keeper_main(void *arg)
             if (cursors_persist(j) == 0)
                 delete_published(j);
         }
-        /* a moved retention limit may free segments with no cursor change */
+        /* a moved retention limit may free segments with no cursor change,
+         * and so may time passing or the journal growing under retention */
         uint64_t retain = atomic_load(&j->retain_after);
-        if (retain != j->retain_seen) {
+        if (retain != j->retain_seen || j->retain_ms || j->retain_bytes) {
             j->retain_seen = retain;
             delete_published(j);
         }
@@ -1019,6 +1129,8 @@ hb_journal_t *hb_journal_open(const hb_journal_opts_t *o, char *err, size_t errl
     j->max_bytes = o->max_bytes;
     j->low_water = o->max_bytes / 10 * 9;
     j->prealloc = !o->no_prealloc;
+    j->retain_ms = o->retain_ms;
+    j->retain_bytes = o->retain_bytes;
     j->fault = o->fault;
     j->fault_arg = o->fault_arg;
     j->segment_bytes = o->segment_bytes;
@@ -1234,6 +1346,13 @@ void hb_journal_histograms(const hb_journal_t *j, hb_journal_hist_t *records,
     hist_read(&j->h_sync, seconds_bounds, NBOUNDS(seconds_bounds), sync_s);
 }
 
+void hb_journal_retained(const hb_journal_t *j, uint64_t *bytes, uint64_t *oldest_ms)
+{
+    hb_journal_t *m = (hb_journal_t *)j;
+    *bytes = atomic_load(&m->retained_bytes);
+    *oldest_ms = atomic_load(&m->retained_oldest_ms);
+}
+
 void hb_journal_retain_after(hb_journal_t *j, uint64_t seq)
 {
     atomic_store(&j->retain_after, seq);
@@ -1386,4 +1505,93 @@ int hb_journal_reader_next(hb_journal_reader_t *r, hb_record_t *rec)
         }
         r->end += (size_t)n;
     }
+}
+
+/* ---- offline scans ---- */
+
+typedef struct offline {
+    hb_journal_t *j;
+    void (*on_record)(const hb_record_t *r, void *arg);
+    void *arg;
+    uint64_t *first_ms, *last_ms; /* per segment, by index */
+    size_t cap;
+    uint64_t cursor_max;
+    int cursors;
+} offline_t;
+
+static void offline_record(const hb_record_t *r, void *arg)
+{
+    offline_t *o = arg;
+    size_t i = o->j->nsegs - 1; /* recovery scans the newest segment added */
+    if (i >= o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 16;
+        while (cap <= i)
+            cap *= 2;
+        o->first_ms = hb_realloc(o->first_ms, cap * sizeof(uint64_t));
+        o->last_ms = hb_realloc(o->last_ms, cap * sizeof(uint64_t));
+        memset(o->first_ms + o->cap, 0, (cap - o->cap) * sizeof(uint64_t));
+        memset(o->last_ms + o->cap, 0, (cap - o->cap) * sizeof(uint64_t));
+        o->cap = cap;
+    }
+    if (!o->first_ms[i] || r->received_at_ms < o->first_ms[i])
+        o->first_ms[i] = r->received_at_ms;
+    if (r->received_at_ms > o->last_ms[i])
+        o->last_ms[i] = r->received_at_ms;
+    if (o->on_record)
+        o->on_record(r, o->arg);
+}
+
+static void offline_cursor(const char *name, uint64_t seq, void *arg)
+{
+    (void)name;
+    offline_t *o = arg;
+    if (seq > o->cursor_max)
+        o->cursor_max = seq;
+}
+
+int hb_journal_scan(const char *dir, void (*on_record)(const hb_record_t *r, void *arg),
+                    void (*on_segment)(const hb_journal_seg_info_t *s, void *arg), void *arg,
+                    char *err, size_t errlen)
+{
+    hb_journal_t *j = hb_calloc(1, sizeof(*j));
+    j->fd = -1;
+    j->readonly = 1;
+    j->dir = hb_strdup(dir);
+    pthread_mutex_init(&j->lock, NULL);
+    pthread_cond_init(&j->wcond, NULL);
+    pthread_cond_init(&j->kcond, NULL);
+    offline_t o = {.j = j, .on_record = on_record, .arg = arg};
+    hb_journal_opts_t opts = {.dir = dir, .on_record = offline_record, .on_record_arg = &o};
+    int rc = -1;
+    o.cursors = hb_journal_read_cursors(dir, offline_cursor, &o, err, errlen);
+    if (o.cursors < 0 || recover(j, &opts, o.cursor_max, err, errlen) < 0)
+        goto cleanup;
+    if (j->nsegs == 0 && o.cursors == 0) {
+        snprintf(err, errlen, "%s: not a journal directory (no *.seg segments, no cursors file)",
+                 dir);
+        goto cleanup;
+    }
+    for (size_t i = 0; on_segment && i < j->nsegs; i++) {
+        const segment_t *s = &j->segs[i];
+        struct stat st;
+        hb_journal_seg_info_t info = {
+            .path = s->path,
+            .first_seq = s->first_seq,
+            .end_seq = s->end_seq,
+            .committed_bytes = s->durable_size,
+            .file_bytes = stat(s->path, &st) == 0 ? (uint64_t)st.st_size : 0,
+            .first_ms = i < o.cap ? o.first_ms[i] : 0,
+            .last_ms = i < o.cap ? o.last_ms[i] : 0,
+            .damage = s->why,
+            .damage_offset = s->bad_off,
+            .torn = s->torn,
+        };
+        on_segment(&info, arg);
+    }
+    rc = (int)j->nsegs;
+cleanup:
+    free(o.first_ms);
+    free(o.last_ms);
+    hb_journal_close(j);
+    return rc;
 }

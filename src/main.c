@@ -9,6 +9,8 @@
 #include "hb/fmacros.h"
 
 #include "hb/admin.h"
+#include "hb/cli_deadletter.h"
+#include "hb/cli_journal.h"
 #include "hb/config.h"
 #include "hb/dedup.h"
 #include "hb/journal.h"
@@ -111,7 +113,11 @@ static void usage(FILE *out)
                  "  -c, --config FILE   read configuration from FILE (key = value lines)\n"
                  "      --check-config  validate the configuration and exit 0 or 1\n"
                  "      --version       print the version and exit\n"
-                 "  -h, --help          print this help and exit\n\n");
+                 "  -h, --help          print this help and exit\n\n"
+                 "       hookbridge journal verify|ls|cat|repair [-c FILE | --dir DIR] [options]\n"
+                 "                      read-only views of the journal (journal --help)\n"
+                 "       hookbridge dead-letter ls|cat [-c FILE | --data-dir DIR] [--sink NAME]\n"
+                 "                      events a sink rejected for good\n\n");
     hb_config_print_help(out);
 }
 
@@ -193,6 +199,8 @@ static int open_journal(app_t *app, char *err, size_t errlen)
     hb_journal_opts_t o = {
         .dir = app->cfg.journal_dir,
         .max_bytes = (uint64_t)app->cfg.journal_max_bytes,
+        .retain_ms = (uint64_t)app->cfg.journal_retain_ms,
+        .retain_bytes = (uint64_t)app->cfg.journal_retain_bytes,
         .sinks = names,
         .n_sinks = app->n_sink_ops,
         .on_record = app->dedup ? dedup_from_journal : NULL,
@@ -216,6 +224,10 @@ int main(int argc, char **argv)
     char err[1024];
     int check = 0, c, rc = 1;
     memset(&app, 0, sizeof(app));
+    if (argc > 1 && strcmp(argv[1], "journal") == 0)
+        return hb_cli_journal(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "dead-letter") == 0)
+        return hb_cli_dead_letter(argc - 1, argv + 1);
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c':

@@ -173,6 +173,18 @@ void hb_metrics_render(struct evbuffer *o, struct hb_journal *j,
             hb_journal_segments(j), hb_journal_full(j),
             (unsigned long long)hb_journal_durable_seq(j));
         render_journal_histograms(o, j);
+        uint64_t kept, oldest_ms;
+        hb_journal_retained(j, &kept, &oldest_ms);
+        evbuffer_add_printf(o,
+                            "# HELP hookbridge_journal_retained_bytes Bytes of published segments "
+                            "kept by journal.retain / journal.retain_bytes.\n"
+                            "# TYPE hookbridge_journal_retained_bytes gauge\n"
+                            "hookbridge_journal_retained_bytes %llu\n"
+                            "# HELP hookbridge_journal_retained_oldest_timestamp_seconds "
+                            "received_at of the oldest retained record (0: none).\n"
+                            "# TYPE hookbridge_journal_retained_oldest_timestamp_seconds gauge\n"
+                            "hookbridge_journal_retained_oldest_timestamp_seconds %.3f\n",
+                            (unsigned long long)kept, (double)oldest_ms / 1000.0);
     }
     if (!n_sinks)
         return;

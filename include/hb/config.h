@@ -48,6 +48,8 @@ typedef struct hb_config {
     char *file_path;
     char *journal_dir;
     int64_t journal_max_bytes;
+    int64_t journal_retain_ms;    /* 0 = delete segments once published */
+    int64_t journal_retain_bytes; /* 0 = no size limit on retained segments */
     char *ack_str;
     hb_ack_mode_t ack;
     int64_t max_body;
@@ -79,6 +81,10 @@ int hb_config_apply_env(hb_config_t *cfg, char **envp, char *err, size_t errlen)
 /* Cross-key checks and derived fields; call after file and env. */
 int hb_config_finish(hb_config_t *cfg, char *err, size_t errlen);
 
+/* Defaults, file (if path) and env without the cross-key checks: for the
+ * offline commands, which read a directory's location and must not need
+ * the secrets or brokers of the machine a journal came from. */
+int hb_config_load_unchecked(hb_config_t *cfg, const char *path, char *err, size_t errlen);
 /* Everything in one call: defaults, file (if path), env, finish. */
 int hb_config_load(hb_config_t *cfg, const char *path, char *err, size_t errlen);
 

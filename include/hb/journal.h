@@ -62,6 +62,10 @@ typedef struct hb_journal_opts {
     /* Do not zero-fill the next segment ahead of time (segments then grow
      * as they are written, and each fdatasync also commits their size). */
     int no_prealloc;
+    /* journal.retain, journal.retain_bytes: keep published segments while
+     * younger than retain_ms and within retain_bytes (0: no such limit;
+     * both 0: delete once published). Never over the low-water mark. */
+    uint64_t retain_ms, retain_bytes;
     /* Tests: fault(op, arg) is asked before each "write" and "sync" of a
      * batch and before the "open-sync" of the newest segment at open; an
      * errno it returns fails that step as the system call would. */
@@ -106,6 +110,10 @@ typedef struct hb_journal_hist {
 void hb_journal_histograms(const hb_journal_t *j, hb_journal_hist_t *records,
                            hb_journal_hist_t *write_s, hb_journal_hist_t *sync_s);
 
+/* The retained span for /metrics: bytes of published segments kept, and
+ * the received_at of their oldest record (0 when none). Any thread. */
+void hb_journal_retained(const hb_journal_t *j, uint64_t *bytes, uint64_t *oldest_ms);
+
 /* Keep every segment holding a record after `seq`, even once published
  * (the dedup snapshot must cover a record's id before its segment goes).
  * Default: no such limit. The limit yields when the journal is over its
@@ -126,5 +134,35 @@ void hb_journal_reader_free(hb_journal_reader_t *r);
 /* 1: rec filled (valid until the next call), 0: nothing durable yet,
  * -1: I/O error or corruption (logged). */
 int hb_journal_reader_next(hb_journal_reader_t *r, hb_record_t *rec);
+
+/* ---- offline and read-only: the `hookbridge journal` commands ---- */
+
+/* The sink cursors persisted in dir ("<sink> <seq>" lines): fn once per
+ * cursor. Returns how many, 0 when there is no cursors file, -1 + err. */
+int hb_journal_read_cursors(const char *dir, void (*fn)(const char *name, uint64_t seq, void *arg),
+                            void *arg, char *err, size_t errlen);
+
+typedef struct hb_journal_seg_info {
+    const char *path;
+    uint64_t first_seq;         /* from the file name */
+    uint64_t end_seq;           /* one past the last committed record */
+    uint64_t committed_bytes;   /* up to the end of the last valid commit mark */
+    uint64_t file_bytes;        /* on disk, a preallocated zero tail included */
+    uint64_t first_ms, last_ms; /* received_at range of its records; 0 when none */
+    const char *damage;         /* NULL when sound, else what is wrong at damage_offset */
+    uint64_t damage_offset;
+    int torn; /* the damage is only a torn tail of the newest segment (cut at start) */
+} hb_journal_seg_info_t;
+
+/* Scan the journal in dir with the recovery code of hb_journal_open, but
+ * read-only (nothing synced, cut, created or deleted): on_record for each
+ * committed record in order, then on_segment for each segment, oldest
+ * first. Damage is reported through on_segment, and records before it are
+ * still read. Returns the number of segments, or -1 with err when dir
+ * cannot be read or is not a journal (neither segments nor cursors). Either
+ * callback may be NULL. Blocking I/O: not on an event-loop thread. */
+int hb_journal_scan(const char *dir, void (*on_record)(const hb_record_t *r, void *arg),
+                    void (*on_segment)(const hb_journal_seg_info_t *s, void *arg), void *arg,
+                    char *err, size_t errlen);
 
 #endif

@@ -1562,6 +1562,301 @@ static void test_open_syncs_before_trusting_records(void)
     rm_tmpdir(dir);
 }
 
+/* hb_journal_scan (`hookbridge journal verify|ls|cat`): the recovery code,
+ * read-only. It reads every committed record, names the file and offset of
+ * damage, and changes no byte, not even the torn tail that open would cut. */
+typedef struct {
+    int nseg, damaged, torn;
+    char where[4096];
+    uint64_t off, records, first_ms, last_ms;
+} seg_seen_t;
+
+static void on_seg(const hb_journal_seg_info_t *s, void *arg)
+{
+    seg_seen_t *v = arg;
+    v->nseg++;
+    v->records += s->end_seq - s->first_seq;
+    if (s->first_ms && (!v->first_ms || s->first_ms < v->first_ms))
+        v->first_ms = s->first_ms;
+    if (s->last_ms > v->last_ms)
+        v->last_ms = s->last_ms;
+    if (s->damage) {
+        v->torn += s->torn;
+        v->damaged += !s->torn;
+        snprintf(v->where, sizeof(v->where), "%s", s->path);
+        v->off = s->damage_offset;
+    }
+}
+
+typedef struct {
+    scan_t recs;
+    seg_seen_t segs;
+} scan_both_t;
+
+static void on_scan_record(const hb_record_t *r, void *arg)
+{
+    on_record(r, &((scan_both_t *)arg)->recs);
+}
+
+static void on_scan_seg(const hb_journal_seg_info_t *s, void *arg)
+{
+    on_seg(s, &((scan_both_t *)arg)->segs);
+}
+
+static int scan_dir(const char *dir, scan_both_t *b, char *err, size_t errlen)
+{
+    memset(b, 0, sizeof(*b));
+    b->recs.ordered = 1;
+    err[0] = '\0';
+    return hb_journal_scan(dir, on_scan_record, on_scan_seg, b, err, errlen);
+}
+
+static void test_scan_readonly(void)
+{
+    char dir[128], err[512], seg[4096], other[160];
+    mk_tmpdir(dir, sizeof(dir), "scan");
+    const size_t B = 400, R = B + REC_OVERHEAD;
+    hb_journal_t *j = open_j(dir, 1 << 20, 2048, one_sink, 1, err, sizeof(err));
+    ok(j != NULL, "open with 2 KiB segments (%s)", err);
+    if (!j)
+        goto out;
+    ok(append_range(j, 0, 30, B, 1, NULL, NULL), "30 appends, one batch each");
+    hb_journal_close(j);
+    uint64_t f[64];
+    int n = list_segs(dir, f, 64);
+    ok(n >= 3, "several segments (%d)", n);
+    if (n < 3)
+        goto out;
+
+    scan_both_t b;
+    is_int(scan_dir(dir, &b, err, sizeof(err)), n, "a sound journal: every segment (%s)", err);
+    is_int(b.recs.n, 30, "every record read");
+    ok(b.recs.ordered && b.recs.last == 30, "in sequence order, 1..30 (last %" PRIu64 ")",
+       b.recs.last);
+    is_int(b.segs.records, 30, "the segments' ranges add up to 30 records");
+    ok(b.segs.damaged == 0 && b.segs.torn == 0, "no damage reported");
+    ok(b.segs.first_ms == 1768000000000u && b.segs.last_ms == 1768000000029u,
+       "received_at range of the records (%" PRIu64 "..%" PRIu64 ")", b.segs.first_ms,
+       b.segs.last_ms);
+
+    /* a bad byte in a middle segment: named with its offset, nothing changed */
+    seg_path(dir, f[1], seg, sizeof(seg));
+    off_t sz = file_size(seg);
+    size_t len0;
+    unsigned char *before = test_slurp(seg, &len0);
+    off_t bad = H + R + H + HB_RECORD_HEADER + 10; /* the second record's payload */
+    ok(bad < sz, "segment %s holds two records", seg);
+    xor_byte(seg, bad, 0x04);
+    is_int(scan_dir(dir, &b, err, sizeof(err)), n, "damage is reported, not an error (%s)", err);
+    is_int(b.segs.damaged, 1, "one damaged segment");
+    is_str(b.segs.where, seg, "the damaged segment is named");
+    is_int(b.segs.off, H + R + H, "damage at the end of the last sound batch");
+    ok(b.recs.n < 30 && b.recs.n > 0, "records before the damage still read (%d)", b.recs.n);
+    is_int(file_size(seg), sz, "the damaged segment was not truncated");
+    xor_byte(seg, bad, 0x04);
+    size_t len1;
+    unsigned char *after = test_slurp(seg, &len1);
+    ok(before && after && len0 == len1 && memcmp(before, after, len0) == 0,
+       "byte restored: the file is as it was");
+    free(before);
+    free(after);
+
+    /* a torn tail of the newest segment: reported, not cut */
+    seg_path(dir, f[n - 1], seg, sizeof(seg));
+    append_bytes(seg, 0x5A, 100);
+    sz = file_size(seg);
+    is_int(scan_dir(dir, &b, err, sizeof(err)), n, "torn tail (%s)", err);
+    ok(b.segs.torn == 1 && b.segs.damaged == 0, "reported as a torn tail (torn %d, damaged %d)",
+       b.segs.torn, b.segs.damaged);
+    is_int(b.segs.off, sz - 100, "at the old end of the file");
+    is_int(file_size(seg), sz, "the torn tail was left in place");
+    is_int(b.recs.n, 30, "all 30 records read");
+
+    /* not a journal */
+    snprintf(other, sizeof(other), "%s/empty", dir);
+    mkdir(other, 0700);
+    ok(scan_dir(other, &b, err, sizeof(err)) < 0 && strstr(err, "not a journal"),
+       "an empty directory is refused (%s)", err);
+    struct stat st;
+    ok(stat(other, &st) == 0, "and left alone");
+    rmdir(other);
+    snprintf(other, sizeof(other), "%s/missing", dir);
+    ok(scan_dir(other, &b, err, sizeof(err)) < 0 && stat(other, &st) < 0,
+       "a missing directory is refused, not created (%s)", err);
+out:
+    rm_tmpdir(dir);
+}
+
+static hb_journal_t *open_retain(const char *dir, uint64_t max_bytes, uint64_t retain_ms,
+                                 uint64_t retain_bytes, char *err, size_t errlen)
+{
+    hb_journal_opts_t o = {
+        .dir = dir,
+        .max_bytes = max_bytes,
+        .sinks = one_sink,
+        .n_sinks = 1,
+        .no_prealloc = 1,
+        .retain_ms = retain_ms,
+        .retain_bytes = retain_bytes,
+    };
+    err[0] = '\0';
+    return hb_journal_open(&o, err, errlen);
+}
+
+static void set_mtime_ago(const char *path, int seconds)
+{
+    struct timespec ts[2];
+    clock_gettime(CLOCK_REALTIME, &ts[0]);
+    ts[0].tv_sec -= seconds;
+    ts[1] = ts[0];
+    utimensat(AT_FDCWD, path, ts, 0);
+}
+
+/* Until the cursors file says the sink is at seq (deletion follows it). */
+static int poll_cursor_file(const char *dir, uint64_t seq)
+{
+    char path[4096], want[64];
+    snprintf(path, sizeof(path), "%s/cursors", dir);
+    snprintf(want, sizeof(want), "file %" PRIu64 "\n", seq);
+    return poll_file_contains(path, want, POLL_MS);
+}
+
+/* journal.retain: published segments stay until their last write is older
+ * than retain; then they go, oldest first, and /metrics' span follows. */
+static void test_retention_by_time(void)
+{
+    char dir[128], err[512], path[4096];
+    mk_tmpdir(dir, sizeof(dir), "retain-time");
+    const size_t B = 520;
+    hb_journal_t *j = open_retain(dir, 64 * 1024, 3600 * 1000, 0, err, sizeof(err));
+    ok(j != NULL, "open with journal.retain = 1h (%s)", err);
+    if (!j)
+        goto out;
+    ok(append_range(j, 0, 60, B, 5, NULL, NULL), "60 appends into 8 KiB segments");
+    uint64_t f[64];
+    int n = list_segs(dir, f, 64);
+    ok(n >= 4, "several segments (%d)", n);
+    hb_journal_ack(j, 0, 60);
+    ok(poll_cursor_file(dir, 60), "everything published and the cursor persisted");
+    sleep_ms(1000); /* several keeper rounds (200 ms) after the cursor moved */
+    is_int(list_segs(dir, f, 64), n, "all %d segments retained although published", n);
+    uint64_t rbytes, oldest;
+    hb_journal_retained(j, &rbytes, &oldest);
+    seg_path(dir, f[n - 1], path, sizeof(path));
+    is_int(rbytes, dir_seg_bytes(dir) - (uint64_t)file_size(path),
+           "retained bytes: every segment but the newest");
+    is_int(oldest, 1768000000000u, "retained span starts at record 1's received_at");
+
+    /* the two oldest age past retain: exactly they go */
+    for (int i = 0; i < 2; i++) {
+        seg_path(dir, f[i], path, sizeof(path));
+        set_mtime_ago(path, 2 * 3600);
+    }
+    ok(poll_segments(j, dir, (size_t)n - 2, POLL_MS), "the two aged segments deleted (%zu left)",
+       hb_journal_segments(j));
+    uint64_t f2[64];
+    ok(list_segs(dir, f2, 64) == n - 2 && f2[0] == f[2], "the oldest left is the third");
+    uint64_t until = mono_ms() + POLL_MS; /* the span follows the deletion */
+    do {
+        hb_journal_retained(j, &rbytes, &oldest);
+    } while (oldest != 1768000000000u + f[2] - 1 && mono_ms() < until && (sleep_ms(10), 1));
+    is_int(oldest, 1768000000000u + f[2] - 1, "the span starts at its first record");
+    hb_journal_close(j);
+
+    /* retention is read from the options at each open: 0 is today's rule */
+    j = open_retain(dir, 64 * 1024, 0, 0, err, sizeof(err));
+    ok(j && poll_segments(j, dir, 1, POLL_MS), "reopened with retain 0: published segments go");
+    if (j) {
+        hb_journal_retained(j, &rbytes, &oldest);
+        ok(rbytes == 0 && oldest == 0, "nothing retained");
+    }
+    hb_journal_close(j);
+out:
+    rm_tmpdir(dir);
+}
+
+/* journal.retain_bytes: the newest published segments that fit stay. */
+static void test_retention_by_size(void)
+{
+    char dir[128], err[512], path[4096];
+    mk_tmpdir(dir, sizeof(dir), "retain-size");
+    const size_t B = 520;
+    /* sized after the segments are written: the two newest published ones */
+    hb_journal_t *j = open_retain(dir, 64 * 1024, 0, 0, err, sizeof(err));
+    ok(j != NULL, "open (%s)", err);
+    if (!j)
+        goto out;
+    ok(append_range(j, 0, 80, B, 5, NULL, NULL), "80 appends into 8 KiB segments");
+    hb_journal_close(j);
+    uint64_t f[64];
+    int n = list_segs(dir, f, 64);
+    ok(n >= 5, "several segments (%d)", n);
+    if (n < 5)
+        goto out;
+    uint64_t two = 0;
+    for (int i = n - 3; i < n - 1; i++) {
+        seg_path(dir, f[i], path, sizeof(path));
+        two += (uint64_t)file_size(path);
+    }
+    j = open_retain(dir, 64 * 1024, 0, two, err, sizeof(err));
+    ok(j != NULL, "reopen with journal.retain_bytes = %" PRIu64 " (%s)", two, err);
+    if (!j)
+        goto out;
+    hb_journal_ack(j, 0, 80);
+    ok(poll_segments(j, dir, 3, POLL_MS), "the newest and two retained segments left (%zu)",
+       hb_journal_segments(j));
+    uint64_t f2[64], rbytes, oldest;
+    ok(list_segs(dir, f2, 64) == 3 && f2[0] == f[n - 3], "the two newest published ones");
+    hb_journal_retained(j, &rbytes, &oldest);
+    is_int(rbytes, two, "retained bytes");
+    hb_journal_close(j);
+out:
+    rm_tmpdir(dir);
+}
+
+/* Retained bytes never refuse a delivery: a journal full of published,
+ * retained segments accepts past max_bytes' worth of appends, and the
+ * retained segments go once it is over its low-water mark. */
+static void test_retention_never_blocks(void)
+{
+    char dir[128], err[512];
+    mk_tmpdir(dir, sizeof(dir), "retain-room");
+    const size_t B = 520;
+    const uint64_t MAX = 64 * 1024;
+    hb_journal_t *j = open_retain(dir, MAX, 3600 * 1000, 0, err, sizeof(err));
+    ok(j != NULL, "open with journal.retain = 1h (%s)", err);
+    if (!j)
+        goto out;
+    int errs[40], refused = 0, k = 0;
+    for (int round = 0; round < 6; round++) { /* 240 records: over 2 x max_bytes */
+        uint64_t seqs[40];
+        append_range(j, k, 40, B, 5, seqs, errs);
+        for (int i = 0; i < 40; i++)
+            refused += errs[i] != 0;
+        hb_journal_ack(j, 0, seqs[39]);
+        k += 40;
+        /* as without retention, room comes back once the keeper has
+         * persisted the cursor (every 200 ms): here it is counted as
+         * retained rather than deleted */
+        uint64_t rb, om, until = mono_ms() + POLL_MS;
+        do {
+            sleep_ms(10);
+            hb_journal_retained(j, &rb, &om);
+        } while (hb_journal_bytes(j) - rb > MAX / 4 && mono_ms() < until);
+    }
+    is_int(refused, 0, "no append refused while retained segments held the room");
+    ok(!hb_journal_full(j), "not full");
+    uint64_t end = mono_ms() + POLL_MS;
+    while (hb_journal_bytes(j) >= MAX / 10 * 9 && mono_ms() < end)
+        sleep_ms(10);
+    ok(hb_journal_bytes(j) < MAX / 10 * 9, "retained segments deleted down to the low-water mark");
+    ok(hb_journal_segments(j) > 1, "and no further: %zu segments still retained",
+       hb_journal_segments(j));
+    hb_journal_close(j);
+out:
+    rm_tmpdir(dir);
+}
+
 int main(void)
 {
     hb_log_set_level(HB_LOG_WARN);
@@ -1585,6 +1880,10 @@ int main(void)
     test_failed_sync_reuses_no_acknowledged_seq();
     test_open_syncs_before_trusting_records();
     test_open_errors();
+    test_scan_readonly();
+    test_retention_by_time();
+    test_retention_by_size();
+    test_retention_never_blocks();
     diag("journal tests took %" PRIu64 " ms", mono_ms() - t0);
     return done_testing();
 }
