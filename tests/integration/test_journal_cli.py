@@ -185,6 +185,7 @@ class JournalVerify(BridgeTestCase):
         b = hbtest.Bridge(tmp, start=False, wait_ready=False, **{
             "file.path": os.path.join(blocker, "events.jsonl"),
             "journal.max_bytes": "65536",  # 8 KiB segments
+            "limits.max_body": "16384",  # a journal must hold one largest delivery
             "shutdown.grace_ms": "500",
         })
         self.addCleanup(self._finish_bridge, b)
@@ -285,6 +286,7 @@ class JournalRetain(BridgeTestCase):
     def test_retained_segments_are_readable(self):
         b = self.start_bridge(**{
             "journal.max_bytes": "65536",  # 8 KiB segments
+            "limits.max_body": "16384",  # a journal must hold one largest delivery
             "journal.retain": "1h",
             "dedup": "off",  # the dedup snapshot holds segments on its own
         })
