@@ -57,6 +57,10 @@ static const key_t_ keys[] = {
     {"intercom.secret", T_STRING, OFF(intercom_secret), "", NULL, 0, 0, F_SECRET,
      "the app's client secret; several, comma-separated, are all accepted (rotation); "
      "file:/path reads it from a file"},
+    {"intercom.allow_ips", T_STRING, OFF(intercom_allow_ips), "", NULL, 0, 0, 0,
+     "if set, only these sources may connect: comma list of CIDR blocks (IPv4, IPv6), or "
+     "file:/path to a file of them (one per line, or Intercom's published JSON ranges); "
+     "others get 403; reread on SIGHUP"},
     {"intercom.verify", T_BOOL, OFF(intercom_verify), "on", NULL, 0, 0, 0,
      "on, or off to accept unsigned deliveries"},
     {"sinks", T_STRING, OFF(sinks_str), "file", NULL, 0, 0, 0, "comma list of kafka, redis, file"},
@@ -92,6 +96,9 @@ static const key_t_ keys[] = {
      "every sink acknowledged)"},
     {"limits.max_body", T_SIZE, OFF(max_body), "1048576", NULL, 64, 60 << 20, 0,
      "larger bodies get 413"},
+    {"limits.max_inflight_bytes", T_SIZE, OFF(max_inflight_bytes), "0", NULL, 0, BIG, 0,
+     "request bodies held in memory before they are journaled, all connections together; "
+     "past it new requests get 503 + Retry-After; 0 = min(256m, RAM/8)"},
     {"limits.max_connections", T_INT, OFF(max_connections), "10000", NULL, 1, 1000000, 0,
      "connection cap of the HTTPS listener"},
     {"limits.read_timeout_ms", T_INT, OFF(read_timeout_ms), "10000", NULL, 100, 3600000, 0,
