@@ -87,8 +87,8 @@ static int add_block(hb_allowlist_t *al, const char *s, size_t len, char *err, s
      * block: refuse rather than silently allow the wider one. */
     for (unsigned i = blk.bits; i < 128; i++) {
         if (blk.addr[i / 8] & (0x80 >> (i % 8))) {
-            snprintf(err, errlen, "'%.*s': address has bits set beyond the /%ld prefix",
-                     (int)len, s, bits);
+            snprintf(err, errlen, "'%.*s': address has bits set beyond the /%ld prefix", (int)len,
+                     s, bits);
             return -1;
         }
     }
@@ -128,8 +128,8 @@ static int parse_list(hb_allowlist_t *al, const char *t, size_t len, char *err, 
 
 /* One array of the JSON ranges: take `field` of each INTERCOM-OUTBOUND
  * entry. A missing array is fine (a region may publish no IPv6). */
-static int parse_json_array(hb_allowlist_t *al, json_t *root, const char *array,
-                            const char *field, char *err, size_t errlen)
+static int parse_json_array(hb_allowlist_t *al, json_t *root, const char *array, const char *field,
+                            char *err, size_t errlen)
 {
     json_t *arr = json_object_get(root, array);
     if (!arr)
@@ -140,7 +140,8 @@ static int parse_json_array(hb_allowlist_t *al, json_t *root, const char *array,
     }
     size_t i;
     json_t *e;
-    json_array_foreach(arr, i, e) {
+    json_array_foreach(arr, i, e)
+    {
         const char *svc = json_string_value(json_object_get(e, "service"));
         if (!svc || strcmp(svc, JSON_SERVICE) != 0)
             continue;

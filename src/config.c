@@ -7,6 +7,7 @@
 #include "hb/fmacros.h"
 
 #include "hb/config.h"
+#include "hb/allowlist.h"
 #include "hb/log.h"
 #include "hb/template.h"
 #include "hb/util.h"
@@ -515,6 +516,20 @@ int hb_config_finish(hb_config_t *cfg, char *err, size_t errlen)
         return fail(err, errlen,
                     "redis.url: required as redis://host:port[/db] when sinks "
                     "includes redis");
+    /* large bodies may use 3/4 of the budget, a chunked one reserves up to
+     * twice limits.max_body (at least 64k more): below this the largest
+     * bodies would be refused for ever */
+    if (cfg->max_inflight_bytes &&
+        (cfg->max_inflight_bytes < 4 * cfg->max_body || cfg->max_inflight_bytes < 262144))
+        return fail(err, errlen,
+                    "limits.max_inflight_bytes: %" PRId64 " is below 4 x limits.max_body (%" PRId64
+                    ") or 256k: the largest bodies would be refused for ever",
+                    cfg->max_inflight_bytes, cfg->max_body);
+    char why[256];
+    hb_allowlist_t *al = hb_allowlist_load(cfg->intercom_allow_ips, why, sizeof(why));
+    hb_allowlist_free(al);
+    if (!al && why[0])
+        return fail(err, errlen, "intercom.allow_ips: %s", why);
     return 0;
 }
 

@@ -29,7 +29,7 @@ typedef struct hb_config {
     char *admin_listen;
     char *data_dir;
     char *intercom_path;
-    char *intercom_secret; /* comma list; secret: never logged */
+    char *intercom_secret;    /* comma list; secret: never logged */
     char *intercom_allow_ips; /* "" = every source; see hb/allowlist.h */
     int intercom_verify;
     char *sinks_str;

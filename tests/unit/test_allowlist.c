@@ -54,13 +54,14 @@ static void test_list(void)
 static void test_json(void)
 {
     char err[256];
-    const char *j = "{\"syncToken\":\"1\",\"prefixes\":["
-                    "{\"ip_prefix\":\"34.197.76.213/32\",\"region\":\"us-east-1\","
-                    "\"service\":\"INTERCOM-OUTBOUND\"},"
-                    "{\"ip_prefix\":\"52.0.0.0/8\",\"region\":\"us-east-1\",\"service\":\"AMAZON\"},"
-                    "{\"ip_prefix\":\"35.171.78.0/24\",\"service\":\"INTERCOM-OUTBOUND\"}],"
-                    "\"ipv6_prefixes\":[{\"ipv6_prefix\":\"2600:1f18::/36\","
-                    "\"service\":\"INTERCOM-OUTBOUND\"}]}";
+    const char *j =
+        "{\"syncToken\":\"1\",\"prefixes\":["
+        "{\"ip_prefix\":\"34.197.76.213/32\",\"region\":\"us-east-1\","
+        "\"service\":\"INTERCOM-OUTBOUND\"},"
+        "{\"ip_prefix\":\"52.0.0.0/8\",\"region\":\"us-east-1\",\"service\":\"AMAZON\"},"
+        "{\"ip_prefix\":\"35.171.78.0/24\",\"service\":\"INTERCOM-OUTBOUND\"}],"
+        "\"ipv6_prefixes\":[{\"ipv6_prefix\":\"2600:1f18::/36\","
+        "\"service\":\"INTERCOM-OUTBOUND\"}]}";
     hb_allowlist_t *al = parse(j, err, sizeof(err));
     ok(al != NULL, "the JSON ranges parse (%s)", al ? "" : err);
     if (!al)
@@ -75,8 +76,14 @@ static void test_json(void)
 static void test_errors(void)
 {
     char err[256];
-    const char *bad[] = {"10.0.0.0/33", "10.0.0.1/8",  "host.example", "1.2.3.4/",
-                         "1.2.3.4/x",   "::1/129",     "",             " , # nothing\n",
+    const char *bad[] = {"10.0.0.0/33",
+                         "10.0.0.1/8",
+                         "host.example",
+                         "1.2.3.4/",
+                         "1.2.3.4/x",
+                         "::1/129",
+                         "",
+                         " , # nothing\n",
                          "{\"prefixes\":[{\"ip_prefix\":\"1.2.3.0/24\",\"service\":\"S3\"}]}",
                          "{\"prefixes\":[",
                          "{\"prefixes\":[{\"service\":\"INTERCOM-OUTBOUND\"}]}"};
