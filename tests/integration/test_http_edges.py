@@ -75,6 +75,20 @@ def parse_responses(data):
     return out
 
 
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def sanitized_binary():
+    """ASan keeps freed memory in quarantine: RSS says nothing there."""
+    with open(hbtest.bin_path(), "rb") as f:
+        return b"AddressSanitizer" in f.read()
+
+
 class HttpEdges(BridgeTestCase):
 
     def exchange(self, b, raw, timeout=30.0):
@@ -228,6 +242,100 @@ class HttpEdges(BridgeTestCase):
         resps = self.exchange(b, raw)
         self.assertEqual(len(resps), 1, resps)
         self.assert_json_refusal(resps[0], 431, "64 KB request line")
+
+    # -- the body budget
+
+    def test_slow_large_bodies_stay_within_the_budget_and_small_deliveries_pass(self):
+        """limits.max_inflight_bytes: 60 clients each announce a body of
+        1,000,000 bytes and send 900 KB of it slowly, never finishing.
+        Large bodies may take 3/4 of the 8 MiB budget: 6 of them are held,
+        the others get 503 + Retry-After from their head alone (no 429),
+        the bridge's RSS grows by less than the budget plus a fixed
+        overhead, and signed small deliveries still get 200 meanwhile."""
+        b = self.start_bridge(**{"limits.max_body": "1m", "limits.max_inflight_bytes": "8m",
+                                 "limits.read_timeout_ms": "120000"})
+        self.assertAccepted(b.post_signed(notification(uid("warm"))), "warm-up")
+        rss0 = rss_kb(b.proc.pid)
+        n, cl, sent = 60, 1000000, 900 * 1024
+        answers, held, socks = {}, [], []
+        lock = threading.Lock()
+        stop = threading.Event()
+        head = ("POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" %
+                (b.intercom_path, cl)).encode()
+
+        def client(k):
+            s = b.tls_socket(timeout=60)
+            with lock:
+                socks.append(s)
+            s.sendall(head)
+            try:
+                data = read_until_closed(s, 3)  # a refused head is answered and closed
+                with lock:
+                    answers[k] = data
+                return
+            except AssertionError:
+                pass  # no answer: held, send the body slowly
+            try:
+                for i in range(0, sent, 65536):
+                    s.sendall(b"x" * min(65536, sent - i))
+                    time.sleep(0.01)
+                try:
+                    data = read_until_closed(s, 1)  # a late refusal, on a slow machine
+                    with lock:
+                        answers[k] = data
+                    return
+                except AssertionError:
+                    pass
+                with lock:
+                    held.append(k)
+                stop.wait(scaled(120))
+            except OSError as e:
+                with lock:
+                    answers[k] = repr(e).encode()
+
+        threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(n)]
+        for t in threads:
+            t.start()
+        try:
+            deadline = time.monotonic() + scaled(120)
+            while time.monotonic() < deadline:
+                with lock:
+                    if len(answers) + len(held) == n:
+                        break
+                time.sleep(0.1)
+            with lock:
+                self.assertEqual(len(answers) + len(held), n,
+                                 "not every slow client was either held or refused")
+                self.assertEqual(len(held), 6, "held: %d, refused: %d" % (len(held),
+                                                                          len(answers)))
+                for k, data in answers.items():
+                    resps = parse_responses(data)
+                    self.assertEqual(len(resps), 1, data[:200])
+                    self.assert_json_refusal(resps[0], 503, "client %d" % k)
+                    self.assertIn("retry-after", resps[0][1])
+            rss1 = rss_kb(b.proc.pid)
+            ids = [uid("small") for _ in range(10)]
+            for i in ids:
+                self.assertAccepted(b.post_signed(notification(i)), "small delivery meanwhile")
+            b.wait_ids(ids)
+            print("\n[edges] RSS %.1f MB -> %.1f MB with %d slow clients, 6 held" %
+                  (rss0 / 1024.0, rss1 / 1024.0, n))
+            if not sanitized_binary():
+                grown_mb = (rss1 - rss0) / 1024.0
+                self.assertLess(grown_mb, 8 + 24, "RSS grew by %.1f MB with an 8 MiB budget "
+                                "and %d slow clients" % (grown_mb, n))
+        finally:
+            stop.set()
+            with lock:
+                for s in socks:
+                    try:
+                        s.close()
+                    except OSError:
+                        pass
+            for t in threads:
+                t.join(scaled(10))
+        # the held bodies are given back when their connections close
+        self.assertAccepted(b.post_signed(notification(uid("after"))), "after the clients left")
 
     # -- connections
 
