@@ -269,7 +269,7 @@ hb_server_t *hb_server_new(const hb_config_t *cfg, hb_tls_t *tls, hb_route_t *ro
     hb_server_t *s = hb_calloc(1, sizeof(*s));
     s->edge = hb_edge_new(cfg->max_body, chunked_hold(cfg), inflight_budget(cfg), al);
     if (al)
-        hb_info(C, "intercom.allow_ips: %zu block(s); other sources get 403",
+        hb_info(C, "intercom.allow_ips: %zu block(s); other sources are refused",
                 hb_allowlist_count(al));
     s->cfg = cfg;
     s->tls = tls;
