@@ -336,11 +336,6 @@ void hb_server_set_allowlist(hb_server_t *s, hb_allowlist_t *al)
     hb_edge_set_allowlist(s->edge, al);
 }
 
-int64_t hb_server_inflight(const hb_server_t *s)
-{
-    return hb_edge_inflight(s->edge);
-}
-
 void hb_server_free(hb_server_t *s)
 {
     if (!s)

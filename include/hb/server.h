@@ -27,8 +27,6 @@ void hb_server_free(hb_server_t *s);
 /* Swap intercom.allow_ips (takes ownership; NULL = every source); for
  * connections accepted from now on. Any thread. */
 void hb_server_set_allowlist(hb_server_t *s, hb_allowlist_t *al);
-/* Request body bytes held in memory right now (limits.max_inflight_bytes). */
-int64_t hb_server_inflight(const hb_server_t *s);
 
 /* Parse "host:port" ("[v6]:port" too) into a sockaddr; 0 or -1. */
 struct sockaddr_storage;
