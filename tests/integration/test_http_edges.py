@@ -337,6 +337,20 @@ class HttpEdges(BridgeTestCase):
         # the held bodies are given back when their connections close
         self.assertAccepted(b.post_signed(notification(uid("after"))), "after the clients left")
 
+    def test_budget_is_given_back_per_request_on_a_keep_alive_connection(self):
+        """Each answered request gives its body back at once, not when its
+        connection closes: 10 bodies of 600 KB in a row on one connection,
+        with 3 MiB of the 4 MiB budget open to large bodies, all get 200."""
+        b = self.start_bridge(**{"limits.max_body": "1m", "limits.max_inflight_bytes": "4m"})
+        conn = b.connection()
+        self.addCleanup(conn.close)
+        ids = [uid("keepalive") for _ in range(10)]
+        for i in ids:
+            self.assertAccepted(b.post_signed(notification(i, pad=600 * 1024), conn=conn),
+                                "large body %s on one connection" % i)
+        self.assertEqual(conn.connects, 1, "the connection was not kept alive")
+        b.wait_ids(ids)
+
     # -- connections
 
     def test_pipelined_requests_are_answered_in_order(self):
