@@ -7,6 +7,7 @@
 #include "hb/fmacros.h"
 
 #include "hb/config.h"
+#include "hb/allowlist.h"
 #include "hb/log.h"
 #include "hb/record.h"
 #include "hb/template.h"
@@ -69,6 +70,10 @@ static const key_t_ keys[] = {
     {"intercom.secret", T_STRING, OFF(intercom_secret), "", NULL, 0, 0, F_SECRET,
      "the app's client secret; several, comma-separated, are all accepted (rotation); "
      "file:/path reads it from a file"},
+    {"intercom.allow_ips", T_STRING, OFF(intercom_allow_ips), "", NULL, 0, 0, 0,
+     "if set, only these sources may connect: comma list of CIDR blocks (IPv4, IPv6), or "
+     "file:/path to a file of them (one per line, or Intercom's published JSON ranges); "
+     "others get 403; reread on SIGHUP"},
     {"intercom.verify", T_BOOL, OFF(intercom_verify), "on", NULL, 0, 0, 0,
      "on, or off to accept unsigned deliveries"},
     {"sinks", T_STRING, OFF(sinks_str), "file", NULL, 0, 0, 0, "comma list of kafka, redis, file"},
@@ -110,6 +115,9 @@ static const key_t_ keys[] = {
      "every sink acknowledged)"},
     {"limits.max_body", T_SIZE, OFF(max_body), "1048576", NULL, 64, 60 << 20, 0,
      "larger bodies get 413"},
+    {"limits.max_inflight_bytes", T_SIZE, OFF(max_inflight_bytes), "0", NULL, 0, BIG, 0,
+     "request bodies held in memory before they are journaled, all connections together; "
+     "past it new requests get 503 + Retry-After; 0 = min(256m, RAM/8)"},
     {"limits.max_connections", T_INT, OFF(max_connections), "10000", NULL, 1, 1000000, 0,
      "connection cap of the HTTPS listener"},
     {"limits.read_timeout_ms", T_INT, OFF(read_timeout_ms), "10000", NULL, 100, 3600000, 0,
@@ -650,6 +658,20 @@ int hb_config_finish(hb_config_t *cfg, char *err, size_t errlen)
         return fail(err, errlen,
                     "redis.url: required as redis://host:port[/db] when sinks "
                     "includes redis");
+    /* large bodies may use 3/4 of the budget, a chunked one reserves up to
+     * twice limits.max_body (at least 64k more): below this the largest
+     * bodies would be refused for ever */
+    if (cfg->max_inflight_bytes &&
+        (cfg->max_inflight_bytes < 4 * cfg->max_body || cfg->max_inflight_bytes < 262144))
+        return fail(err, errlen,
+                    "limits.max_inflight_bytes: %" PRId64 " is below 4 x limits.max_body (%" PRId64
+                    ") or 256k: the largest bodies would be refused for ever",
+                    cfg->max_inflight_bytes, cfg->max_body);
+    char why[256];
+    hb_allowlist_t *al = hb_allowlist_load(cfg->intercom_allow_ips, why, sizeof(why));
+    hb_allowlist_free(al);
+    if (!al && why[0])
+        return fail(err, errlen, "intercom.allow_ips: %s", why);
     return check_keys(cfg, err, errlen);
 }
 

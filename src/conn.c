@@ -1,5 +1,17 @@
 /* Connections on the HTTPS listener. See include/hb/conn.h.
  *
+ * The gate sits on the connection's input evbuffer as a callback, which
+ * libevent runs synchronously when the bufferevent adds what it read, and
+ * so before evhttp's read callback sees the buffer. New bytes that are not
+ * part of a body already let through are moved aside into `hold` at once;
+ * once hold has a whole head, the head is checked and either put back for
+ * evhttp, with as much of its body as has arrived, or replaced by the
+ * refusal stand-in. evhttp therefore never parses a line the gate has not
+ * judged, and both agree on where each request ends: the gate lets through
+ * only Content-Length framing it has checked to be unambiguous (a chunked
+ * request ends the gate's work on the connection; the route closes the
+ * connection after answering it, so nothing pipelined behind it is read).
+ *
  * The slow-client deadline: evhttp's own timeout only fires when a client
  * sends nothing for limits.read_timeout_ms, so a client trickling a byte at
  * a time (slowloris) would hold its connection for ever. Here a connection
@@ -11,10 +23,16 @@
 #include "hb/log.h"
 #include "hb/util.h"
 
+#include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
@@ -22,8 +40,32 @@
 
 #define C "server"
 
+struct hb_edge {
+    int64_t max_body, chunked_hold, budget;
+    atomic_int_fast64_t inflight;
+    pthread_mutex_t al_lock; /* held only to match or swap */
+    hb_allowlist_t *al;
+};
+
+typedef enum {
+    G_HEAD,  /* reading a head into hold */
+    G_BODY,  /* letting body_left more bytes through */
+    G_PASS,  /* after a chunked head: evhttp frames the rest */
+    G_DRAIN, /* refused: every later byte is dropped */
+} gate_state_t;
+
 struct hb_conn {
+    hb_edge_t *edge;
     struct bufferevent *bev; /* NULL until started and once the connection is gone */
+    struct evbuffer *in;     /* bev's input, watched by the gate */
+    struct evbuffer *hold;   /* bytes read but not yet judged */
+    struct evbuffer *front;  /* scratch for moving bytes aside */
+    gate_state_t state;
+    int64_t body_left;
+    int64_t held; /* budget reserved by this connection's requests */
+    size_t scan;  /* hold: start of the first line not yet scanned */
+    unsigned lines;
+    int peer_checked, rewriting;
     struct event *deadline;
     int64_t timeout_ms;
     unsigned requests, seen; /* requests read in full; value at the last tick */
@@ -36,12 +78,320 @@ struct hb_conn {
 static int conn_ex_index = -1;
 static pthread_once_t conn_ex_once = PTHREAD_ONCE_INIT;
 
+/* ---- the body budget ---- */
+
+hb_edge_t *hb_edge_new(int64_t max_body, int64_t chunked_hold, int64_t budget, hb_allowlist_t *al)
+{
+    hb_edge_t *e = hb_calloc(1, sizeof(*e));
+    e->max_body = max_body;
+    e->chunked_hold = chunked_hold;
+    e->budget = budget;
+    atomic_init(&e->inflight, 0);
+    pthread_mutex_init(&e->al_lock, NULL);
+    e->al = al;
+    return e;
+}
+
+void hb_edge_set_allowlist(hb_edge_t *e, hb_allowlist_t *al)
+{
+    pthread_mutex_lock(&e->al_lock);
+    hb_allowlist_t *old = e->al;
+    e->al = al;
+    pthread_mutex_unlock(&e->al_lock);
+    hb_allowlist_free(old);
+}
+
+int64_t hb_edge_inflight(const hb_edge_t *e)
+{
+    return atomic_load(&((hb_edge_t *)e)->inflight);
+}
+
+void hb_edge_free(hb_edge_t *e)
+{
+    if (!e)
+        return;
+    hb_allowlist_free(e->al);
+    pthread_mutex_destroy(&e->al_lock);
+    free(e);
+}
+
+static int edge_reserve(hb_edge_t *e, int64_t n)
+{
+    int64_t limit = n > HB_EDGE_SMALL_BODY ? e->budget - e->budget / 4 : e->budget;
+    int64_t before = atomic_fetch_add(&e->inflight, n);
+    if (before + n > limit) {
+        atomic_fetch_sub(&e->inflight, n);
+        return -1;
+    }
+    return 0;
+}
+
+/* 1 if the peer of fd may connect; a peer we cannot name is refused. */
+static int edge_allows(hb_edge_t *e, evutil_socket_t fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    int ok = 1;
+    pthread_mutex_lock(&e->al_lock);
+    if (e->al)
+        ok = fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+             hb_allowlist_match(e->al, (struct sockaddr *)&ss);
+    pthread_mutex_unlock(&e->al_lock);
+    return ok;
+}
+
+/* ---- the head check ---- */
+
+typedef struct {
+    int code; /* 0 = let through */
+    const char *error;
+    char detail[96];
+    int64_t body; /* Content-Length, 0 without one */
+    int chunked;
+} verdict_t;
+
+static int refuse_head(verdict_t *v, int code, const char *error)
+{
+    v->code = code;
+    v->error = error;
+    return -1;
+}
+
+static int is_tchar(unsigned char ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+/* One header line (without its line end); -1 with v filled to refuse. */
+static int check_header(const char *l, size_t n, const hb_edge_t *e, verdict_t *v, int *seen_cl,
+                        int *seen_te)
+{
+    if (l[0] == ' ' || l[0] == '\t')
+        return refuse_head(v, 400, "folded header line");
+    const char *colon = memchr(l, ':', n);
+    if (!colon || colon == l)
+        return refuse_head(v, 400, "malformed header line");
+    size_t nl = (size_t)(colon - l);
+    for (size_t i = 0; i < nl; i++)
+        if (!is_tchar((unsigned char)l[i]))
+            return refuse_head(v, 400, "malformed header name");
+    const char *val = colon + 1, *end = l + n;
+    while (val < end && (*val == ' ' || *val == '\t'))
+        val++;
+    while (end > val && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    size_t vl = (size_t)(end - val);
+    if (nl == sizeof(HB_CONN_REFUSAL_HEADER) - 1 && !strncasecmp(l, HB_CONN_REFUSAL_HEADER, nl))
+        return refuse_head(v, 400, "reserved header " HB_CONN_REFUSAL_HEADER);
+    if (nl == 14 && !strncasecmp(l, "Content-Length", 14)) {
+        if ((*seen_cl)++)
+            return refuse_head(v, 400, "several Content-Length headers");
+        if (vl == 0 || vl > 18)
+            return refuse_head(v, 400, "bad Content-Length");
+        int64_t cl = 0;
+        for (size_t i = 0; i < vl; i++) {
+            if (val[i] < '0' || val[i] > '9')
+                return refuse_head(v, 400, "bad Content-Length");
+            cl = cl * 10 + (val[i] - '0');
+        }
+        v->body = cl;
+        if (cl > e->max_body) {
+            snprintf(v->detail, sizeof(v->detail), "Content-Length %" PRId64 ", limit %" PRId64, cl,
+                     e->max_body);
+            return refuse_head(v, 413, "body too large");
+        }
+    } else if (nl == 17 && !strncasecmp(l, "Transfer-Encoding", 17)) {
+        if ((*seen_te)++)
+            return refuse_head(v, 400, "several Transfer-Encoding headers");
+        if (vl != 7 || strncasecmp(val, "chunked", 7) != 0)
+            return refuse_head(v, 400, "Transfer-Encoding other than chunked");
+        v->chunked = 1;
+    }
+    return 0;
+}
+
+/* The head h[0..len) ends with its empty line. 0 to let it through, -1
+ * with v filled to refuse. Line ends are "\n" with an optional "\r", as
+ * evhttp reads them. */
+static int check_head(const char *h, size_t len, const hb_edge_t *e, verdict_t *v)
+{
+    int seen_cl = 0, seen_te = 0;
+    memset(v, 0, sizeof(*v));
+    for (size_t pos = 0, no = 0; pos < len; no++) {
+        const char *nl = memchr(h + pos, '\n', len - pos);
+        size_t n = (size_t)(nl - (h + pos)); /* the head ends with "\n": nl is found */
+        if (n && h[pos + n - 1] == '\r')
+            n--;
+        if (n == 0) {
+            if (no == 0)
+                return refuse_head(v, 400, "empty request line");
+            break;
+        }
+        if (no > 0 && check_header(h + pos, n, e, v, &seen_cl, &seen_te) < 0)
+            return -1;
+        pos = (size_t)(nl - h) + 1;
+    }
+    if (seen_cl && seen_te)
+        return refuse_head(v, 400, "both Content-Length and Transfer-Encoding");
+    return 0;
+}
+
+/* ---- the gate ---- */
+
+/* Hand evhttp the stand-in for a refused request and drop the rest. */
+static void gate_refuse(hb_conn_t *c, const verdict_t *v)
+{
+    evbuffer_drain(c->hold, evbuffer_get_length(c->hold));
+    evbuffer_add_printf(c->in,
+                        "GET / HTTP/1.1\r\nHost: -\r\nConnection: close\r\n" HB_CONN_REFUSAL_HEADER
+                        ": %d %s%s%s\r\n\r\n",
+                        v->code, v->error, v->detail[0] ? "; " : "", v->detail);
+    c->state = G_DRAIN;
+}
+
+/* Let through up to body_left bytes of hold. */
+static void gate_body(hb_conn_t *c)
+{
+    size_t n = evbuffer_get_length(c->hold);
+    if ((int64_t)n > c->body_left)
+        n = (size_t)c->body_left;
+    evbuffer_remove_buffer(c->hold, c->in, n);
+    c->body_left -= (int64_t)n;
+    if (c->body_left == 0)
+        c->state = G_HEAD;
+}
+
+/* Judge what hold has: whole heads, with the bodies that follow them. */
+static void gate_run(hb_conn_t *c)
+{
+    while (evbuffer_get_length(c->hold) > 0) {
+        if (c->state == G_DRAIN) {
+            evbuffer_drain(c->hold, evbuffer_get_length(c->hold));
+            return;
+        }
+        if (c->state == G_PASS) {
+            evbuffer_add_buffer(c->in, c->hold);
+            return;
+        }
+        if (c->state == G_BODY) {
+            gate_body(c);
+            continue;
+        }
+        verdict_t v;
+        if (!c->peer_checked) {
+            c->peer_checked = 1;
+            if (!edge_allows(c->edge, bufferevent_getfd(c->bev))) {
+                memset(&v, 0, sizeof(v));
+                refuse_head(&v, 403, "source address not in intercom.allow_ips");
+                gate_refuse(c, &v);
+                continue;
+            }
+        }
+        size_t len = evbuffer_get_length(c->hold);
+        size_t avail = len < HB_CONN_HEAD_MAX ? len : HB_CONN_HEAD_MAX;
+        const char *h = (const char *)evbuffer_pullup(c->hold, (ev_ssize_t)avail);
+        size_t end = 0;
+        while (c->scan < avail) {
+            const char *nl = memchr(h + c->scan, '\n', avail - c->scan);
+            if (!nl)
+                break;
+            size_t start = c->scan;
+            c->scan = (size_t)(nl - h) + 1;
+            size_t n = c->scan - start - 1;
+            if (n && h[start + n - 1] == '\r')
+                n--;
+            if (n == 0) {
+                end = c->scan;
+                break;
+            }
+            if (++c->lines > HB_CONN_HEAD_LINES) {
+                memset(&v, 0, sizeof(v));
+                snprintf(v.detail, sizeof(v.detail), "more than %d lines", HB_CONN_HEAD_LINES);
+                refuse_head(&v, 431, "request header fields too large");
+                gate_refuse(c, &v);
+                break;
+            }
+        }
+        if (c->state == G_DRAIN)
+            continue;
+        if (!end) {
+            if (len >= HB_CONN_HEAD_MAX) {
+                memset(&v, 0, sizeof(v));
+                snprintf(v.detail, sizeof(v.detail), "head over %d bytes", HB_CONN_HEAD_MAX);
+                refuse_head(&v, 431, "request header fields too large");
+                gate_refuse(c, &v);
+                continue;
+            }
+            return; /* wait for the rest of the head */
+        }
+        c->scan = 0;
+        c->lines = 0;
+        if (check_head(h, end, c->edge, &v) < 0) {
+            gate_refuse(c, &v);
+            continue;
+        }
+        int64_t want = v.chunked ? c->edge->chunked_hold : v.body;
+        if (want > 0 && edge_reserve(c->edge, want) < 0) {
+            snprintf(v.detail, sizeof(v.detail), "%" PRId64 " bytes wanted", want);
+            refuse_head(&v, 503, "request bodies in memory at limits.max_inflight_bytes");
+            gate_refuse(c, &v);
+            continue;
+        }
+        c->held += want;
+        evbuffer_remove_buffer(c->hold, c->in, end);
+        if (v.chunked) {
+            c->state = G_PASS;
+        } else if (v.body > 0) {
+            c->state = G_BODY;
+            c->body_left = v.body;
+        }
+    }
+}
+
+static void gate_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    hb_conn_t *c = arg;
+    if (c->rewriting || info->n_added == 0 || !c->bev)
+        return;
+    if (c->state == G_PASS)
+        return;
+    if (c->state == G_BODY && c->body_left >= (int64_t)info->n_added &&
+        evbuffer_get_length(c->hold) == 0) {
+        c->body_left -= (int64_t)info->n_added; /* the common case: body bytes, let through */
+        if (c->body_left == 0)
+            c->state = G_HEAD;
+        return;
+    }
+    c->rewriting = 1;
+    /* Move the new bytes aside: what evhttp may already see stays in front
+     * (with what is left of a body being let through), the rest goes to
+     * the end of hold. */
+    size_t keep = evbuffer_get_length(buf) - info->n_added;
+    if (c->state == G_BODY && evbuffer_get_length(c->hold) == 0) {
+        keep += (size_t)c->body_left;
+        c->body_left = 0;
+        c->state = G_HEAD;
+    }
+    evbuffer_remove_buffer(buf, c->front, keep);
+    evbuffer_add_buffer(c->hold, buf);
+    evbuffer_add_buffer(buf, c->front);
+    gate_run(c);
+    c->rewriting = 0;
+}
+
+/* ---- the connection ---- */
+
 static void conn_unref(hb_conn_t *c)
 {
     if (--c->refs > 0)
         return;
     if (c->deadline)
         event_free(c->deadline);
+    if (c->hold)
+        evbuffer_free(c->hold);
+    if (c->front)
+        evbuffer_free(c->front);
     free(c);
 }
 
@@ -73,6 +423,22 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+void hb_conn_closed(hb_conn_t *c)
+{
+    if (!c)
+        return;
+    c->bev = NULL; /* the input buffer went with it: the gate is not called again */
+    if (c->deadline)
+        event_del(c->deadline);
+    atomic_fetch_sub(&c->edge->inflight, c->held);
+    c->held = 0;
+    void (*closed)(void *) = c->closed;
+    void *arg = c->closed_arg;
+    conn_unref(c);
+    if (closed)
+        closed(arg);
+}
+
 static void conn_freed(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
     (void)parent;
@@ -80,16 +446,7 @@ static void conn_freed(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, lon
     (void)idx;
     (void)argl;
     (void)argp;
-    hb_conn_t *c = ptr;
-    if (!c)
-        return;
-    c->bev = NULL;
-    if (c->deadline)
-        event_del(c->deadline);
-    void (*closed)(void *) = c->closed;
-    void *arg = c->closed_arg;
-    conn_unref(c);
-    closed(arg);
+    hb_conn_closed(ptr);
 }
 
 static void conn_ex_init(void)
@@ -97,21 +454,31 @@ static void conn_ex_init(void)
     conn_ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, conn_freed);
 }
 
-hb_conn_t *hb_conn_new(SSL *ssl, int64_t read_timeout_ms, void (*closed)(void *arg), void *arg)
+hb_conn_t *hb_conn_new(hb_edge_t *edge, SSL *ssl, int64_t read_timeout_ms,
+                       void (*closed)(void *arg), void *arg)
 {
     pthread_once(&conn_ex_once, conn_ex_init);
     hb_conn_t *c = hb_calloc(1, sizeof(*c));
+    c->edge = edge;
     c->timeout_ms = read_timeout_ms;
     c->refs = 1;
     c->closed = closed;
     c->closed_arg = arg;
-    SSL_set_ex_data(ssl, conn_ex_index, c);
+    c->hold = evbuffer_new();
+    c->front = evbuffer_new();
+    if (!c->hold || !c->front)
+        hb_oom("evbuffer_new");
+    if (ssl)
+        SSL_set_ex_data(ssl, conn_ex_index, c);
     return c;
 }
 
 void hb_conn_start(hb_conn_t *c, struct bufferevent *bev)
 {
     c->bev = bev;
+    c->in = bufferevent_get_input(bev);
+    if (!evbuffer_add_cb(c->in, gate_cb, c))
+        hb_oom("evbuffer_add_cb");
     c->deadline = evtimer_new(bufferevent_get_base(bev), on_deadline, c);
     if (!c->deadline)
         hb_oom("evtimer_new");
@@ -139,4 +506,11 @@ void hb_conn_done(hb_conn_t *c)
 {
     c->busy--;
     conn_unref(c);
+}
+
+void hb_conn_release(hb_conn_t *c, size_t body_len)
+{
+    int64_t n = (int64_t)body_len < c->held ? (int64_t)body_len : c->held;
+    c->held -= n;
+    atomic_fetch_sub(&c->edge->inflight, n);
 }

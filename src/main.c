@@ -9,6 +9,7 @@
 #include "hb/fmacros.h"
 
 #include "hb/admin.h"
+#include "hb/allowlist.h"
 #include "hb/cli_deadletter.h"
 #include "hb/cli_journal.h"
 #include "hb/config.h"
@@ -141,6 +142,14 @@ static void reload(app_t *app)
             hb_route_set_keyset(app->route, ks);
             hb_info(C, "SIGHUP: reloaded %zu intercom secret(s)", n);
         }
+    }
+    hb_allowlist_t *al = hb_allowlist_load(fresh.intercom_allow_ips, err, sizeof(err));
+    if (!al && err[0]) {
+        hb_error(C, "SIGHUP: intercom.allow_ips not reloaded (keeping the old list): %s", err);
+    } else {
+        hb_info(C, "SIGHUP: intercom.allow_ips: %zu block(s)%s", hb_allowlist_count(al),
+                al ? "" : " (every source allowed)");
+        hb_server_set_allowlist(app->server, al);
     }
     if (hb_tls_reload(app->tls, &fresh, err, sizeof(err)) < 0)
         hb_error(C, "SIGHUP: TLS certificate not reloaded (keeping the old one): %s", err);

@@ -59,6 +59,7 @@ typedef struct pending {
     hb_route_loop_t *loop;
     struct evhttp_request *req;
     hb_conn_t *conn; /* held while answering; may outlive the client */
+    size_t body_len; /* given back to the body budget when answered */
     uint64_t t0_us;
     uint64_t deadline_ms; /* ack = published */
     uint64_t received_at_ms;
@@ -129,9 +130,11 @@ static void reply(struct evhttp_request *req, int code, const char *field, const
     const char *reason = code == 200   ? "OK"
                          : code == 400 ? "Bad Request"
                          : code == 401 ? "Unauthorized"
+                         : code == 403 ? "Forbidden"
                          : code == 404 ? "Not Found"
                          : code == 405 ? "Method Not Allowed"
                          : code == 413 ? "Payload Too Large"
+                         : code == 431 ? "Request Header Fields Too Large"
                          : code == 503 ? "Service Unavailable"
                                        : "Error";
     send_answer(req, code, reason);
@@ -167,8 +170,10 @@ static void answer_pending(hb_route_loop_t *l, pending_t *p, int code, const cha
     else
         refuse(p->req, code, text, NULL, p->t0_us);
     atomic_fetch_sub(&l->pending, 1);
-    if (p->conn)
+    if (p->conn) {
+        hb_conn_release(p->conn, p->body_len);
         hb_conn_done(p->conn);
+    }
     free(p);
 }
 
@@ -316,10 +321,11 @@ static hb_keyctx_t *loop_keyctx(hb_route_loop_t *l)
  * once it is published, 503 after the same wait), rather than being
  * journaled and published a second time. */
 static void wait_for_first(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *conn,
-                           uint64_t t0, uint64_t seq)
+                           uint64_t t0, uint64_t seq, size_t body_len)
 {
     pending_t *p = hb_calloc(1, sizeof(*p));
     p->a.seq = seq;
+    p->body_len = body_len;
     p->repeat = 1;
     p->loop = l;
     p->req = req;
@@ -331,8 +337,8 @@ static void wait_for_first(hb_route_loop_t *l, struct evhttp_request *req, hb_co
     wait_push(&l->rep_head, &l->rep_tail, p);
 }
 
-static void handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *conn,
-                        uint64_t t0)
+/* 1 when the request is left pending (answered later), 0 when answered. */
+static int handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *conn, uint64_t t0)
 {
     hb_route_t *r = l->r;
     const hb_config_t *cfg = r->cfg;
@@ -340,14 +346,14 @@ static void handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_
     char why[256];
     if (!j) {
         refuse(req, 503, "journal not open yet", NULL, t0);
-        return;
+        return 0;
     }
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
     if ((int64_t)len > cfg->max_body) {
         snprintf(why, sizeof(why), "%zu bytes, limit %" PRId64, len, cfg->max_body);
         refuse(req, 413, "body too large", why, t0);
-        return;
+        return 0;
     }
     const unsigned char *body = len ? evbuffer_pullup(in, -1) : (const unsigned char *)"";
     if (cfg->intercom_verify) {
@@ -357,13 +363,13 @@ static void handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_
         if (v != HB_VERIFY_OK) {
             hb_metrics_verify_failure();
             refuse(req, 401, hb_verify_result_str(v), r->verifier->header, t0);
-            return;
+            return 0;
         }
     }
     hb_envelope_t env;
     if (hb_envelope_parse((const char *)body, len, &env, why, sizeof(why)) < 0) {
         refuse(req, 400, "body is not a JSON object with a string topic", why, t0);
-        return;
+        return 0;
     }
     uint64_t first_seq = 0;
     if (env.id && r->dedup &&
@@ -376,8 +382,8 @@ static void handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_
                     "for that record",
                     env.id, who);
             hb_envelope_clear(&env);
-            wait_for_first(l, req, conn, t0, first_seq);
-            return;
+            wait_for_first(l, req, conn, t0, first_seq, len);
+            return 1;
         }
         hb_info(C,
                 "200 to %s: notification %s already received within dedup.window; not "
@@ -386,7 +392,7 @@ static void handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_
         hb_metrics_duplicate();
         hb_envelope_clear(&env);
         reply(req, 200, "status", "duplicate", t0);
-        return;
+        return 0;
     }
     /* A failing disk is not refused here: each append finds out for itself
      * (503 if it cannot be made durable), so acceptance resumes by itself
@@ -394,7 +400,7 @@ static void handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_
     if (hb_journal_full(j)) {
         hb_envelope_clear(&env);
         refuse(req, 503, "journal full", NULL, t0);
-        return;
+        return 0;
     }
     hb_record_t rec = {
         .received_at_ms = hb_now_ms(),
@@ -412,7 +418,7 @@ static void handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_
     if (rec.app_id_len > 0xffff || rec.id_len > 0xffff) {
         hb_envelope_clear(&env);
         refuse(req, 400, "app_id or id longer than 65535 bytes", NULL, t0);
-        return;
+        return 0;
     }
     size_t size = hb_record_size(&rec);
     pending_t *p = hb_malloc(sizeof(*p) + size);
@@ -427,6 +433,7 @@ static void handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_
     if (p->conn)
         hb_conn_busy(p->conn);
     p->t0_us = t0;
+    p->body_len = len;
     p->received_at_ms = rec.received_at_ms;
     if (rec.id) {
         p->id_off = HB_RECORD_HEADER + HB_RECORD_FIXED + rec.topic_len + rec.app_id_len;
@@ -435,14 +442,55 @@ static void handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_
     hb_envelope_clear(&env);
     atomic_fetch_add(&l->pending, 1);
     hb_journal_append(j, &p->a);
+    return 1;
 }
+
+/* A request the gate refused before its body (see hb/conn.h): its
+ * stand-in carries "CODE error; detail". */
+static void answer_refusal(struct evhttp_request *req, const char *v, uint64_t t0)
+{
+    char error[160];
+    const char *detail = NULL;
+    int code = (int)strtol(v, (char **)&v, 10);
+    if (code < 400 || code > 599)
+        code = 400;
+    while (*v == ' ')
+        v++;
+    size_t n = strcspn(v, ";");
+    snprintf(error, sizeof(error), "%.*s", (int)n, v);
+    if (v[n] == ';')
+        detail = v + n + 1 + (v[n + 1] == ' ');
+    refuse(req, code, error, detail, t0);
+}
+
+static int dispatch(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *conn, uint64_t t0);
 
 void hb_route_handle(struct evhttp_request *req, void *arg)
 {
     hb_route_loop_t *l = arg;
-    const hb_config_t *cfg = l->r->cfg;
     uint64_t t0 = now_us();
     hb_conn_t *conn = hb_conn_of(req); /* counts the request: the client is not stalling */
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    const char *refusal = evhttp_find_header(in, HB_CONN_REFUSAL_HEADER);
+    if (refusal) {
+        answer_refusal(req, refusal, t0); /* the stand-in asked to close */
+        return;
+    }
+    /* After a chunked body the gate no longer frames the connection's
+     * requests (evhttp does): close it after this answer, so nothing
+     * pipelined behind it is read. */
+    if (evhttp_find_header(in, "Transfer-Encoding"))
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+    size_t body_len = evbuffer_get_length(evhttp_request_get_input_buffer(req));
+    /* a pending request gives its body back to the budget when answered */
+    if (!dispatch(l, req, conn, t0) && conn)
+        hb_conn_release(conn, body_len);
+}
+
+/* 1 when the request is left pending (answered later), 0 when answered. */
+static int dispatch(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *conn, uint64_t t0)
+{
+    const hb_config_t *cfg = l->r->cfg;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     if (!path || strcmp(path, cfg->intercom_path) != 0) {
@@ -457,21 +505,20 @@ void hb_route_handle(struct evhttp_request *req, void *arg)
         evbuffer_add(evhttp_request_get_output_buffer(req), notfound, sizeof(notfound) - 1);
         send_answer(req, 404, "Not Found");
         hb_metrics_request(HB_EP_OTHER, 404, -1);
-        return;
+        return 0;
     }
     switch (evhttp_request_get_command(req)) {
     case EVHTTP_REQ_HEAD:
         /* Intercom's URL validation */
         send_answer(req, 200, "OK");
         hb_metrics_request(HB_EP_INTERCOM, 200, -1);
-        return;
+        return 0;
     case EVHTTP_REQ_POST:
-        handle_post(l, req, conn, t0);
-        return;
+        return handle_post(l, req, conn, t0);
     default:
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST, HEAD");
         refuse(req, 405, "method not allowed", "use POST", t0);
-        return;
+        return 0;
     }
 }
 
@@ -566,8 +613,10 @@ void hb_route_loop_free(hb_route_loop_t *l)
     for (pending_t **li = lists; li < lists + 3; li++) {
         for (pending_t *p = *li, *next; p; p = next) {
             next = p->next;
-            if (p->conn)
+            if (p->conn) {
+                hb_conn_release(p->conn, p->body_len);
                 hb_conn_done(p->conn);
+            }
             free(p);
         }
     }

@@ -8,6 +8,7 @@
 #include "hb/fmacros.h"
 
 #include "hb/server.h"
+#include "hb/allowlist.h"
 #include "hb/conn.h"
 #include "hb/log.h"
 #include "hb/util.h"
@@ -50,6 +51,7 @@ struct hb_server {
     const hb_config_t *cfg;
     hb_tls_t *tls;
     hb_route_t *route;
+    hb_edge_t *edge;
     int fd;
     size_t n;
     worker_t *workers;
@@ -115,7 +117,7 @@ static struct bufferevent *make_tls_bev(struct event_base *base, void *arg)
     /* The connection cap: at its share of limits.max_connections a worker
      * stops accepting (the kernel backlog holds newcomers, as in nginx) and
      * accepts again once one closes. */
-    hb_conn_t *c = hb_conn_new(ssl, w->srv->cfg->read_timeout_ms, on_conn_closed, w);
+    hb_conn_t *c = hb_conn_new(w->srv->edge, ssl, w->srv->cfg->read_timeout_ms, on_conn_closed, w);
     if (++w->conns >= w->limit && w->accepting) {
         evconnlistener_disable(w->lev);
         w->accepting = 0;
@@ -170,6 +172,27 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* What a chunked body may grow to before evhttp stops it: the route
+ * answers 413 itself up to there. */
+static int64_t chunked_hold(const hb_config_t *cfg)
+{
+    return cfg->max_body + (cfg->max_body > 65536 ? cfg->max_body : 65536);
+}
+
+/* limits.max_inflight_bytes, or sized to the machine: min(256 MiB, RAM/8),
+ * and never so small that a chunked body of the largest size cannot fit. */
+static int64_t inflight_budget(const hb_config_t *cfg)
+{
+    if (cfg->max_inflight_bytes > 0)
+        return cfg->max_inflight_bytes;
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    int64_t b = (int64_t)256 << 20;
+    if (pages > 0 && psize > 0 && (int64_t)pages * psize / 8 < b)
+        b = (int64_t)pages * psize / 8;
+    int64_t floor = 2 * chunked_hold(cfg);
+    return b > floor ? b : floor;
+}
+
 static int worker_init(hb_server_t *s, worker_t *w, char *err, size_t errlen)
 {
     const hb_config_t *cfg = s->cfg;
@@ -192,13 +215,13 @@ static int worker_init(hb_server_t *s, worker_t *w, char *err, size_t errlen)
     w->loop = hb_route_loop_new(s->route, w->base);
     evhttp_set_gencb(w->http, hb_route_handle, w->loop);
     evhttp_set_bevcb(w->http, make_tls_bev, w);
-    /* The route answers 413 itself (JSON body, logged). evhttp's own limit
-     * sits above it, as the backstop that stops reading a huge body; what
-     * it refuses gets libevent's built-in 413 page, which 2.1 gives no
-     * hook to change or log (2.2's evhttp_set_errorcb would). */
-    int64_t slack = cfg->max_body > 65536 ? cfg->max_body : 65536;
-    evhttp_set_max_body_size(w->http, (ev_ssize_t)(cfg->max_body + slack));
-    evhttp_set_max_headers_size(w->http, 16384);
+    /* The gate (conn.c) refuses a Content-Length over limits.max_body and
+     * a head over HB_CONN_HEAD_MAX before evhttp reads them; evhttp's own
+     * limits sit above, as the backstop for chunked bodies (what they
+     * refuse gets libevent's built-in page, which 2.1 gives no hook to
+     * change or log; 2.2's evhttp_set_errorcb would). */
+    evhttp_set_max_body_size(w->http, (ev_ssize_t)chunked_hold(cfg));
+    evhttp_set_max_headers_size(w->http, 2 * HB_CONN_HEAD_MAX);
     struct timeval tv = hb_ms_timeval(cfg->read_timeout_ms);
     evhttp_set_timeout_tv(w->http, &tv);
     evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
@@ -237,7 +260,17 @@ hb_server_t *hb_server_new(const hb_config_t *cfg, hb_tls_t *tls, hb_route_t *ro
         snprintf(err, errlen, "listen: '%s' is not a numeric address:port", cfg->listen);
         return NULL;
     }
+    char why[512];
+    hb_allowlist_t *al = hb_allowlist_load(cfg->intercom_allow_ips, why, sizeof(why));
+    if (!al && why[0]) {
+        snprintf(err, errlen, "intercom.allow_ips: %s", why);
+        return NULL;
+    }
     hb_server_t *s = hb_calloc(1, sizeof(*s));
+    s->edge = hb_edge_new(cfg->max_body, chunked_hold(cfg), inflight_budget(cfg), al);
+    if (al)
+        hb_info(C, "intercom.allow_ips: %zu block(s); other sources are refused",
+                hb_allowlist_count(al));
     s->cfg = cfg;
     s->tls = tls;
     s->route = route;
@@ -298,6 +331,11 @@ void hb_server_stop(hb_server_t *s, uint64_t grace_ms)
     }
 }
 
+void hb_server_set_allowlist(hb_server_t *s, hb_allowlist_t *al)
+{
+    hb_edge_set_allowlist(s->edge, al);
+}
+
 void hb_server_free(hb_server_t *s)
 {
     if (!s)
@@ -321,5 +359,6 @@ void hb_server_free(hb_server_t *s)
     free(s->workers);
     if (s->fd >= 0)
         close(s->fd);
+    hb_edge_free(s->edge);
     free(s);
 }

@@ -31,7 +31,8 @@ typedef struct hb_config {
     char *admin_listen;
     char *data_dir;
     char *intercom_path;
-    char *intercom_secret; /* comma list; secret: never logged */
+    char *intercom_secret;    /* comma list; secret: never logged */
+    char *intercom_allow_ips; /* "" = every source; see hb/allowlist.h */
     int intercom_verify;
     char *sinks_str;
     int sinks; /* HB_SINK_* bits, derived from sinks_str */
@@ -59,6 +60,7 @@ typedef struct hb_config {
     int64_t dedup_window_ms;
     int64_t dedup_max_ids;
     int64_t max_connections;
+    int64_t max_inflight_bytes; /* 0 in the file = sized to the machine by finish */
     int64_t read_timeout_ms;
     char *log_level;
     char *log_format;

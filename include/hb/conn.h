@@ -1,35 +1,84 @@
 /* One accepted HTTPS connection, as the listener and the request handler
- * both see it: the slow-client deadline and the count of requests being
- * answered asynchronously.
+ * both see it: the gate that reads each request head before evhttp does,
+ * the slow-client deadline and the count of requests being answered
+ * asynchronously.
  *
- * server.c creates it for each accepted socket (and learns through the
- * `closed` callback when the connection is gone, for its connection cap);
- * route.c finds it from a request and holds it while an answer is pending.
- * It depends on neither, so both point down at it.
+ * The gate. evhttp 2.1 reads a whole request body before our callback runs
+ * and gives no hook between the head and the body, so the checks that must
+ * come first are made here, on the bytes as they arrive: the connection's
+ * input buffer is watched, and evhttp only ever sees a request head once the
+ * gate has read all of it and let it through. A head is refused when
+ *   - the source is outside intercom.allow_ips (403),
+ *   - it is larger than HB_CONN_HEAD_MAX bytes or has more than
+ *     HB_CONN_HEAD_LINES lines (431),
+ *   - its framing is ambiguous: several Content-Length headers, both
+ *     Content-Length and Transfer-Encoding, a Transfer-Encoding other than
+ *     chunked, a folded or malformed header line (400: the raw material of
+ *     request smuggling behind a proxy),
+ *   - its Content-Length is over limits.max_body (413),
+ *   - its body would not fit in limits.max_inflight_bytes (503).
+ * A refused head never reaches evhttp: the gate hands it a stand-in request
+ * that carries HB_CONN_REFUSAL_HEADER (which no client may send) and
+ * "Connection: close", and drops every later byte of the connection, so the
+ * route answers it in order, with its JSON body and its one log line, and
+ * the connection closes; no byte of the refused body is kept.
+ *
+ * The body budget (hb_edge_t, shared by every connection of the listener):
+ * a head's Content-Length is reserved from it before its body is read, and
+ * released when the route is done with the request (hb_conn_release) or
+ * when the connection closes. Bodies over HB_EDGE_SMALL_BODY may use only
+ * three quarters of it, so that many large bodies sent slowly cannot starve
+ * ordinary small deliveries.
  *
  * Ownership: the connection's SSL object holds one reference (released
  * when OpenSSL frees the SSL, which evhttp does when the connection closes:
  * an ex_data free callback is the only close hook evhttp 2.1 offers), and
  * each request being answered holds another, so an answer that arrives
- * after the client left never touches freed memory. Everything runs on the
- * worker thread that accepted the connection. */
+ * after the client left never touches freed memory. A connection without
+ * SSL (the fuzz target) is closed by its owner with hb_conn_closed.
+ * Everything runs on the worker thread that accepted the connection, except
+ * the hb_edge_t functions, which any thread may call. */
 #ifndef HB_CONN_H
 #define HB_CONN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <openssl/ssl.h>
 
+#include "hb/allowlist.h"
+
 struct bufferevent;
 struct evhttp_request;
 
+#define HB_CONN_HEAD_MAX 16384 /* request line + headers + the empty line */
+#define HB_CONN_HEAD_LINES 128
+#define HB_CONN_REFUSAL_HEADER "X-Hookbridge-Refusal" /* "CODE error; detail" */
+#define HB_EDGE_SMALL_BODY 65536
+
+typedef struct hb_edge hb_edge_t;
 typedef struct hb_conn hb_conn_t;
 
-/* Hang a new connection on ssl (before the bufferevent exists). `closed`
- * is called once, on the worker thread, when the SSL is freed. */
-hb_conn_t *hb_conn_new(SSL *ssl, int64_t read_timeout_ms, void (*closed)(void *arg), void *arg);
-/* The connection is up on bev: start its slow-client deadline. */
+/* max_body: larger Content-Length is refused; chunked_hold: what a chunked
+ * body may grow to (evhttp's own limit), reserved for it; budget: bytes of
+ * bodies held at once; al: the allowlist or NULL (takes ownership). */
+hb_edge_t *hb_edge_new(int64_t max_body, int64_t chunked_hold, int64_t budget, hb_allowlist_t *al);
+/* Swap the allowlist (takes ownership; NULL = every source); new
+ * connections are checked against the new one. Any thread. */
+void hb_edge_set_allowlist(hb_edge_t *e, hb_allowlist_t *al);
+/* Body bytes reserved right now, all connections together. */
+int64_t hb_edge_inflight(const hb_edge_t *e);
+void hb_edge_free(hb_edge_t *e); /* after every connection is gone */
+
+/* Hang a new connection on ssl (before the bufferevent exists; NULL for a
+ * plain connection, which its owner closes with hb_conn_closed). `closed`
+ * is called once, on the worker thread, when the connection is gone. */
+hb_conn_t *hb_conn_new(hb_edge_t *edge, SSL *ssl, int64_t read_timeout_ms,
+                       void (*closed)(void *arg), void *arg);
+/* The connection is up on bev: start its gate and slow-client deadline. */
 void hb_conn_start(hb_conn_t *c, struct bufferevent *bev);
+/* A plain connection (no SSL) is gone: what its SSL's free would do. */
+void hb_conn_closed(hb_conn_t *c);
 
 /* The connection a request came on (NULL if unknown); counts the request
  * for the slow-client deadline. While a request is being answered
@@ -38,5 +87,8 @@ void hb_conn_start(hb_conn_t *c, struct bufferevent *bev);
 hb_conn_t *hb_conn_of(struct evhttp_request *req);
 void hb_conn_busy(hb_conn_t *c);
 void hb_conn_done(hb_conn_t *c);
+/* The route is done with a request whose body was body_len bytes: give
+ * them back to the budget. */
+void hb_conn_release(hb_conn_t *c, size_t body_len);
 
 #endif

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hb/allowlist.h"
 #include "hb/config.h"
 #include "hb/route.h"
 #include "hb/tls.h"
@@ -23,6 +24,9 @@ hb_server_t *hb_server_new(const hb_config_t *cfg, hb_tls_t *tls, hb_route_t *ro
 int hb_server_start(hb_server_t *s, char *err, size_t errlen);
 void hb_server_stop(hb_server_t *s, uint64_t grace_ms);
 void hb_server_free(hb_server_t *s);
+/* Swap intercom.allow_ips (takes ownership; NULL = every source); for
+ * connections accepted from now on. Any thread. */
+void hb_server_set_allowlist(hb_server_t *s, hb_allowlist_t *al);
 
 /* Parse "host:port" ("[v6]:port" too) into a sockaddr; 0 or -1. */
 struct sockaddr_storage;
