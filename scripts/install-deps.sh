@@ -5,6 +5,8 @@
 #                                    Java + Maven for the Kafka broker, kcat,
 #                                    clang for fuzzing, docker-compose to
 #                                    validate the Compose file, podman +
+#                                    catatonit (Compose `init: true`) + dnsname
+#                                    (service names in Compose networks) +
 #                                    runc + debootstrap to build and run
 #                                    the image)
 # Used by the README's commands, .ci/run and docker/Dockerfile alike.
@@ -14,7 +16,8 @@ pkgs=(build-essential cmake ninja-build pkg-config
       libevent-dev libssl-dev libjansson-dev librdkafka-dev libhiredis-dev openssl curl)
 if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(python3 redis-server redis-tools kcat maven openjdk-17-jre-headless docker-compose clang clang-format libclang-rt-14-dev wrk
-         procps podman runc debootstrap)
+         procps podman runc catatonit debootstrap
+         golang-github-containernetworking-plugin-dnsname)
 fi
 
 missing=()

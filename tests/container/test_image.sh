@@ -9,55 +9,18 @@
 #   tests/container/test_image.sh            (from the repository, as root)
 # HB_CACHE_DIR (default ~/.cache/hookbridge) keeps the base image tarball.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-cd "$repo"
-export CONTAINERS_CONF="$here/containers.conf"
-
-skip() { echo "SKIP: $*"; exit 77; }
-if ! command -v podman >/dev/null; then
-  skip "podman is not installed (scripts/install-deps.sh --test installs podman, runc, debootstrap)"
-fi
-if ! out=$(podman info 2>&1 >/dev/null); then
-  skip "podman cannot run here: $(echo "$out" | tail -1)"
-fi
-command -v debootstrap >/dev/null || podman image exists debian:bookworm ||
-  skip "debootstrap is not installed and there is no debian:bookworm image"
-
-t0=$SECONDS
-pass=0
-fail() { echo "FAIL: $*"; exit 1; }
-ok() { pass=$((pass + 1)); echo "ok   $* ($((SECONDS - t0)) s)"; }
+. "$(dirname "$0")/lib.sh"
 
 tag=${HB_IMAGE_TAG:-hookbridge:test}
 id=$$
-names=()
-vols=()
-cleanup() {
-  for n in "${names[@]}"; do podman rm -f -t 0 "$n" >/dev/null 2>&1 || true; done
-  for v in "${vols[@]}"; do podman volume rm -f "$v" >/dev/null 2>&1 || true; done
-}
-work=$(mktemp -d)
-trap 'cleanup; rm -rf "$work"' EXIT
-
 secret=container_test_secret
-
-# Poll `cmd...` until it succeeds or `secs` pass.
-wait_for() {
-  local secs=$1; shift
-  local deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || return 1
-    sleep 1
-  done
-}
 
 # Start a container from the image; prints nothing, records it for cleanup.
 #   start NAME VOLUME [podman run options...]
 start() {
   local name=$1 vol=$2; shift 2
-  names+=("$name")
-  vols+=("$vol")
+  at_exit podman rm -f -t 0 "$name"
+  at_exit podman volume rm -f "$vol"
   # podman 4.3 complains that it cannot schedule health checks without
   # systemd: we run them ourselves, so its stderr only matters on failure
   podman run -d --name "$name" -v "$vol:/var/lib/hookbridge" \
@@ -69,14 +32,10 @@ healthy() { podman healthcheck run "$1"; }
 
 logs_on_failure() { echo "--- podman logs $1"; podman logs "$1" 2>&1 | tail -30; }
 
-echo "== base image (debian:bookworm, debian:bookworm-slim)"
-"$here/base-image.sh"
 ok "base image present"
 
 echo "== podman build --format docker -f docker/Dockerfile -t $tag ."
-# docker format: the OCI format drops HEALTHCHECK
-podman build --format docker -f docker/Dockerfile -t "$tag" . >"$work/build.log" 2>&1 ||
-  { tail -40 "$work/build.log"; fail "the image does not build"; }
+build_image "$tag" . docker/Dockerfile
 ok "image built"
 hc=$(podman image inspect -f '{{json .Config.Healthcheck}}' "$tag" 2>/dev/null ||
      podman image inspect -f '{{json .HealthCheck}}' "$tag")
