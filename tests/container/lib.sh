@@ -42,9 +42,10 @@ wait_for() {
 # build_image TAG CONTEXT [DOCKERFILE]: docker format, since the OCI format
 # drops HEALTHCHECK; layers are cached between runs.
 build_image() {
-  local tag=$1 ctx=$2 file=${3:-$2/Dockerfile}
-  podman build --format docker -f "$file" -t "$tag" "$ctx" >"$work/build.log" 2>&1 ||
-    { tail -40 "$work/build.log"; fail "podman build $tag"; }
+  local tag=$1 ctx=$2 file=${3:-$2/Dockerfile} log
+  log=$work/build-${tag//[\/:]/_}.log
+  podman build --format docker -f "$file" -t "$tag" "$ctx" >"$log" 2>&1 ||
+    { tail -40 "$log"; fail "podman build $tag"; }
 }
 
 echo "== base image (debian:bookworm, debian:bookworm-slim)"

@@ -30,15 +30,25 @@ libs=${HB_CACHE_DIR:-$HOME/.cache/hookbridge}/kafka-${KAFKA_VERSION:-4.4.0}/libs
 ok "base image present, Kafka jars fetched"
 
 echo "== images: hookbridge:local and the stand-ins"
-build_image hookbridge:local . docker/Dockerfile
 standins=$here/standins
-build_image redis:7 "$standins/redis"
-build_image edenhill/kcat:1.7.1 "$standins/kcat"
-build_image prom/prometheus:v2.53.0 "$standins/prometheus"
 mkdir "$work/kafka"
 cp -a "$standins/kafka/." "$work/kafka/"
 cp -al "$libs" "$work/kafka/libs" 2>/dev/null || cp -a "$libs" "$work/kafka/libs"
-build_image apache/kafka:4.1.0 "$work/kafka"
+# side by side: on a cold cache most of the time is apt downloading
+builds=()
+build_image hookbridge:local . docker/Dockerfile &
+builds+=($!)
+build_image redis:7 "$standins/redis" &
+builds+=($!)
+build_image edenhill/kcat:1.7.1 "$standins/kcat" &
+builds+=($!)
+build_image prom/prometheus:v2.53.0 "$standins/prometheus" &
+builds+=($!)
+build_image apache/kafka:4.1.0 "$work/kafka" &
+builds+=($!)
+for b in "${builds[@]}"; do
+  wait "$b" || fail "an image did not build (see above)"
+done
 ok "images built"
 
 echo "== podman system service"
