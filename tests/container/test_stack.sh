@@ -123,6 +123,12 @@ prom '{job="hookbridge",__name__=~"hookbridge_.+"}' | grep -q '"__name__":"hookb
 ok "Prometheus on 127.0.0.1:9091 scrapes hookbridge's /metrics"
 
 echo "== docker compose stop (kcat under an init stops at once)"
+# Debian's kcat handles SIGTERM itself, so the stop below is prompt with or
+# without the init: check the init is there too
+consumer=$(podman ps -q --filter "label=$project_label" \
+  --filter label=com.docker.compose.service=consumer)
+[[ $(podman inspect -f '{{.HostConfig.Init}}' "$consumer") == true ]] ||
+  fail "the consumer does not run under an init (init: true)"
 s0=$SECONDS
 docker-compose stop -t 20 consumer >/dev/null 2>&1
 ((SECONDS - s0 < 15)) || fail "the consumer took $((SECONDS - s0)) s to stop"
