@@ -4,7 +4,11 @@
 #   scripts/install-deps.sh --test   also what the test suite needs (Redis,
 #                                    Java + Maven for the Kafka broker, kcat,
 #                                    clang for fuzzing, docker-compose to
-#                                    validate the Compose file)
+#                                    validate the Compose file, podman +
+#                                    catatonit (Compose `init: true`) + dnsname
+#                                    (service names in Compose networks) +
+#                                    runc + debootstrap to build and run
+#                                    the image)
 # Used by the README's commands, .ci/run and docker/Dockerfile alike.
 set -euo pipefail
 
@@ -12,7 +16,8 @@ pkgs=(build-essential cmake ninja-build pkg-config
       libevent-dev libssl-dev libjansson-dev librdkafka-dev libhiredis-dev openssl curl)
 if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(python3 redis-server redis-tools kcat maven openjdk-17-jre-headless docker-compose clang clang-format libclang-rt-14-dev wrk
-         procps)
+         procps podman runc catatonit debootstrap
+         golang-github-containernetworking-plugin-dnsname)
 fi
 
 missing=()

@@ -3,8 +3,10 @@
 #   1. install what is missing (Debian packages; Kafka's jars through Maven)
 #   2. build with -Werror, and again with AddressSanitizer + UBSan
 #   3. start a real Redis and a real Kafka broker on free loopback ports
-#   4. run every ctest test on the normal build, a short libFuzzer run of
-#      each driver, then the unit and integration tests on the sanitizer build
+#   4. run every ctest test on the normal build (the `container` label
+#      builds and runs the image with podman: tests/container/), a short
+#      libFuzzer run of each driver, then the unit and integration tests on
+#      the sanitizer build
 # The servers are always stopped, whatever fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."

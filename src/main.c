@@ -14,6 +14,7 @@
 #include "hb/cli_journal.h"
 #include "hb/config.h"
 #include "hb/dedup.h"
+#include "hb/health.h"
 #include "hb/journal.h"
 #include "hb/log.h"
 #include "hb/route.h"
@@ -107,12 +108,15 @@ static void dedup_from_journal(const hb_record_t *r, void *arg)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "Usage: hookbridge [-c|--config FILE] [--check-config] [--version] [--help]\n\n"
+    fprintf(out, "Usage: hookbridge [-c|--config FILE] [--check-config] [--health] [--version] "
+                 "[--help]\n\n"
                  "Receives Intercom webhooks over HTTPS, verifies X-Hub-Signature, makes each\n"
                  "delivery durable in a local journal, answers 200, and publishes it to Kafka,\n"
                  "Redis Streams and/or a JSON-lines file.\n\n"
                  "  -c, --config FILE   read configuration from FILE (key = value lines)\n"
                  "      --check-config  validate the configuration and exit 0 or 1\n"
+                 "      --health        ask the running instance's /healthz on admin.listen\n"
+                 "                      (same configuration) and exit 0 if healthy, else 1\n"
                  "      --version       print the version and exit\n"
                  "  -h, --help          print this help and exit\n\n"
                  "       hookbridge journal verify|ls|cat|repair [-c FILE | --dir DIR] [options]\n"
@@ -224,14 +228,13 @@ static int open_journal(app_t *app, char *err, size_t errlen)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-                                         {"check-config", no_argument, NULL, 'k'},
-                                         {"version", no_argument, NULL, 'v'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'k'},
+        {"health", no_argument, NULL, 'H'},       {"version", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     app_t app;
     char err[1024];
-    int check = 0, c, rc = 1;
+    int check = 0, health = 0, c, rc = 1;
     memset(&app, 0, sizeof(app));
     if (argc > 1 && strcmp(argv[1], "journal") == 0)
         return hb_cli_journal(argc - 1, argv + 1);
@@ -244,6 +247,9 @@ int main(int argc, char **argv)
             break;
         case 'k':
             check = 1;
+            break;
+        case 'H':
+            health = 1;
             break;
         case 'v':
             printf("hookbridge %s (libevent %s, %s)\n", HB_VERSION, event_get_version(),
@@ -270,6 +276,13 @@ int main(int argc, char **argv)
         printf("hookbridge: configuration OK\n");
         hb_config_free(&app.cfg);
         return 0;
+    }
+    if (health) {
+        rc = hb_health_check(app.cfg.admin_listen, 2000, err, sizeof(err)) == 0 ? 0 : 1;
+        if (rc)
+            fprintf(stderr, "hookbridge: unhealthy: %s\n", err);
+        hb_config_free(&app.cfg);
+        return rc;
     }
     hb_log_level_t level;
     hb_log_parse_level(app.cfg.log_level, &level);
