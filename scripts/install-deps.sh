@@ -4,7 +4,12 @@
 #   scripts/install-deps.sh --test   also what the test suite needs (Redis,
 #                                    Java + Maven for the Kafka broker, kcat,
 #                                    clang for fuzzing, docker-compose to
-#                                    validate the Compose file)
+#                                    validate the Compose file, python3-yaml
+#                                    and prometheus's promtool to check
+#                                    deploy/; on a host with systemd the
+#                                    package also starts a Prometheus server on
+#                                    :9090, which `systemctl disable --now
+#                                    prometheus` stops)
 # Used by the README's commands, .ci/run and docker/Dockerfile alike.
 set -euo pipefail
 
@@ -12,7 +17,7 @@ pkgs=(build-essential cmake ninja-build pkg-config
       libevent-dev libssl-dev libjansson-dev librdkafka-dev libhiredis-dev openssl curl)
 if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(python3 redis-server redis-tools kcat maven openjdk-17-jre-headless docker-compose clang clang-format libclang-rt-14-dev wrk
-         procps)
+         procps python3-yaml prometheus)
 fi
 
 missing=()
