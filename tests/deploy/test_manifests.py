@@ -247,6 +247,11 @@ class Manifests(unittest.TestCase):
         live, ready = self.ctr["livenessProbe"]["httpGet"], self.ctr["readinessProbe"]["httpGet"]
         self.assertEqual((live["path"], live["port"]), ("/healthz", "admin"))
         self.assertEqual((ready["path"], ready["port"]), ("/readyz", "admin"))
+        # the admin port answers only after journal recovery: a startup probe
+        # holds liveness off for minutes, not the liveness probe's seconds
+        start = self.ctr["startupProbe"]
+        self.assertEqual(start["httpGet"]["path"], "/healthz")
+        self.assertGreaterEqual(start["periodSeconds"] * start["failureThreshold"], 300)
         # the same paths are answered by a live bridge: tests/deploy/test_monitoring.py
 
     def test_journal_is_on_a_volume_per_replica_at_the_image_data_dir(self):

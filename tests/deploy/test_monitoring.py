@@ -173,7 +173,7 @@ class AgainstLiveBridge(unittest.TestCase):
     def test_probe_paths_answer(self):
         with open(STATEFULSET, encoding="utf-8") as f:
             ctr = yaml.safe_load(f)["spec"]["template"]["spec"]["containers"][0]
-        for probe in ("livenessProbe", "readinessProbe"):
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             path = ctr[probe]["httpGet"]["path"]
             st, _, _ = self.bridge.admin_get(path)
             self.assertEqual(st, 200, "%s %s" % (probe, path))
