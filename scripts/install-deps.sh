@@ -8,7 +8,11 @@
 #                                    catatonit (Compose `init: true`) + dnsname
 #                                    (service names in Compose networks) +
 #                                    runc + debootstrap to build and run
-#                                    the image)
+#                                    the image, python3-yaml and prometheus's
+#                                    promtool to check deploy/; on a host with
+#                                    systemd that package also starts a
+#                                    Prometheus server on :9090, which
+#                                    `systemctl disable --now prometheus` stops)
 # Used by the README's commands, .ci/run and docker/Dockerfile alike.
 set -euo pipefail
 
@@ -17,7 +21,7 @@ pkgs=(build-essential cmake ninja-build pkg-config
 if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(python3 redis-server redis-tools kcat maven openjdk-17-jre-headless docker-compose clang clang-format libclang-rt-14-dev wrk
          procps podman runc catatonit debootstrap
-         golang-github-containernetworking-plugin-dnsname)
+         golang-github-containernetworking-plugin-dnsname python3-yaml prometheus)
 fi
 
 missing=()
