@@ -323,6 +323,7 @@ int main(int argc, char **argv)
     hb_route_set_journal(app.route, app.journal);
     hb_admin_set_journal(app.admin, app.journal);
     hb_admin_set_sinks(app.admin, app.sinks, app.n_sinks);
+    hb_admin_set_token(app.admin, app.cfg.admin_token);
 
     int signums[3] = {SIGTERM, SIGINT, SIGHUP};
     for (int i = 0; i < 3; i++) {

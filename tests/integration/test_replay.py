@@ -1,0 +1,186 @@
+"""`hookbridge journal replay` through the running bridge's admin listener (issue 12).
+
+A bridge publishes N events to the file sink; a replay of a sequence range, a
+time range or a topic asks the bridge (Authorization: Bearer admin.token) to
+publish exactly those records again, marked "replay": true; a wrong or missing
+token replays nothing.
+
+Run: python3 -m unittest -v tests/integration/test_replay.py
+ or: python3 tests/integration/test_replay.py
+"""
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import hbtest  # noqa: E402
+from hbtest import BridgeTestCase, notification  # noqa: E402
+
+N = 20
+TOKEN = "replay-token-4f1c9a7d2b"
+
+
+def hookbridge(args, env=None, timeout=120):
+    full = {k: v for k, v in os.environ.items() if not k.startswith("HOOKBRIDGE_")}
+    full.update(env or {})
+    p = subprocess.run([hbtest.require_binary()] + list(args), stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full,
+                       timeout=hbtest.scaled(timeout))
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def admin_request(b, method, path, token=None):
+    conn = http.client.HTTPConnection("127.0.0.1", b.admin_port, timeout=hbtest.scaled(10))
+    try:
+        headers = {"Authorization": "Bearer " + token} if token is not None else {}
+        conn.request(method, path, headers=headers)
+        r = conn.getresponse()
+        return r.status, r.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+def wait_published(tc, b, sink="file", timeout=60):
+    """Until the sink's cursor covers every record (a replay stops at the
+    cursor, and the file sink acknowledges after its sync cadence)."""
+    deadline = time.monotonic() + hbtest.scaled(timeout)
+    while time.monotonic() < deadline:
+        samples = b.metrics()
+        if hbtest.metric_sum(samples, "hookbridge_sink_pending_records", sink=sink) == 0:
+            return
+        time.sleep(0.1)
+    tc.fail("%s: records still pending after %ss" % (sink, timeout))
+
+
+def strip_replay(obj):
+    return {k: v for k, v in obj.items() if k != "replay"}
+
+
+class ReplayFile(BridgeTestCase):
+    """N events through the file sink, then replays of parts of them."""
+
+    secrets_never_logged = (hbtest.SECRET, TOKEN)
+
+    def setUp(self):
+        tmp_token = os.path.join(self.id().replace(".", "_") + ".token")
+        self.token_file = os.path.join(os.environ.get("TMPDIR", "/tmp"), tmp_token)
+        with open(self.token_file, "w") as f:
+            f.write(TOKEN + "\n")  # a Docker secret ends with a newline
+        self.addCleanup(os.unlink, self.token_file)
+        self.b = self.start_bridge(**{"admin.token": "file:" + self.token_file})
+        conn = self.b.connection()
+        try:
+            for i in range(N):
+                topic = "conversation.user.created" if i % 4 == 0 else "contact.created"
+                st, _, answer = self.b.post_signed(
+                    notification("notif_replay_%03d" % i, topic=topic, pad=i), conn=conn)
+                self.assertEqual(st, 200, "post %d: %r" % (i, answer[:200]))
+        finally:
+            conn.close()
+        self.b.wait_events(count=N, timeout=60)
+        self.live = [json.loads(l) for l in self.b.sink_lines()]
+        self.assertEqual(len(self.live), N)
+        self.assertFalse(any("replay" in o for o in self.live), "live lines carry no marker")
+        wait_published(self, self.b)
+
+    def replay(self, *args, env=None, want_rc=0):
+        rc, out, err = hookbridge(["journal", "replay", "-c", self.b.config_path] + list(args),
+                                  env=env)
+        self.assertEqual(rc, want_rc, "journal replay %s: %s%s" % (" ".join(args), out, err))
+        return out, err
+
+    def replayed_lines(self, count):
+        """Wait until the file holds N + count lines; the ones after the live N."""
+        self.b.wait_events(count=N + count, timeout=60)
+        objs = [json.loads(l) for l in self.b.sink_lines()]
+        self.assertEqual(len(objs), N + count, "exactly the replayed records, no more")
+        self.assertEqual(objs[:N], self.live, "the live lines are untouched")
+        for o in objs[N:]:
+            self.assertIs(o.get("replay"), True, "a replayed line is marked: %r" % o)
+        return [strip_replay(o) for o in objs[N:]]
+
+    def test_sequence_range(self):
+        out, _ = self.replay("--sink", "file", "--from", "5", "--to", "9")
+        self.assertIn("replayed 5 record(s) of records 5..9 to file: 5 published, 0 rejected", out)
+        self.assertEqual(self.replayed_lines(5), self.live[4:9],
+                         "records 5..9 again, the same fields, in order")
+        # the sink's cursor did not move back nor ahead: a restart publishes nothing again
+        self.b.stop()
+        self.b.start()
+        self.b.post_signed(notification("notif_replay_after"))
+        self.b.wait_events(count=N + 6, timeout=60)
+        objs = [json.loads(l) for l in self.b.sink_lines()]
+        self.assertEqual(objs[-1]["id"], "notif_replay_after")
+        self.assertNotIn("replay", objs[-1])
+
+    def test_time_range_and_topic(self):
+        times = [o["received_at"] for o in self.live]
+        since, until = times[6], times[14]
+        want = [o for o in self.live if since <= o["received_at"] < until
+                and o["topic"].startswith("conversation.")]
+        self.assertTrue(want, "the range holds conversation events")
+        out, _ = self.replay("--sink", "file", "--since", since, "--until", until,
+                             "--topic", "conversation.*")
+        self.assertIn("replayed %d record(s)" % len(want), out)
+        self.assertEqual(self.replayed_lines(len(want)), want)
+
+    def test_dry_run_publishes_nothing(self):
+        out, _ = self.replay("--sink", "file", "--topic", "conversation.*", "--dry-run")
+        want = sum(1 for o in self.live if o["topic"].startswith("conversation."))
+        self.assertIn("dry run: %d record(s) of records 1..%d would be replayed to file" %
+                      (want, N), out)
+        # a real replay afterwards: only its records follow the live ones
+        self.replay("--sink", "file", "--from", str(N))
+        self.assertEqual(self.replayed_lines(1), self.live[N - 1:])
+
+    def test_token_required(self):
+        # wrong token (the environment overrides the configuration), missing token
+        _, err = self.replay("--sink", "file", env={"HOOKBRIDGE_ADMIN_TOKEN": "wrong"},
+                             want_rc=1)
+        self.assertIn("401", err)
+        self.assertIn("wrong bearer token", err)
+        st, body = admin_request(self.b, "POST", "/journal/replay?sink=file")
+        self.assertEqual(st, 401, body)
+        st, body = admin_request(self.b, "POST", "/journal/replay?sink=file", token=TOKEN + "x")
+        self.assertEqual(st, 401, body)
+        st, body = admin_request(self.b, "GET", "/journal/replay?sink=file", token="")
+        self.assertEqual(st, 401, body)
+        for path in ("/healthz", "/readyz", "/metrics"):
+            self.assertEqual(admin_request(self.b, "GET", path)[0], 200, path)
+        # the right one: the status says no replay ran
+        st, body = admin_request(self.b, "GET", "/journal/replay?sink=file", token=TOKEN)
+        self.assertEqual(st, 200, body)
+        self.assertEqual(json.loads(body)["started_ms"], 0, "nothing was replayed")
+        self.assertEqual(len(self.b.sink_lines()), N)
+
+    def test_nothing_past_the_cursor(self):
+        _, err = self.replay("--sink", "file", "--from", str(N + 1), want_rc=1)
+        self.assertIn("409", err)
+        self.assertIn("nothing to replay", err)
+        _, err = self.replay("--sink", "kafka", want_rc=1)
+        self.assertIn("404", err)
+
+
+class ReplayNoToken(BridgeTestCase):
+    def test_refused_without_a_configured_token(self):
+        b = self.start_bridge()
+        b.post_signed(notification("notif_replay_nt"))
+        b.wait_events(count=1, timeout=60)
+        wait_published(self, b)
+        st, body = admin_request(b, "POST", "/journal/replay?sink=file", token="anything")
+        self.assertEqual(st, 403, body)
+        self.assertIn("admin.token is not set", json.loads(body)["error"])
+        rc, out, err = hookbridge(["journal", "replay", "-c", b.config_path, "--sink", "file"])
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("403", err)
+        self.assertEqual(len(b.sink_lines()), 1, "nothing replayed")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
