@@ -10,11 +10,13 @@
 #include "hb/fmacros.h"
 
 #include "hb/admin.h"
+#include "hb/event.h"
 #include "hb/log.h"
 #include "hb/metrics.h"
 #include "hb/server.h"
 #include "hb/util.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,11 +24,13 @@
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
 struct hb_admin {
+    struct event_base *base;
     struct evhttp *http;
     hb_journal_t *journal;
     hb_sink_t *sinks[HB_JOURNAL_MAX_SINKS];
@@ -198,6 +202,130 @@ static void journal_replay(hb_admin_t *a, struct evhttp_request *req, const char
     evhttp_clear_headers(&q);
 }
 
+/* One redriven event on its way through the journal writer. */
+typedef struct redrive {
+    hb_append_t a; /* first: the journal hands back &a */
+    struct evhttp_request *req;
+    struct event *ev; /* on the admin base: the writer thread wakes it */
+    int gone;         /* the client closed the connection: nobody to answer */
+} redrive_t;
+
+static void redrive_conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon;
+    ((redrive_t *)arg)->gone = 1;
+}
+
+static void redrive_answer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    redrive_t *r = arg;
+    if (!r->gone) {
+        evhttp_connection_set_closecb(evhttp_request_get_connection(r->req), NULL, NULL);
+        struct evbuffer *b = evbuffer_new();
+        if (!b)
+            hb_oom("evbuffer");
+        if (r->a.err == ENOSPC)
+            send_error(r->req, 503, "Service Unavailable", b, "journal full: try again later");
+        else if (r->a.err)
+            send_error(r->req, 503, "Service Unavailable", b, strerror(r->a.err));
+        else
+            send_json(r->req, 200, "OK", b, json_pack("{s:I}", "seq", (json_int_t)r->a.seq));
+        evbuffer_free(b);
+    }
+    event_free(r->ev);
+    free(r);
+}
+
+/* Writer thread: back to the admin loop. */
+static void redrive_appended(hb_append_t *a)
+{
+    event_active(((redrive_t *)a)->ev, EV_READ, 0);
+}
+
+/* POST /dead-letter/redrive[?received_at_ms=MS], body = the event as
+ * received: journaled again like a delivery (the same envelope extraction,
+ * no dedup: it was seen before), then published by every sink. The answer
+ * (its sequence number) comes once the record is durable. */
+static void dead_letter_redrive(hb_admin_t *a, struct evhttp_request *req, const char *query,
+                                struct evbuffer *b)
+{
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
+        send_error(req, 405, "Method Not Allowed", b, "POST the event as the body");
+        return;
+    }
+    if (!a->journal) {
+        send_error(req, 503, "Service Unavailable", b, "journal not open yet");
+        return;
+    }
+    struct evkeyvalq q;
+    uint64_t received_at = 0;
+    if (evhttp_parse_query_str(query ? query : "", &q) != 0 ||
+        query_u64(&q, "received_at_ms", &received_at) < 0) {
+        evhttp_clear_headers(&q); /* initialised by the parse, also on failure */
+        send_error(req, 400, "Bad Request", b, "received_at_ms is a number");
+        return;
+    }
+    evhttp_clear_headers(&q);
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    const char *body = (const char *)evbuffer_pullup(in, -1);
+    hb_envelope_t env;
+    char why[256];
+    if (!body || hb_envelope_parse(body, len, &env, why, sizeof(why)) < 0) {
+        send_error(req, 400, "Bad Request", b, body ? why : "empty body");
+        return;
+    }
+    hb_record_t rec = {
+        .received_at_ms = received_at ? received_at : hb_now_ms(),
+        .delivery_attempts = env.delivery_attempts,
+        .created_at = env.created_at,
+        .topic = env.topic,
+        .topic_len = env.topic_len,
+        .app_id = env.app_id,
+        .app_id_len = env.app_id_len,
+        .id = env.id,
+        .id_len = env.id_len,
+        .body = (const unsigned char *)body,
+        .body_len = len,
+    };
+    if (rec.topic_len > 0xffff || rec.app_id_len > 0xffff || rec.id_len > 0xffff ||
+        len > HB_RECORD_MAX_PAYLOAD / 2) {
+        hb_envelope_clear(&env);
+        send_error(req, 400, "Bad Request", b, "event too large for a journal record");
+        return;
+    }
+    size_t size = hb_record_size(&rec);
+    redrive_t *r = hb_calloc(1, sizeof(*r) + size);
+    r->a.buf = (unsigned char *)(r + 1);
+    r->a.len = hb_record_prepare(&rec, r->a.buf);
+    r->a.stage = HB_STAGE_DURABLE;
+    r->a.done = redrive_appended;
+    r->req = req;
+    r->ev = event_new(a->base, -1, 0, redrive_answer, r);
+    if (!r->ev)
+        hb_oom("event_new");
+    evhttp_connection_set_closecb(evhttp_request_get_connection(req), redrive_conn_closed, r);
+    hb_info("admin", "dead letter redriven: topic %s, id %s", env.topic, env.id ? env.id : "-");
+    hb_envelope_clear(&env);
+    hb_journal_append(a->journal, &r->a);
+}
+
+/* GET /journal/published: the lowest sink cursor (every record up to it is
+ * published or dead-lettered by every sink) and the durable end. */
+static void journal_published(hb_admin_t *a, struct evhttp_request *req, struct evbuffer *b)
+{
+    if (!a->journal) {
+        send_error(req, 503, "Service Unavailable", b, "journal not open yet");
+        return;
+    }
+    send_json(req, 200, "OK", b,
+              json_pack("{s:I,s:I}", "min_cursor", (json_int_t)hb_journal_min_cursor(a->journal),
+                        "durable_seq", (json_int_t)hb_journal_durable_seq(a->journal)));
+}
+
 static void handle(struct evhttp_request *req, void *arg)
 {
     hb_admin_t *a = arg;
@@ -222,6 +350,12 @@ static void handle(struct evhttp_request *req, void *arg)
     } else if (strcmp(path, "/journal/replay") == 0) {
         if (authorized(a, req, b))
             journal_replay(a, req, uri ? evhttp_uri_get_query(uri) : NULL, b);
+    } else if (strcmp(path, "/journal/published") == 0) {
+        if (authorized(a, req, b))
+            journal_published(a, req, b);
+    } else if (strcmp(path, "/dead-letter/redrive") == 0) {
+        if (authorized(a, req, b))
+            dead_letter_redrive(a, req, uri ? evhttp_uri_get_query(uri) : NULL, b);
     } else {
         evbuffer_add_printf(b, "not found: try /healthz, /readyz, /metrics\n");
         send_text(req, 404, "Not Found", "text/plain", b);
@@ -246,11 +380,14 @@ hb_admin_t *hb_admin_new(struct event_base *base, const char *listen, char *err,
     }
     hb_admin_t *a = hb_calloc(1, sizeof(*a));
     a->token = hb_strdup("");
+    a->base = base;
     a->http = evhttp_new(base);
     if (!a->http)
         hb_oom("evhttp_new");
     evhttp_set_gencb(a->http, handle, a);
     evhttp_set_timeout(a->http, 10);
+    /* a redriven event is one journal record */
+    evhttp_set_max_body_size(a->http, HB_RECORD_MAX_PAYLOAD / 2);
     if (evhttp_bind_socket(a->http, host, (ev_uint16_t)atoi(colon + 1)) != 0) {
         snprintf(err, errlen, "admin.listen: cannot listen on %s", listen);
         hb_admin_free(a);

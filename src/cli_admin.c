@@ -9,6 +9,7 @@
 #include "hb/util.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,4 +136,22 @@ cleanup:
     free(in);
     close(fd);
     return rc;
+}
+
+json_t *hb_admin_request_json(hb_admin_client_t *c, const char *method, const char *target,
+                              const char *body, size_t body_len, int want, char *err, size_t errlen)
+{
+    int status = 0;
+    char *resp = NULL;
+    if (hb_admin_request(c, method, target, body, body_len, &status, &resp, err, errlen) < 0)
+        return NULL;
+    json_t *o = json_loads(resp, 0, NULL);
+    if (status != want || !json_is_object(o)) {
+        const char *why = json_string_value(json_object_get(o, "error"));
+        snprintf(err, errlen, "the bridge answered %d: %s", status, why ? why : resp);
+        json_decref(o);
+        o = NULL;
+    }
+    free(resp);
+    return o;
 }

@@ -105,8 +105,7 @@ static int parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
-/* RFC 3339 in UTC (fraction optional), a date, or an age before now. */
-static int parse_time(const char *s, uint64_t *ms)
+int hb_cli_parse_time(const char *s, uint64_t *ms)
 {
     size_t n = strlen(s);
     char unit = n ? s[n - 1] : 0;
@@ -510,21 +509,10 @@ static uint64_t get_u64(json_t *o, const char *key)
 /* One request; the answer's JSON object, or NULL after saying why. */
 static json_t *ask(hb_admin_client_t *ac, const char *method, const char *target, int want)
 {
-    int status = 0;
-    char *resp = NULL, err[1024];
-    json_t *o = NULL;
-    if (hb_admin_request(ac, method, target, NULL, 0, &status, &resp, err, sizeof(err)) < 0) {
+    char err[1024];
+    json_t *o = hb_admin_request_json(ac, method, target, NULL, 0, want, err, sizeof(err));
+    if (!o)
         fprintf(stderr, PROG " replay: %s\n", err);
-        return NULL;
-    }
-    o = json_loads(resp, 0, NULL);
-    if (status != want || !json_is_object(o)) {
-        const char *why = json_string_value(json_object_get(o, "error"));
-        fprintf(stderr, PROG " replay: the bridge answered %d: %s\n", status, why ? why : resp);
-        json_decref(o);
-        o = NULL;
-    }
-    free(resp);
     return o;
 }
 
@@ -723,7 +711,7 @@ int hb_cli_journal(int argc, char **argv)
             break;
         case O_SINCE:
         case O_UNTIL:
-            if (parse_time(optarg, opt == O_SINCE ? &c.f.m.since_ms : &c.f.m.until_ms) < 0) {
+            if (hb_cli_parse_time(optarg, opt == O_SINCE ? &c.f.m.since_ms : &c.f.m.until_ms) < 0) {
                 fprintf(stderr,
                         PROG " cat: not a time: '%s' (2026-11-29T10:00:00Z, 2026-11-29, 2h)\n",
                         optarg);

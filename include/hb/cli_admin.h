@@ -23,4 +23,11 @@ void hb_admin_client_free(hb_admin_client_t *c);
 int hb_admin_request(hb_admin_client_t *c, const char *method, const char *target, const char *body,
                      size_t body_len, int *status, char **resp, char *err, size_t errlen);
 
+/* The same, for a JSON object answered with status `want`; NULL + err (the
+ * status and the bridge's "error") otherwise. */
+struct json_t;
+struct json_t *hb_admin_request_json(hb_admin_client_t *c, const char *method, const char *target,
+                                     const char *body, size_t body_len, int want, char *err,
+                                     size_t errlen);
+
 #endif

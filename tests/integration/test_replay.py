@@ -182,5 +182,84 @@ class ReplayNoToken(BridgeTestCase):
         self.assertEqual(len(b.sink_lines()), 1, "nothing replayed")
 
 
+def dead_letter_line(nid, sink, error, second):
+    """A line as the sink runner writes it (src/jsonl.c, with sink and error)."""
+    body = notification(nid)
+    head = json.dumps({"received_at": "2026-11-29T10:00:%02d.000Z" % second, "app_id": "ws1",
+                       "topic": "contact.created", "id": nid, "sink": sink, "error": error},
+                      separators=(",", ":"))
+    return head[:-1].encode() + b',"payload":' + body + b"}\n", body
+
+
+def kcat_line(nid, second):
+    """A line of `kcat -C -J` on the Kafka dead-letter topic."""
+    body = notification(nid)
+    return (json.dumps({
+        "topic": "intercom.dead-letter", "partition": 0, "offset": second, "tstype": "create",
+        "ts": 1796032800000, "broker": 1, "key": "ws1", "payload": body.decode(),
+        "headers": ["intercom-topic", "contact.created", "intercom-app-id", "ws1",
+                    "intercom-notification-id", nid,
+                    "hookbridge-received-at", "2026-11-29T10:01:%02d.000Z" % second,
+                    "content-type", "application/json",
+                    "hookbridge-error", "Broker: Unknown topic or partition"]}) + "\n").encode(), body
+
+
+class Redrive(BridgeTestCase):
+    secrets_never_logged = (hbtest.SECRET, TOKEN)
+
+    def setUp(self):
+        self.b = self.start_bridge(**{"admin.token": TOKEN})
+        self.env = {"HOOKBRIDGE_ADMIN_TOKEN": TOKEN}
+
+    def redrive(self, *args, want_rc=0, env=None):
+        rc, out, err = hookbridge(["dead-letter", "redrive", "-c", self.b.config_path] +
+                                  list(args), env=self.env if env is None else env)
+        self.assertEqual(rc, want_rc, "dead-letter redrive %s: %s%s" % (" ".join(args), out, err))
+        return out, err
+
+    def test_redrive_file_sink_dead_letters(self):
+        path = os.path.join(self.b.tmpdir, "dead-letter.file.jsonl")
+        pairs = [dead_letter_line("notif_rd_%d" % i, "file", "disk said no", i) for i in range(3)]
+        torn = b'{"received_at":"2026-11-29T10:01'
+        with open(path, "wb") as f:
+            f.write(b"".join(l for l, _ in pairs) + torn)
+        # a wrong token journals nothing and keeps every line
+        self.redrive(want_rc=1, env={"HOOKBRIDGE_ADMIN_TOKEN": "wrong"})
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), b"".join(l for l, _ in pairs) + torn + b"\n")
+        self.assertEqual(self.b.sink_lines(), [])
+        out, err = self.redrive("--sink", "file", want_rc=1)  # the torn line stays
+        self.assertIn("3 journaled again, 3 published by every sink", out)
+        self.assertIn("line 4 stays: not a JSON line", err)
+        lines = self.b.wait_events(count=3, timeout=60) and self.b.sink_lines()
+        objs = [json.loads(l) for l in lines]
+        self.assertEqual([o["id"] for o in objs], ["notif_rd_0", "notif_rd_1", "notif_rd_2"])
+        for o, (_, body) in zip(objs, pairs):
+            self.assertEqual(o["payload"], json.loads(body))
+            self.assertNotIn("replay", o)
+        self.assertEqual(objs[1]["received_at"], "2026-11-29T10:00:01.000Z",
+                         "the original received_at is kept")
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), torn + b"\n", "published lines removed, the rest kept")
+        self.assertFalse(os.path.exists(path + ".redrive"))
+        # published once: a second redrive has nothing to publish
+        self.redrive("--sink", "file", want_rc=1)
+        self.assertEqual(len(self.b.sink_lines()), 3)
+
+    def test_redrive_kcat_dump(self):
+        dump = os.path.join(self.b.tmpdir, "dump.jsonl")
+        pairs = [kcat_line("notif_kc_%d" % i, i) for i in range(2)]
+        with open(dump, "wb") as f:
+            f.write(b"".join(l for l, _ in pairs))
+        out, _ = self.redrive("--file", dump)
+        self.assertIn("2 journaled again, 2 published by every sink", out)
+        self.b.wait_events(count=2, timeout=60)
+        objs = [json.loads(l) for l in self.b.sink_lines()]
+        self.assertEqual([(o["id"], o["received_at"]) for o in objs],
+                         [("notif_kc_0", "2026-11-29T10:01:00.000Z"),
+                          ("notif_kc_1", "2026-11-29T10:01:01.000Z")])
+        self.assertEqual(os.path.getsize(dump), 0, "every line published: the dump is empty")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
