@@ -535,8 +535,8 @@ static void redis_publish(void *state, hb_msg_t *m)
     size_t klen = hb_template_expand(r->cfg->redis_stream, HB_TMPL_REDIS_KEY, m->app_id, m->topic,
                                      m->id, key, sizeof(key));
     hb_format_rfc3339(m->received_at_ms, ts, sizeof(ts));
-    const char *argv[16];
-    size_t lens[16];
+    const char *argv[20]; /* XADD key MAXLEN ~ n * and 6 field-value pairs */
+    size_t lens[20];
     int n = 0;
 #define ARG(s, l) (argv[n] = (s), lens[n] = (l), n++)
 #define STR(s) ARG((s), strlen(s))

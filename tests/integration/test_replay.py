@@ -19,6 +19,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import hbsinks  # noqa: E402
 import hbtest  # noqa: E402
 from hbtest import BridgeTestCase, notification  # noqa: E402
 
@@ -259,6 +260,75 @@ class Redrive(BridgeTestCase):
                          [("notif_kc_0", "2026-11-29T10:01:00.000Z"),
                           ("notif_kc_1", "2026-11-29T10:01:01.000Z")])
         self.assertEqual(os.path.getsize(dump), 0, "every line published: the dump is empty")
+
+
+class ReplayKafkaRedis(BridgeTestCase):
+    """One bridge publishing to Kafka and Redis (real servers); each replay goes to one
+    of them only, and exactly the asked records come again, marked."""
+
+    secrets_never_logged = (hbtest.SECRET, TOKEN)
+
+    def setUp(self):
+        self.brokers = hbsinks.require_service(self, "KAFKA_BROKERS")
+        self.redis_url = hbsinks.require_service(self, "REDIS_URL")
+        hbsinks.require_kcat(self)
+        prefix = hbsinks.unique_prefix()
+        self.b = self.start_bridge(**{
+            "admin.token": TOKEN, "sinks": "kafka,redis", "kafka.brokers": self.brokers,
+            "kafka.topic": prefix + ".{topic}", "redis.url": self.redis_url,
+            "redis.stream": prefix + ":{app_id}:{topic}"})
+        self.topic = hbsinks.kafka_topic_name(prefix + ".contact.created")
+        self.stream = hbsinks.redis_key_name(prefix + ":ws1:contact.created")
+        self.bodies = []
+        for i in range(10):
+            body = notification("notif_rkr_%02d" % i, pad=i)
+            st, _, answer = self.b.post_signed(body)
+            self.assertEqual(st, 200, answer)
+            self.bodies.append(body)
+        for sink in ("kafka", "redis"):
+            wait_published(self, self.b, sink)
+        self.redis = hbsinks.Redis(self.redis_url)
+        self.addCleanup(self.redis.close)
+        self.assertEqual(len(self.redis.xrange_all(self.stream)), 10)
+
+    def replay(self, *args):
+        rc, out, err = hookbridge(["journal", "replay", "-c", self.b.config_path] + list(args))
+        self.assertEqual(rc, 0, out + err)
+        return out
+
+    def test_replay_to_kafka_only(self):
+        out = self.replay("--sink", "kafka", "--from", "3", "--to", "6")
+        self.assertIn("4 published, 0 rejected", out)
+        got = hbsinks.kafka_wait(self.brokers, self.topic, lambda g: len(g[self.topic]) >= 14,
+                                 what="10 live + 4 replayed messages")[self.topic]
+        self.assertEqual(len(got), 14, "exactly 4 more")
+        self.assertEqual([m.value for m in got], self.bodies + self.bodies[2:6])
+        for m in got[:10]:
+            self.assertNotIn("hookbridge-replay", dict(m.headers))
+        for m in got[10:]:
+            self.assertEqual(dict(m.headers).get("hookbridge-replay"), "1", m.headers)
+        self.assertEqual(len(self.redis.xrange_all(self.stream)), 10, "redis got nothing")
+
+    def test_replay_to_redis_only_by_time(self):
+        entries = self.redis.xrange_all(self.stream)
+
+        def field(e, name):
+            f = e[1]
+            return dict(zip(f[0::2], f[1::2])).get(name)
+        times = [field(e, b"received_at").decode() for e in entries]
+        since, until = times[2], times[7]
+        want = [self.bodies[i] for i, t in enumerate(times) if since <= t < until]
+        out = self.replay("--sink", "redis", "--since", since, "--until", until)
+        self.assertIn("%d published, 0 rejected" % len(want), out)
+        after = self.redis.xrange_all(self.stream)
+        self.assertEqual(len(after), 10 + len(want), "exactly the time range again")
+        self.assertEqual([field(e, b"payload") for e in after[10:]], want)
+        for e in after[10:]:
+            self.assertEqual(field(e, b"replay"), b"1")
+        for e in after[:10]:
+            self.assertIsNone(field(e, b"replay"))
+        got = hbsinks.kafka_consume(self.brokers, self.topic)
+        self.assertEqual(len(got), 10, "kafka got nothing")
 
 
 if __name__ == "__main__":
