@@ -331,5 +331,51 @@ class ReplayKafkaRedis(BridgeTestCase):
         self.assertEqual(len(got), 10, "kafka got nothing")
 
 
+class RedriveRedis(BridgeTestCase):
+    """Redis rejects an event for good (its stream key holds a string): dead-lettered; a
+    redrive while the cause is there is rejected again and says why; once the key is
+    deleted a redrive publishes it once and empties the dead-letter file."""
+
+    secrets_never_logged = (hbtest.SECRET, TOKEN)
+
+    def test_redrive_after_the_cause_is_fixed(self):
+        url = hbsinks.require_service(self, "REDIS_URL")
+        prefix = hbsinks.unique_prefix()
+        b = self.start_bridge(**{"admin.token": TOKEN, "sinks": "redis", "redis.url": url,
+                                 "redis.stream": prefix + ":{app_id}:{topic}"})
+        stream = hbsinks.redis_key_name(prefix + ":ws1:contact.created")
+        redis = hbsinks.Redis(url)
+        self.addCleanup(redis.close)
+        redis.cmd("SET", stream, "not a stream")
+        body = notification("notif_rdr_1")
+        self.assertEqual(b.post_signed(body)[0], 200)
+        path = os.path.join(b.tmpdir, "dead-letter.redis.jsonl")
+        wait_published(self, b, "redis")
+        with open(path, "rb") as f:
+            first = f.read()
+        self.assertIn(b"WRONGTYPE", first)
+
+        def redrive(want_rc):
+            rc, out, err = hookbridge(["dead-letter", "redrive", "-c", b.config_path,
+                                       "--sink", "redis"])
+            self.assertEqual(rc, want_rc, out + err)
+            return out
+        out = redrive(1)
+        self.assertRegex(out, r"rejected again by redis: topic contact.created, "
+                              r"id notif_rdr_1: WRONGTYPE")
+        with open(path, "rb") as f:
+            lines = f.read().splitlines()
+        self.assertEqual(len(lines), 1, "the new rejection only, not the old line too")
+        redis.cmd("DEL", stream)
+        out = redrive(0)
+        self.assertIn("1 journaled again, 1 published by every sink", out)
+        self.assertNotIn("rejected again", out)
+        entries = redis.xrange_all(stream)
+        self.assertEqual(len(entries), 1, "published once")
+        f = entries[0][1]
+        self.assertEqual(dict(zip(f[0::2], f[1::2]))[b"payload"], body)
+        self.assertFalse(os.path.exists(path), "no dead letter left")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
