@@ -436,17 +436,6 @@ static void replay_done(hb_sink_t *s, hb_msg_t *m, hb_sink_result_t res, const c
     event_active(s->replay_ev, EV_READ, 0);
 }
 
-static void replay_stop_reading(hb_sink_t *s, const char *error)
-{
-    hb_journal_reader_free(s->replay_reader);
-    s->replay_reader = NULL;
-    pthread_mutex_lock(&s->replay_lock);
-    if (error)
-        snprintf(s->replay_st.error, sizeof(s->replay_st.error), "%s", error);
-    replay_check_end(s);
-    pthread_mutex_unlock(&s->replay_lock);
-}
-
 static void replay_pump(hb_sink_t *s)
 {
     hb_replay_filter_t f;
@@ -460,15 +449,17 @@ static void replay_pump(hb_sink_t *s)
     /* the live hold rules apply: nothing new while a failure waits */
     if (!s->replay_reader || s->retry || s->read_backoff_ms || atomic_load(&s->stopping))
         return;
-    int scanned = 0, n = 0;
+    int scanned = 0, n = 0, ended = 0;
     uint64_t matched = 0, last = 0;
+    const char *error = NULL;
     while (s->replay_inflight < REPLAY_WINDOW && scanned < REPLAY_SCAN_PER_PASS) {
         hb_record_t r;
         int rc = hb_journal_reader_next(s->replay_reader, &r);
         if (rc <= 0 || r.seq > f.to_seq) {
-            /* 0: the range ends before the durable end (cannot happen below
-             * the cursor, but a replay never waits for new records) */
-            replay_stop_reading(s, rc < 0 ? "cannot read the journal (see log)" : NULL);
+            /* 0: the durable end (not below the cursor, but a replay never
+             * waits for new records) */
+            error = rc < 0 ? "cannot read the journal (see log)" : NULL;
+            ended = 1;
             break;
         }
         scanned++;
@@ -484,10 +475,18 @@ static void replay_pump(hb_sink_t *s)
         publish(s, m);
         n++;
     }
+    if (ended) {
+        hb_journal_reader_free(s->replay_reader);
+        s->replay_reader = NULL;
+    }
+    /* one update, so that a reader of the status never sees the end
+     * without the counts of the last pass */
     pthread_mutex_lock(&s->replay_lock);
     s->replay_st.matched += matched;
     if (last)
         s->replay_st.scanned_seq = last;
+    if (error)
+        snprintf(s->replay_st.error, sizeof(s->replay_st.error), "%s", error);
     replay_check_end(s);
     pthread_mutex_unlock(&s->replay_lock);
     if (n && s->ops->flush)
