@@ -139,13 +139,13 @@ static json_t *replay_json(hb_sink_t *s)
 {
     hb_replay_status_t st;
     hb_sink_replay_status(s, &st);
-    return json_pack("{s:s,s:b,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s}", "sink", hb_sink_name(s),
-                     "running", st.running, "dry_run", st.dry_run, "first_seq",
-                     (json_int_t)st.first_seq, "last_seq", (json_int_t)st.last_seq, "scanned_seq",
-                     (json_int_t)st.scanned_seq, "matched", (json_int_t)st.matched, "published",
-                     (json_int_t)st.published, "rejected", (json_int_t)st.rejected, "started_ms",
-                     (json_int_t)st.started_ms, "finished_ms", (json_int_t)st.finished_ms, "error",
-                     st.error);
+    return json_pack(
+        "{s:s,s:b,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s}", "sink", hb_sink_name(s), "running",
+        st.running, "dry_run", st.dry_run, "first_seq", (json_int_t)st.first_seq, "last_seq",
+        (json_int_t)st.last_seq, "first_read_seq", (json_int_t)st.first_read_seq, "scanned_seq",
+        (json_int_t)st.scanned_seq, "matched", (json_int_t)st.matched, "published",
+        (json_int_t)st.published, "rejected", (json_int_t)st.rejected, "started_ms",
+        (json_int_t)st.started_ms, "finished_ms", (json_int_t)st.finished_ms, "error", st.error);
 }
 
 /* POST /journal/replay?sink=NAME[&from=SEQ&to=SEQ&since_ms=&until_ms=

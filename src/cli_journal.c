@@ -587,6 +587,12 @@ static int cmd_replay(const hb_replay_filter_t *f, const replay_opts_t *o)
                " published, %" PRIu64 " rejected\n",
                matched, get_u64(st, "first_seq"), get_u64(st, "last_seq"), o->sink,
                get_u64(st, "published"), rejected);
+    uint64_t first_read = get_u64(st, "first_read_seq"), first = get_u64(st, "first_seq");
+    if (first_read > first || !get_u64(st, "scanned_seq"))
+        fprintf(stderr,
+                PROG " replay: the journal no longer holds records %" PRIu64 "..%" PRIu64
+                     " (published segments are deleted unless journal.retain keeps them)\n",
+                first, first_read ? first_read - 1 : get_u64(st, "last_seq"));
     if (why && *why)
         fprintf(stderr, PROG " replay: %s\n", why);
     rc = rejected || (why && *why) ? 1 : 0;

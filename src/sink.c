@@ -450,7 +450,7 @@ static void replay_pump(hb_sink_t *s)
     if (!s->replay_reader || s->retry || s->read_backoff_ms || atomic_load(&s->stopping))
         return;
     int scanned = 0, n = 0, ended = 0;
-    uint64_t matched = 0, last = 0;
+    uint64_t matched = 0, first = 0, last = 0;
     const char *error = NULL;
     while (s->replay_inflight < REPLAY_WINDOW && scanned < REPLAY_SCAN_PER_PASS) {
         hb_record_t r;
@@ -463,6 +463,7 @@ static void replay_pump(hb_sink_t *s)
             break;
         }
         scanned++;
+        first = first ? first : r.seq;
         last = r.seq;
         if (!hb_replay_match(&f, &r))
             continue;
@@ -485,6 +486,8 @@ static void replay_pump(hb_sink_t *s)
     s->replay_st.matched += matched;
     if (last)
         s->replay_st.scanned_seq = last;
+    if (first && !s->replay_st.first_read_seq)
+        s->replay_st.first_read_seq = first;
     if (error)
         snprintf(s->replay_st.error, sizeof(s->replay_st.error), "%s", error);
     replay_check_end(s);

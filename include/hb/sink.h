@@ -126,6 +126,8 @@ int hb_replay_match(const hb_replay_filter_t *f, const hb_record_t *r);
 typedef struct hb_replay_status {
     int running, dry_run;
     uint64_t first_seq, last_seq;     /* the range walked (last = min(to, cursor)) */
+    uint64_t first_read_seq;          /* the first record read: past first_seq when the journal no
+                                         longer holds the start (journal.retain) */
     uint64_t scanned_seq;             /* the last record read */
     uint64_t matched;                 /* matching records read (dry run: the count) */
     uint64_t published, rejected;     /* reports of the sink for the matches */

@@ -12,6 +12,7 @@ Run: python3 -m unittest -v tests/integration/test_replay.py
 import http.client
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -375,6 +376,43 @@ class RedriveRedis(BridgeTestCase):
         f = entries[0][1]
         self.assertEqual(dict(zip(f[0::2], f[1::2]))[b"payload"], body)
         self.assertFalse(os.path.exists(path), "no dead letter left")
+
+
+class ReplayDeletedRange(BridgeTestCase):
+    """Without journal.retain published segments go: a replay says which records the
+    journal no longer holds and replays what is left, exactly."""
+
+    secrets_never_logged = (hbtest.SECRET, TOKEN)
+
+    def test_replay_names_what_is_gone(self):
+        b = self.start_bridge(**{"admin.token": TOKEN, "journal.max_bytes": "65536",
+                                 "limits.max_body": "16384", "dedup": "off"})
+        conn = b.connection()
+        try:
+            for i in range(40):
+                st, _, answer = b.post_signed(notification("notif_gone_%02d" % i, pad=400),
+                                              conn=conn)
+                self.assertEqual(st, 200, answer)
+        finally:
+            conn.close()
+        b.wait_events(count=40, timeout=60)
+        wait_published(self, b)
+        deadline = time.monotonic() + hbtest.scaled(30)
+        while hbtest.metric_sum(b.metrics(), "hookbridge_journal_segments") > 2:
+            self.assertLess(time.monotonic(), deadline, "published segments are deleted")
+            time.sleep(0.1)
+        live = b.sink_lines()
+        rc, out, err = hookbridge(["journal", "replay", "-c", b.config_path, "--sink", "file"],
+                                  env={"HOOKBRIDGE_ADMIN_TOKEN": TOKEN})
+        self.assertEqual(rc, 0, out + err)
+        m = re.search(r"no longer holds records 1\.\.(\d+) ", err)
+        self.assertTrue(m, err)
+        gone = int(m.group(1))
+        self.assertTrue(0 < gone < 40, err)
+        self.assertIn("replayed %d record(s) of records 1..40" % (40 - gone), out)
+        b.wait_events(count=40 + 40 - gone, timeout=60)
+        again = [strip_replay(json.loads(l)) for l in b.sink_lines()[40:]]
+        self.assertEqual(again, [json.loads(l) for l in live[gone:]])
 
 
 if __name__ == "__main__":
