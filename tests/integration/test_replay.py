@@ -108,7 +108,8 @@ class ReplayFile(BridgeTestCase):
         return [strip_replay(o) for o in objs[N:]]
 
     def test_sequence_range(self):
-        out, _ = self.replay("--sink", "file", "--from", "5", "--to", "9")
+        out, err = self.replay("--sink", "file", "--from", "5", "--to", "9")
+        self.assertNotIn("\r", err, "no progress line when stderr is not a terminal")
         self.assertIn("replayed 5 record(s) of records 5..9 to file: 5 published, 0 rejected", out)
         self.assertEqual(self.replayed_lines(5), self.live[4:9],
                          "records 5..9 again, the same fields, in order")
@@ -120,6 +121,35 @@ class ReplayFile(BridgeTestCase):
         objs = [json.loads(l) for l in self.b.sink_lines()]
         self.assertEqual(objs[-1]["id"], "notif_replay_after")
         self.assertNotIn("replay", objs[-1])
+
+    def test_progress_line_on_a_terminal(self):
+        import pty
+        master, slave = pty.openpty()
+        try:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKBRIDGE_")}
+            p = subprocess.run([hbtest.require_binary(), "journal", "replay", "-c",
+                                self.b.config_path, "--sink", "file", "--from", "2", "--to", "4"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
+                               env=env, timeout=hbtest.scaled(120))
+            os.close(slave)
+            slave = None
+            tty = b""
+            while True:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                tty += chunk
+        finally:
+            if slave is not None:
+                os.close(slave)
+            os.close(master)
+        self.assertEqual(p.returncode, 0, tty)
+        self.assertRegex(tty.decode(), r"\r100%  3 record\(s\), \d+/s")
+        self.assertIn(b"replayed 3 record(s)", p.stdout)
+        self.replayed_lines(3)
 
     def test_time_range_and_topic(self):
         times = [o["received_at"] for o in self.live]
