@@ -116,8 +116,11 @@ static void usage(FILE *out)
                  "  -h, --help          print this help and exit\n\n"
                  "       hookbridge journal verify|ls|cat|repair [-c FILE | --dir DIR] [options]\n"
                  "                      read-only views of the journal (journal --help)\n"
-                 "       hookbridge dead-letter ls|cat [-c FILE | --data-dir DIR] [--sink NAME]\n"
-                 "                      events a sink rejected for good\n\n");
+                 "       hookbridge journal replay -c FILE --sink NAME [range] [--dry-run]\n"
+                 "                      publish records again through the running bridge\n"
+                 "       hookbridge dead-letter ls|cat|redrive [-c FILE] [--sink NAME]\n"
+                 "                      events a sink rejected for good; redrive journals them\n"
+                 "                      again through the running bridge\n\n");
     hb_config_print_help(out);
 }
 
