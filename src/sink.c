@@ -524,6 +524,8 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     (void)what;
     hb_sink_t *s = arg;
     pump(s);
+    if (s->replay_reader)
+        replay_pump(s); /* it waits, like pump, while journal reads fail */
     check_stop(s);
 }
 
