@@ -145,6 +145,9 @@ static void reload(app_t *app)
             hb_info(C, "SIGHUP: reloaded %zu intercom secret(s)", n);
         }
     }
+    hb_admin_set_token(app->admin, fresh.admin_token);
+    hb_info(C, "SIGHUP: reloaded admin.token (%s)",
+            fresh.admin_token[0] ? "set" : "not set: replay and redrive are refused");
     if (hb_tls_reload(app->tls, &fresh, err, sizeof(err)) < 0)
         hb_error(C, "SIGHUP: TLS certificate not reloaded (keeping the old one): %s", err);
     else

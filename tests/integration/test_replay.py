@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -190,6 +191,18 @@ class ReplayFile(BridgeTestCase):
         self.assertEqual(st, 200, body)
         self.assertEqual(json.loads(body)["started_ms"], 0, "nothing was replayed")
         self.assertEqual(len(self.b.sink_lines()), N)
+
+    def test_token_rotation_on_sighup(self):
+        with open(self.token_file, "w") as f:
+            f.write(TOKEN + "-rotated\n")
+        self.b.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(self.b.wait_log(lambda t: "SIGHUP: reloaded admin.token (set)" in t,
+                                        timeout=20), self.b.log_tail())
+        st, body = admin_request(self.b, "GET", "/journal/replay?sink=file", token=TOKEN)
+        self.assertEqual(st, 401, "the old token no longer works: " + body)
+        st, body = admin_request(self.b, "GET", "/journal/replay?sink=file",
+                                 token=TOKEN + "-rotated")
+        self.assertEqual(st, 200, body)
 
     def test_nothing_past_the_cursor(self):
         _, err = self.replay("--sink", "file", "--from", str(N + 1), want_rc=1)
