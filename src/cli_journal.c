@@ -10,16 +10,17 @@
 #include "hb/fmacros.h"
 
 #include "hb/cli_journal.h"
+#include "hb/cli_admin.h"
 #include "hb/config.h"
 #include "hb/journal.h"
 #include "hb/jsonl.h"
+#include "hb/log.h"
 #include "hb/util.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <fnmatch.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -29,13 +30,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/http.h>
+#include <jansson.h>
+
 #define PROG "hookbridge journal"
 
+/* the bridge's replay filter, so cat shows exactly what replay publishes */
 typedef struct filter {
-    uint64_t from_seq, to_seq;   /* inclusive */
-    uint64_t since_ms, until_ms; /* since inclusive, until exclusive */
-    const char *topic_glob;
-    const char *source;
+    hb_replay_filter_t m;
     int raw;
 } filter_t;
 
@@ -73,10 +75,15 @@ static void usage(FILE *out)
             "  cat      print records, one JSON line each (the file sink's fields)\n"
             "  repair --cut-at SEQ\n"
             "           keep only the records before SEQ (from the whole batches before it);\n"
-            "           the cut bytes and later segments are moved to DIR/removed-<time>/\n\n"
+            "           the cut bytes and later segments are moved to DIR/removed-<time>/\n"
+            "  replay --sink NAME [range and filters] [--dry-run] [--admin HOST:PORT]\n"
+            "           ask the running bridge (admin.listen, Authorization: Bearer\n"
+            "           admin.token) to publish the matching records again to one sink,\n"
+            "           marked as replayed; records the sink has not published yet are left\n"
+            "           to it; --dry-run only counts them\n\n"
             "  -c, --config FILE   take journal.dir from this configuration\n"
             "      --dir DIR       the journal directory itself\n"
-            "cat options:\n"
+            "cat and replay options:\n"
             "      --from SEQ --to SEQ          sequence range (inclusive)\n"
             "      --since TIME --until TIME    received_at range (since <= t < until);\n"
             "                                   TIME is RFC 3339 UTC (2026-11-29T10:00:00Z),\n"
@@ -84,7 +91,7 @@ static void usage(FILE *out)
             "      --topic GLOB                 topic matches a shell pattern (ping, "
             "contact.*)\n"
             "      --source ID                  app_id (the workspace) is ID\n"
-            "      --format jsonl|raw           raw: each body as received, one per line\n");
+            "      --format jsonl|raw           cat: raw prints each body as received\n");
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -98,8 +105,7 @@ static int parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
-/* RFC 3339 in UTC (fraction optional), a date, or an age before now. */
-static int parse_time(const char *s, uint64_t *ms)
+int hb_cli_parse_time(const char *s, uint64_t *ms)
 {
     size_t n = strlen(s);
     char unit = n ? s[n - 1] : 0;
@@ -149,22 +155,7 @@ static int parse_time(const char *s, uint64_t *ms)
 
 static int wanted(const filter_t *f, const hb_record_t *r)
 {
-    if (r->seq < f->from_seq || r->seq > f->to_seq || r->received_at_ms < f->since_ms ||
-        r->received_at_ms >= f->until_ms)
-        return 0;
-    if (f->source && (!r->app_id || r->app_id_len != strlen(f->source) ||
-                      memcmp(r->app_id, f->source, r->app_id_len) != 0))
-        return 0;
-    if (f->topic_glob) {
-        char topic[1024];
-        if (r->topic_len >= sizeof(topic))
-            return 0;
-        memcpy(topic, r->topic, r->topic_len);
-        topic[r->topic_len] = '\0';
-        if (fnmatch(f->topic_glob, topic, 0) != 0)
-            return 0;
-    }
-    return 1;
+    return hb_replay_match(&f->m, r);
 }
 
 static void cat_record(const hb_record_t *r, void *arg)
@@ -485,6 +476,132 @@ static int cmd_repair(cli_t *c, uint64_t seq)
 }
 
 /* journal.dir from the configuration, without start-up checks. */
+typedef struct replay_opts {
+    const char *config, *admin, *sink;
+    int dry_run;
+} replay_opts_t;
+
+static void query_add(char *q, size_t qlen, const char *key, const char *value)
+{
+    char *enc = evhttp_uriencode(value, -1, 0);
+    if (!enc)
+        hb_oom("evhttp_uriencode");
+    size_t used = strlen(q);
+    snprintf(q + used, qlen - used, "%s%s=%s", used ? "&" : "", key, enc);
+    free(enc);
+}
+
+static void query_u64(char *q, size_t qlen, const char *key, uint64_t v, uint64_t unset)
+{
+    char num[24];
+    if (v == unset)
+        return;
+    snprintf(num, sizeof(num), "%" PRIu64, v);
+    query_add(q, qlen, key, num);
+}
+
+static uint64_t get_u64(json_t *o, const char *key)
+{
+    json_int_t v = json_integer_value(json_object_get(o, key));
+    return v > 0 ? (uint64_t)v : 0;
+}
+
+/* One request; the answer's JSON object, or NULL after saying why. */
+static json_t *ask(hb_admin_client_t *ac, const char *method, const char *target, int want)
+{
+    char err[1024];
+    json_t *o = hb_admin_request_json(ac, method, target, NULL, 0, want, err, sizeof(err));
+    if (!o)
+        fprintf(stderr, PROG " replay: %s\n", err);
+    return o;
+}
+
+static void replay_progress(json_t *st, uint64_t t0)
+{
+    uint64_t first = get_u64(st, "first_seq"), last = get_u64(st, "last_seq");
+    uint64_t at = get_u64(st, "scanned_seq"), matched = get_u64(st, "matched");
+    double span = last >= first ? (double)(last - first + 1) : 1;
+    double done = at >= first ? (double)(at - first + 1) / span : 0;
+    double secs = (double)(hb_mono_ms() - t0) / 1000.0;
+    double rate = secs > 0 ? (double)matched / secs : 0;
+    fprintf(stderr, "\r%3.0f%%  %" PRIu64 " record(s), %.0f/s", done * 100, matched, rate);
+    if (done > 0 && done < 1)
+        fprintf(stderr, ", ETA %.0fs   ", secs / done - secs);
+    else
+        fprintf(stderr, "           ");
+    fflush(stderr);
+}
+
+/* Start the replay through the admin listener and follow it to its end. */
+static int cmd_replay(const hb_replay_filter_t *f, const replay_opts_t *o)
+{
+    hb_admin_client_t ac;
+    char err[1024], q[2048] = "", target[2300];
+    int rc = 1;
+    json_t *st = NULL;
+    if (hb_admin_client_init(&ac, o->config, o->admin, err, sizeof(err)) < 0) {
+        fprintf(stderr, PROG " replay: configuration error: %s\n", err);
+        return 1;
+    }
+    query_add(q, sizeof(q), "sink", o->sink);
+    query_u64(q, sizeof(q), "from", f->from_seq, 0);
+    query_u64(q, sizeof(q), "to", f->to_seq, UINT64_MAX);
+    query_u64(q, sizeof(q), "since_ms", f->since_ms, 0);
+    query_u64(q, sizeof(q), "until_ms", f->until_ms, UINT64_MAX);
+    if (f->topic_glob[0])
+        query_add(q, sizeof(q), "topic", f->topic_glob);
+    if (f->source[0])
+        query_add(q, sizeof(q), "source", f->source);
+    if (o->dry_run)
+        query_add(q, sizeof(q), "dry_run", "1");
+    snprintf(target, sizeof(target), "/journal/replay?%s", q);
+    st = ask(&ac, "POST", target, 202);
+    if (!st)
+        goto cleanup;
+    int tty = isatty(STDERR_FILENO);
+    uint64_t t0 = hb_mono_ms();
+    char status_target[400];
+    snprintf(status_target, sizeof(status_target), "/journal/replay?%.*s", (int)strcspn(q, "&"), q);
+    while (json_is_true(json_object_get(st, "running"))) {
+        if (tty)
+            replay_progress(st, t0);
+        struct timespec ts = {0, 200 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        json_decref(st);
+        st = ask(&ac, "GET", status_target, 200);
+        if (!st)
+            goto cleanup;
+    }
+    if (tty) {
+        replay_progress(st, t0);
+        fputc('\n', stderr);
+    }
+    uint64_t matched = get_u64(st, "matched"), rejected = get_u64(st, "rejected");
+    const char *why = json_string_value(json_object_get(st, "error"));
+    if (o->dry_run)
+        printf("dry run: %" PRIu64 " record(s) of records %" PRIu64 "..%" PRIu64
+               " would be replayed to %s\n",
+               matched, get_u64(st, "first_seq"), get_u64(st, "last_seq"), o->sink);
+    else
+        printf("replayed %" PRIu64 " record(s) of records %" PRIu64 "..%" PRIu64 " to %s: %" PRIu64
+               " published, %" PRIu64 " rejected\n",
+               matched, get_u64(st, "first_seq"), get_u64(st, "last_seq"), o->sink,
+               get_u64(st, "published"), rejected);
+    uint64_t first_read = get_u64(st, "first_read_seq"), first = get_u64(st, "first_seq");
+    if (first_read > first || !get_u64(st, "scanned_seq"))
+        fprintf(stderr,
+                PROG " replay: the journal no longer holds records %" PRIu64 "..%" PRIu64
+                     " (published segments are deleted unless journal.retain keeps them)\n",
+                first, first_read ? first_read - 1 : get_u64(st, "last_seq"));
+    if (why && *why)
+        fprintf(stderr, PROG " replay: %s\n", why);
+    rc = rejected || (why && *why) ? 1 : 0;
+cleanup:
+    json_decref(st);
+    hb_admin_client_free(&ac);
+    return rc;
+}
+
 static char *dir_from_config(const char *path)
 {
     hb_config_t cfg;
@@ -500,7 +617,20 @@ static char *dir_from_config(const char *path)
 
 int hb_cli_journal(int argc, char **argv)
 {
-    enum { O_DIR = 256, O_CUT, O_FROM, O_TO, O_SINCE, O_UNTIL, O_TOPIC, O_SOURCE, O_FORMAT };
+    enum {
+        O_DIR = 256,
+        O_CUT,
+        O_SINK,
+        O_ADMIN,
+        O_DRY,
+        O_FROM, /* from here on: range and filters (cat, replay) */
+        O_TO,
+        O_SINCE,
+        O_UNTIL,
+        O_TOPIC,
+        O_SOURCE,
+        O_FORMAT
+    };
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
                                          {"dir", required_argument, NULL, O_DIR},
                                          {"from", required_argument, NULL, O_FROM},
@@ -511,6 +641,9 @@ int hb_cli_journal(int argc, char **argv)
                                          {"source", required_argument, NULL, O_SOURCE},
                                          {"format", required_argument, NULL, O_FORMAT},
                                          {"cut-at", required_argument, NULL, O_CUT},
+                                         {"sink", required_argument, NULL, O_SINK},
+                                         {"admin", required_argument, NULL, O_ADMIN},
+                                         {"dry-run", no_argument, NULL, O_DRY},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
@@ -519,21 +652,34 @@ int hb_cli_journal(int argc, char **argv)
     }
     const char *verb = argv[1], *config = NULL, *dir_opt = NULL;
     int is_cat = !strcmp(verb, "cat"), is_repair = !strcmp(verb, "repair");
+    int is_replay = !strcmp(verb, "replay");
+    replay_opts_t ro = {0};
     uint64_t cut_at = 0;
-    if (!is_cat && !is_repair && strcmp(verb, "verify") != 0 && strcmp(verb, "ls") != 0) {
-        fprintf(stderr, PROG ": unknown command '%s' (verify, ls, cat, repair; see --help)\n",
+    if (!is_cat && !is_repair && !is_replay && strcmp(verb, "verify") != 0 &&
+        strcmp(verb, "ls") != 0) {
+        fprintf(stderr,
+                PROG ": unknown command '%s' (verify, ls, cat, repair, replay; see --help)\n",
                 verb);
         return 2;
     }
     cli_t c;
     memset(&c, 0, sizeof(c));
-    c.f.to_seq = c.f.until_ms = UINT64_MAX;
+    c.f.m.to_seq = c.f.m.until_ms = UINT64_MAX;
     int opt, bad = 0;
     optind = 1;
     while ((opt = getopt_long(argc - 1, argv + 1, "c:h", opts, NULL)) != -1) {
-        int cat_only = opt >= O_FROM;
-        if (cat_only && !is_cat) {
-            fprintf(stderr, PROG " %s: only cat takes range, filter and format options\n", verb);
+        if (((opt >= O_FROM && opt != O_FORMAT) && !is_cat && !is_replay) ||
+            (opt == O_FORMAT && !is_cat)) {
+            fprintf(stderr, PROG " %s: only cat (and replay) take range and filter options\n",
+                    verb);
+            bad = 1;
+        }
+        if ((opt == O_SINK || opt == O_ADMIN || opt == O_DRY || opt == O_DIR) &&
+            is_replay != (opt != O_DIR)) {
+            fprintf(stderr,
+                    PROG " %s: --sink, --admin and --dry-run are replay's options, "
+                         "--dir is not one\n",
+                    verb);
             bad = 1;
         }
         if (opt == O_CUT && !is_repair) {
@@ -550,19 +696,28 @@ int hb_cli_journal(int argc, char **argv)
         case 'c':
             config = optarg;
             break;
+        case O_SINK:
+            ro.sink = optarg;
+            break;
+        case O_ADMIN:
+            ro.admin = optarg;
+            break;
+        case O_DRY:
+            ro.dry_run = 1;
+            break;
         case O_DIR:
             dir_opt = optarg;
             break;
         case O_FROM:
         case O_TO:
-            if (parse_u64(optarg, opt == O_FROM ? &c.f.from_seq : &c.f.to_seq) < 0) {
+            if (parse_u64(optarg, opt == O_FROM ? &c.f.m.from_seq : &c.f.m.to_seq) < 0) {
                 fprintf(stderr, PROG " cat: not a sequence number: '%s'\n", optarg);
                 bad = 1;
             }
             break;
         case O_SINCE:
         case O_UNTIL:
-            if (parse_time(optarg, opt == O_SINCE ? &c.f.since_ms : &c.f.until_ms) < 0) {
+            if (hb_cli_parse_time(optarg, opt == O_SINCE ? &c.f.m.since_ms : &c.f.m.until_ms) < 0) {
                 fprintf(stderr,
                         PROG " cat: not a time: '%s' (2026-11-29T10:00:00Z, 2026-11-29, 2h)\n",
                         optarg);
@@ -570,11 +725,15 @@ int hb_cli_journal(int argc, char **argv)
             }
             break;
         case O_TOPIC:
-            c.f.topic_glob = optarg;
+        case O_SOURCE: {
+            char *dst = opt == O_TOPIC ? c.f.m.topic_glob : c.f.m.source;
+            if (strlen(optarg) >= sizeof(c.f.m.source)) {
+                fprintf(stderr, PROG " %s: --topic and --source take under 256 bytes\n", verb);
+                bad = 1;
+            }
+            snprintf(dst, sizeof(c.f.m.source), "%s", optarg);
             break;
-        case O_SOURCE:
-            c.f.source = optarg;
-            break;
+        }
         case O_FORMAT:
             c.f.raw = !strcmp(optarg, "raw");
             if (!c.f.raw && strcmp(optarg, "jsonl") != 0) {
@@ -602,8 +761,16 @@ int hb_cli_journal(int argc, char **argv)
                              "away (moved aside), nothing else is ever changed\n");
         bad = 1;
     }
+    if (!bad && is_replay && !ro.sink) {
+        fprintf(stderr, PROG " replay: --sink NAME is required (file, kafka or redis)\n");
+        bad = 1;
+    }
     if (bad)
         return 2;
+    if (is_replay) {
+        ro.config = config;
+        return cmd_replay(&c.f.m, &ro);
+    }
     char *dir = dir_opt ? hb_strdup(dir_opt) : dir_from_config(config);
     if (!dir)
         return 1;

@@ -63,6 +63,9 @@ static const key_t_ keys[] = {
      "TLS 1.3 cipher suites in OpenSSL syntax; empty = OpenSSL's defaults"},
     {"admin.listen", T_STRING, OFF(admin_listen), "127.0.0.1:9090", NULL, 0, 0, 0,
      "plain HTTP listener for /healthz, /readyz and /metrics"},
+    {"admin.token", T_STRING, OFF(admin_token), "", NULL, 0, 0, F_SECRET,
+     "bearer token that the admin endpoints changing state ask for (journal replay, "
+     "dead-letter redrive); empty = those endpoints answer 403"},
     {"data.dir", T_STRING, OFF(data_dir), "data", NULL, 0, 0, 0,
      "directory for generated state (the self-signed TLS pair)"},
     {"intercom.path", T_STRING, OFF(intercom_path), "/webhooks/intercom", NULL, 0, 0, 0,
@@ -245,6 +248,11 @@ static int resolve_secret(const char *value, char **out, char *err, size_t errle
         content[--len] = '\0';
     *out = content;
     return 0;
+}
+
+int hb_config_secret(const char *key, const char *value, char **out, char *err, size_t errlen)
+{
+    return resolve_secret(value, out, err, errlen, "config", key);
 }
 
 static int set_key(hb_config_t *cfg, const key_t_ *k, const char *value, const char *origin,

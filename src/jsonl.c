@@ -118,6 +118,8 @@ void hb_jsonl_event(const hb_msg_t *m, const char *sink, const char *error, char
         add(&o, ",\"error\":");
         add_json_string(&o, error);
     }
+    if (m->replay)
+        add(&o, ",\"replay\":true");
     add(&o, ",\"payload\":");
     reserve(&o, m->body_len + 2);
     char *p = *buf + *len;

@@ -121,8 +121,11 @@ static void usage(FILE *out)
                  "  -h, --help          print this help and exit\n\n"
                  "       hookbridge journal verify|ls|cat|repair [-c FILE | --dir DIR] [options]\n"
                  "                      read-only views of the journal (journal --help)\n"
-                 "       hookbridge dead-letter ls|cat [-c FILE | --data-dir DIR] [--sink NAME]\n"
-                 "                      events a sink rejected for good\n\n");
+                 "       hookbridge journal replay -c FILE --sink NAME [range] [--dry-run]\n"
+                 "                      publish records again through the running bridge\n"
+                 "       hookbridge dead-letter ls|cat|redrive [-c FILE] [--sink NAME]\n"
+                 "                      events a sink rejected for good; redrive journals them\n"
+                 "                      again through the running bridge\n\n");
     hb_config_print_help(out);
 }
 
@@ -155,6 +158,9 @@ static void reload(app_t *app)
                 al ? "" : " (every source allowed)");
         hb_server_set_allowlist(app->server, al);
     }
+    hb_admin_set_token(app->admin, fresh.admin_token);
+    hb_info(C, "SIGHUP: reloaded admin.token (%s)",
+            fresh.admin_token[0] ? "set" : "not set: replay and redrive are refused");
     if (hb_tls_reload(app->tls, &fresh, err, sizeof(err)) < 0)
         hb_error(C, "SIGHUP: TLS certificate not reloaded (keeping the old one): %s", err);
     else
@@ -345,6 +351,7 @@ int main(int argc, char **argv)
     hb_route_set_journal(app.route, app.journal);
     hb_admin_set_journal(app.admin, app.journal);
     hb_admin_set_sinks(app.admin, app.sinks, app.n_sinks);
+    hb_admin_set_token(app.admin, app.cfg.admin_token);
 
     int signums[3] = {SIGTERM, SIGINT, SIGHUP};
     for (int i = 0; i < 3; i++) {

@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <limits.h>
 #include <unistd.h>
 #include <inttypes.h>
@@ -40,6 +41,10 @@
 #define MAX_INFLIGHT_BYTES (32u << 20)
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 10000
+/* a replay is a background task: a small window, and a bounded number of
+ * records read per loop pass so live records are never held up for long */
+#define REPLAY_WINDOW 256
+#define REPLAY_SCAN_PER_PASS 4096
 
 struct hb_sink {
     const hb_sink_ops_t *ops;
@@ -78,10 +83,21 @@ struct hb_sink {
     int read_ok; /* the journal, as the runner finds it */
 
     hb_sink_counters_t counters; /* read by the metrics renderer */
+
+    /* replay: the request and status under replay_lock (any thread); the
+     * reader and the window on the sink thread */
+    pthread_mutex_t replay_lock;
+    hb_replay_filter_t replay_req;
+    int replay_pending;
+    hb_replay_status_t replay_st;
+    hb_journal_reader_t *replay_reader; /* NULL once the range is read */
+    size_t replay_inflight;
+    struct event *replay_ev;
 };
 
 static void pump(hb_sink_t *s);
 static void publish(hb_sink_t *s, hb_msg_t *m);
+static void replay_done(hb_sink_t *s, hb_msg_t *m, hb_sink_result_t res, const char *reason);
 
 static void free_msg(hb_msg_t *m)
 {
@@ -187,7 +203,11 @@ void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
     if (--s->at_sink == 0 && s->retry_due)
         event_active(s->retry_ev, EV_TIMEOUT, 0); /* not from inside the sink's call */
     if (res == HB_SINK_RETRY) {
-        retry_later(s, m, reason);
+        retry_later(s, m, reason); /* a replayed one too: it keeps its place */
+        return;
+    }
+    if (m->replay) {
+        replay_done(s, m, res, reason);
         return;
     }
     if (res == HB_SINK_REJECT) {
@@ -316,6 +336,175 @@ static void pump(hb_sink_t *s)
         s->ops->flush(s->state);
 }
 
+/* ---- replay ---- */
+
+int hb_replay_match(const hb_replay_filter_t *f, const hb_record_t *r)
+{
+    if (r->seq < f->from_seq || r->seq > f->to_seq || r->received_at_ms < f->since_ms ||
+        r->received_at_ms >= f->until_ms)
+        return 0;
+    if (f->source[0] && (!r->app_id || r->app_id_len != strlen(f->source) ||
+                         memcmp(r->app_id, f->source, r->app_id_len) != 0))
+        return 0;
+    if (f->topic_glob[0]) {
+        char topic[1024];
+        if (r->topic_len >= sizeof(topic))
+            return 0;
+        memcpy(topic, r->topic, r->topic_len);
+        topic[r->topic_len] = '\0';
+        if (fnmatch(f->topic_glob, topic, 0) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+int hb_sink_replay(hb_sink_t *s, const hb_replay_filter_t *f, char *err, size_t errlen)
+{
+    /* records after the cursor are not published yet: the live path sends
+     * them, and a replay must not run ahead of it */
+    uint64_t cursor = hb_journal_cursor(s->j, s->idx);
+    uint64_t from = f->from_seq ? f->from_seq : 1, to = f->to_seq < cursor ? f->to_seq : cursor;
+    int rc = -1;
+    pthread_mutex_lock(&s->replay_lock);
+    if (s->replay_st.running) {
+        snprintf(err, errlen, "a replay to %s is running (records %" PRIu64 "..%" PRIu64 ")",
+                 s->ops->name, s->replay_st.first_seq, s->replay_st.last_seq);
+    } else if (from > to) {
+        snprintf(err, errlen,
+                 "nothing to replay to %s: records %" PRIu64 "..%" PRIu64
+                 " asked, the sink has published up to %" PRIu64,
+                 s->ops->name, f->from_seq, f->to_seq, cursor);
+    } else {
+        s->replay_req = *f;
+        s->replay_req.from_seq = from;
+        s->replay_req.to_seq = to;
+        s->replay_pending = 1;
+        memset(&s->replay_st, 0, sizeof(s->replay_st));
+        s->replay_st.running = 1;
+        s->replay_st.dry_run = f->dry_run;
+        s->replay_st.first_seq = from;
+        s->replay_st.last_seq = to;
+        s->replay_st.started_ms = hb_now_ms();
+        rc = 0;
+    }
+    pthread_mutex_unlock(&s->replay_lock);
+    if (rc == 0)
+        event_active(s->replay_ev, EV_READ, 0);
+    return rc;
+}
+
+void hb_sink_replay_status(hb_sink_t *s, hb_replay_status_t *out)
+{
+    pthread_mutex_lock(&s->replay_lock);
+    *out = s->replay_st;
+    pthread_mutex_unlock(&s->replay_lock);
+}
+
+/* Under replay_lock: the replay is over once its range is read and the
+ * sink has reported every replayed message. */
+static void replay_check_end(hb_sink_t *s)
+{
+    if (s->replay_st.running && !s->replay_pending && !s->replay_reader &&
+        s->replay_inflight == 0) {
+        s->replay_st.running = 0;
+        s->replay_st.finished_ms = hb_now_ms();
+        hb_info(C,
+                "%s: replay of records %" PRIu64 "..%" PRIu64 " done: %" PRIu64 " matched, %" PRIu64
+                " published, %" PRIu64 " rejected%s",
+                s->ops->name, s->replay_st.first_seq, s->replay_st.last_seq, s->replay_st.matched,
+                s->replay_st.published, s->replay_st.rejected,
+                s->replay_st.dry_run ? " (dry run)" : "");
+    }
+}
+
+static void replay_done(hb_sink_t *s, hb_msg_t *m, hb_sink_result_t res, const char *reason)
+{
+    pthread_mutex_lock(&s->replay_lock);
+    if (res == HB_SINK_OK) {
+        s->replay_st.published++;
+    } else {
+        /* already published or dead-lettered live: reported, not sent
+         * to a dead-letter destination a second time */
+        s->replay_st.rejected++;
+        snprintf(s->replay_st.error, sizeof(s->replay_st.error), "record %" PRIu64 ": %s", m->seq,
+                 reason ? reason : "rejected");
+    }
+    s->replay_inflight--;
+    replay_check_end(s);
+    pthread_mutex_unlock(&s->replay_lock);
+    free_msg(m);
+    event_active(s->replay_ev, EV_READ, 0);
+}
+
+static void replay_pump(hb_sink_t *s)
+{
+    hb_replay_filter_t f;
+    pthread_mutex_lock(&s->replay_lock);
+    int start = s->replay_pending;
+    s->replay_pending = 0;
+    f = s->replay_req;
+    pthread_mutex_unlock(&s->replay_lock);
+    if (start)
+        s->replay_reader = hb_journal_reader_new(s->j, f.from_seq - 1);
+    /* the live hold rules apply: nothing new while a failure waits */
+    if (!s->replay_reader || s->retry || s->read_backoff_ms || atomic_load(&s->stopping))
+        return;
+    int scanned = 0, n = 0, ended = 0;
+    uint64_t matched = 0, first = 0, last = 0;
+    const char *error = NULL;
+    while (s->replay_inflight < REPLAY_WINDOW && scanned < REPLAY_SCAN_PER_PASS) {
+        hb_record_t r;
+        int rc = hb_journal_reader_next(s->replay_reader, &r);
+        if (rc <= 0 || r.seq > f.to_seq) {
+            /* 0: the durable end (not below the cursor, but a replay never
+             * waits for new records) */
+            error = rc < 0 ? "cannot read the journal (see log)" : NULL;
+            ended = 1;
+            break;
+        }
+        scanned++;
+        first = first ? first : r.seq;
+        last = r.seq;
+        if (!hb_replay_match(&f, &r))
+            continue;
+        matched++;
+        if (f.dry_run)
+            continue;
+        hb_msg_t *m = msg_from_record(s, &r);
+        m->replay = 1;
+        s->replay_inflight++;
+        publish(s, m);
+        n++;
+    }
+    if (ended) {
+        hb_journal_reader_free(s->replay_reader);
+        s->replay_reader = NULL;
+    }
+    /* one update, so that a reader of the status never sees the end
+     * without the counts of the last pass */
+    pthread_mutex_lock(&s->replay_lock);
+    s->replay_st.matched += matched;
+    if (last)
+        s->replay_st.scanned_seq = last;
+    if (first && !s->replay_st.first_read_seq)
+        s->replay_st.first_read_seq = first;
+    if (error)
+        snprintf(s->replay_st.error, sizeof(s->replay_st.error), "%s", error);
+    replay_check_end(s);
+    pthread_mutex_unlock(&s->replay_lock);
+    if (n && s->ops->flush)
+        s->ops->flush(s->state);
+    if (s->replay_reader && s->replay_inflight < REPLAY_WINDOW)
+        event_active(s->replay_ev, EV_READ, 0); /* the next slice, after live work */
+}
+
+static void on_replay(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    replay_pump(arg);
+}
+
 static int caught_up(hb_sink_t *s)
 {
     return s->inflight == 0 && hb_journal_cursor(s->j, s->idx) >= hb_journal_durable_seq(s->j);
@@ -335,6 +524,8 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     (void)what;
     hb_sink_t *s = arg;
     pump(s);
+    if (s->replay_reader)
+        replay_pump(s); /* it waits, like pump, while journal reads fail */
     check_stop(s);
 }
 
@@ -381,6 +572,8 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
     if (n && s->ops->flush)
         s->ops->flush(s->state);
     pump(s);
+    if (!s->retry)
+        replay_pump(s);
     check_stop(s);
 }
 
@@ -437,6 +630,8 @@ hb_sink_t *hb_sink_start(const hb_sink_ops_t *ops, size_t idx, const hb_config_t
     s->retry_ev = evtimer_new(s->base, on_retry, s);
     s->stop_ev = event_new(s->base, -1, EV_PERSIST, on_stop_tick, s);
     s->reread_ev = evtimer_new(s->base, on_wake, s);
+    s->replay_ev = event_new(s->base, -1, 0, on_replay, s);
+    pthread_mutex_init(&s->replay_lock, NULL);
     s->reader = hb_journal_reader_new(j, hb_journal_cursor(j, idx));
     hb_journal_on_progress(j, journal_progress, s);
     if (pthread_create(&s->thread, NULL, sink_main, s) != 0) {
@@ -482,12 +677,23 @@ void hb_sink_free(hb_sink_t *s)
     if (!s)
         return;
     /* everything in flight was handed back by close(); drop our copies */
+    /* replayed messages are on no list but the retry list (walked before
+     * the live ones it shares are freed) */
+    while (s->retry) {
+        hb_msg_t *m = s->retry;
+        s->retry = m->retry_next;
+        if (m->replay)
+            free_msg(m);
+    }
     while (s->head) {
         hb_msg_t *m = s->head;
         s->head = m->next;
         free_msg(m);
     }
     hb_journal_reader_free(s->reader);
+    hb_journal_reader_free(s->replay_reader);
+    event_free(s->replay_ev);
+    pthread_mutex_destroy(&s->replay_lock);
     event_free(s->wake_ev);
     event_free(s->retry_ev);
     event_free(s->stop_ev);

@@ -2,6 +2,8 @@
  *
  *   {"received_at":"<RFC 3339>","app_id":...,"topic":...,"id":...,"payload":<event>}
  *
+ * A replayed record (hb_sink_replay) has "replay":true before "payload".
+ *
  * The payload is the raw body with CR and LF bytes made spaces (see
  * include/hb/jsonl.h for why that changes nothing).
  *

@@ -489,7 +489,7 @@ static void produce(kafka_sink_t *k, hb_msg_t *m)
     size_t klen = hb_template_expand(k->cfg->kafka_key, HB_TMPL_RAW, m->app_id, m->topic, m->id,
                                      key, sizeof(key));
     hb_format_rfc3339(m->received_at_ms, ts, sizeof(ts));
-    rd_kafka_headers_t *h = rd_kafka_headers_new(6);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(8);
     add_header(h, "intercom-topic", m->topic);
     add_header(h, "intercom-app-id", m->app_id);
     add_header(h, "intercom-notification-id", m->id);
@@ -501,6 +501,8 @@ static void produce(kafka_sink_t *k, hb_msg_t *m)
     add_header(h, "content-type", "application/json");
     if (m->dead_letter)
         add_header(h, "hookbridge-error", m->error);
+    if (m->replay)
+        add_header(h, "hookbridge-replay", "1");
     /* no RD_KAFKA_MSG_F_COPY: m owns the body until its delivery report */
     rd_kafka_resp_err_t err =
         rd_kafka_producev(k->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, klen),

@@ -2,7 +2,7 @@
  * event_base through hiredis' libevent adapter).
  *
  *   XADD <stream> [MAXLEN ~ <n>] * id <id> topic <topic> app_id <app_id>
- *        received_at <RFC 3339> payload <raw body>
+ *        received_at <RFC 3339> [replay 1] payload <raw body>
  *
  * Many XADDs are in flight at once (pipelining). Redis answers in order,
  * so the messages waiting for a reply are a FIFO: the head is the oldest,
@@ -535,8 +535,8 @@ static void redis_publish(void *state, hb_msg_t *m)
     size_t klen = hb_template_expand(r->cfg->redis_stream, HB_TMPL_REDIS_KEY, m->app_id, m->topic,
                                      m->id, key, sizeof(key));
     hb_format_rfc3339(m->received_at_ms, ts, sizeof(ts));
-    const char *argv[16];
-    size_t lens[16];
+    const char *argv[20]; /* XADD key MAXLEN ~ n * and 6 field-value pairs */
+    size_t lens[20];
     int n = 0;
 #define ARG(s, l) (argv[n] = (s), lens[n] = (l), n++)
 #define STR(s) ARG((s), strlen(s))
@@ -557,6 +557,10 @@ static void redis_publish(void *state, hb_msg_t *m)
     STR(m->app_id ? m->app_id : "");
     STR("received_at");
     STR(ts);
+    if (m->replay) {
+        STR("replay");
+        STR("1");
+    }
     STR("payload");
     ARG((const char *)m->body, m->body_len);
 #undef STR

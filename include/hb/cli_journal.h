@@ -8,8 +8,14 @@
 #ifndef HB_CLI_JOURNAL_H
 #define HB_CLI_JOURNAL_H
 
+#include <stdint.h>
+
 /* argv[0] is "journal"; returns the process exit code (0 sound / done,
  * 1 damage or failure, 2 usage). */
 int hb_cli_journal(int argc, char **argv);
+
+/* A time of the command line: RFC 3339 in UTC (fraction optional), a date,
+ * or an age before now (90s, 15m, 2h, 1d). 0, or -1 when it is none. */
+int hb_cli_parse_time(const char *s, uint64_t *ms);
 
 #endif

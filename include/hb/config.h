@@ -29,6 +29,7 @@ typedef struct hb_config {
     char *tls_ciphers;      /* TLS 1.2 cipher list (OpenSSL syntax) */
     char *tls_ciphersuites; /* TLS 1.3 suites; "" = OpenSSL's defaults */
     char *admin_listen;
+    char *admin_token; /* secret: never logged; "" = replay/redrive refused */
     char *data_dir;
     char *intercom_path;
     char *intercom_secret;    /* comma list; secret: never logged */
@@ -87,6 +88,10 @@ int hb_config_finish(hb_config_t *cfg, char *err, size_t errlen);
  * offline commands, which read a directory's location and must not need
  * the secrets or brokers of the machine a journal came from. */
 int hb_config_load_unchecked(hb_config_t *cfg, const char *path, char *err, size_t errlen);
+/* The value of secret `key` as hb_config_finish resolves it (file:/path
+ * read, trailing whitespace cut): for the offline commands, whose
+ * configuration is loaded unchecked. *out is malloc'd. */
+int hb_config_secret(const char *key, const char *value, char **out, char *err, size_t errlen);
 /* Everything in one call: defaults, file (if path), env, finish. */
 int hb_config_load(hb_config_t *cfg, const char *path, char *err, size_t errlen);
 

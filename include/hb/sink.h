@@ -42,6 +42,10 @@ typedef struct hb_msg {
      * destination (Kafka: kafka.dead_letter_topic); error is the reason */
     int dead_letter;
     char *error;
+    /* published again on request (hb_sink_replay), not live: the sink marks
+     * it (Kafka header hookbridge-replay: 1, Redis field replay 1, file sink
+     * "replay":true) and the runner never moves the cursor for it */
+    int replay;
     /* runner bookkeeping */
     hb_sink_t *sink;
     struct hb_msg *next, *retry_next;
@@ -103,6 +107,38 @@ void hb_sink_done_list(hb_msg_t *list, hb_sink_result_t res, const char *reason)
 void hb_sink_count_reconnect(hb_sink_t *s);
 /* Connection state for /readyz and the log (a change is logged once). */
 void hb_sink_set_status(hb_sink_t *s, int ok, const char *reason);
+
+/* Replay (issue 12): records of the journal published again to one sink.
+ * A second journal reader on the sink's thread walks the range; it never
+ * passes the sink's cursor as it was when the replay started (what is not
+ * published yet goes out live anyway), never acknowledges anything, and
+ * waits like the live records while the sink is retrying a failure. */
+typedef struct hb_replay_filter {
+    uint64_t from_seq, to_seq;   /* inclusive */
+    uint64_t since_ms, until_ms; /* received_at: since inclusive, until exclusive */
+    char topic_glob[256];        /* "" = any topic; else a shell pattern */
+    char source[256];            /* "" = any app_id */
+    int dry_run;                 /* count the matches, publish nothing */
+} hb_replay_filter_t;
+/* 1 when r is in the filter's range and matches its topic and source. */
+int hb_replay_match(const hb_replay_filter_t *f, const hb_record_t *r);
+
+typedef struct hb_replay_status {
+    int running, dry_run;
+    uint64_t first_seq, last_seq;     /* the range walked (last = min(to, cursor)) */
+    uint64_t first_read_seq;          /* the first record read: past first_seq when the journal no
+                                         longer holds the start (journal.retain) */
+    uint64_t scanned_seq;             /* the last record read */
+    uint64_t matched;                 /* matching records read (dry run: the count) */
+    uint64_t published, rejected;     /* reports of the sink for the matches */
+    uint64_t started_ms, finished_ms; /* wall clock; finished 0 while running */
+    char error[256];                  /* the last rejection or read error, "" if none */
+} hb_replay_status_t;
+/* Start a replay; -1 + err when one is running on this sink or the range
+ * is empty. Any thread. */
+int hb_sink_replay(hb_sink_t *s, const hb_replay_filter_t *f, char *err, size_t errlen);
+/* The current or last replay of this sink. Any thread. */
+void hb_sink_replay_status(hb_sink_t *s, hb_replay_status_t *out);
 
 /* Any thread. */
 const char *hb_sink_name(const hb_sink_t *s);
