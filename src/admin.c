@@ -2,6 +2,11 @@
  *
  * /readyz is what a load balancer acts on: 503 with the reason while the
  * journal is not open, full or failing, or while any sink cannot publish.
+ * /readyz/accepting asks only whether deliveries are being accepted (the
+ * journal): a sink outage is what the journal is for, and a readiness
+ * probe on /readyz would take every replica out of service while Kafka is
+ * down, failing deliveries that the journals have room for. The sinks'
+ * states are still listed in its body.
  *
  * /journal/... changes what the sinks publish, and the listener is often
  * reachable from outside (the image binds it on all interfaces for health
@@ -45,7 +50,7 @@ static void send_text(struct evhttp_request *req, int code, const char *reason, 
     evhttp_send_reply(req, code, reason, b);
 }
 
-static void readyz(hb_admin_t *a, struct evhttp_request *req, struct evbuffer *b)
+static void readyz(hb_admin_t *a, struct evhttp_request *req, struct evbuffer *b, int sinks_count)
 {
     char why[256];
     int ok = 1;
@@ -63,8 +68,10 @@ static void readyz(hb_admin_t *a, struct evhttp_request *req, struct evbuffer *b
     }
     for (size_t i = 0; i < a->n_sinks; i++) {
         if (!hb_sink_ready(a->sinks[i], why, sizeof(why))) {
-            evbuffer_add_printf(b, "sink %s: %s\n", hb_sink_name(a->sinks[i]), why);
-            ok = 0;
+            evbuffer_add_printf(b, "sink %s: %s%s\n", hb_sink_name(a->sinks[i]), why,
+                                sinks_count ? "" : " (deliveries are journaled meanwhile)");
+            if (sinks_count)
+                ok = 0;
         }
     }
     if (ok)
@@ -340,7 +347,9 @@ static void handle(struct evhttp_request *req, void *arg)
         evbuffer_add_printf(b, "ok\n");
         send_text(req, 200, "OK", "text/plain", b);
     } else if (strcmp(path, "/readyz") == 0) {
-        readyz(a, req, b);
+        readyz(a, req, b, 1);
+    } else if (strcmp(path, "/readyz/accepting") == 0) {
+        readyz(a, req, b, 0);
     } else if (strcmp(path, "/metrics") == 0) {
         const hb_sink_counters_t *c[HB_JOURNAL_MAX_SINKS];
         for (size_t i = 0; i < a->n_sinks; i++)

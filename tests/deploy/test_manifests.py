@@ -246,7 +246,8 @@ class Manifests(unittest.TestCase):
     def test_probes(self):
         live, ready = self.ctr["livenessProbe"]["httpGet"], self.ctr["readinessProbe"]["httpGet"]
         self.assertEqual((live["path"], live["port"]), ("/healthz", "admin"))
-        self.assertEqual((ready["path"], ready["port"]), ("/readyz", "admin"))
+        # the journal's readiness, not the sinks': see statefulset.yaml
+        self.assertEqual((ready["path"], ready["port"]), ("/readyz/accepting", "admin"))
         # the admin port answers only after journal recovery: a startup probe
         # holds liveness off for minutes, not the liveness probe's seconds
         start = self.ctr["startupProbe"]

@@ -103,6 +103,27 @@ class Admin(BridgeTestCase):
                          batches)
 
 
+class Accepting(BridgeTestCase):
+    def test_readyz_accepting_ignores_a_sink_outage(self):
+        """/readyz is 503 while a sink cannot publish; a load balancer that
+        probes it takes every replica out during a broker outage, failing
+        deliveries the journals have room for. /readyz/accepting answers
+        for the journal alone and lists the sinks' states."""
+        b = self.start_bridge(wait_ready=False, **{
+            "sinks": "redis,file",
+            "redis.url": "redis://127.0.0.1:%d" % hbtest.free_port(),
+        })
+        b.wait_readyz(503)
+        st, _, body = b.admin_get("/readyz/accepting")
+        self.assertEqual(st, 200, body)
+        self.assertIn(b"sink redis:", body, "the sink's state is still shown")
+        self.assertIn(b"ready", body)
+        self.assertAccepted(b.post_signed(notification("notif_accepting_%s" %
+                                                       uuid.uuid4().hex)))
+        st, _, body = b.admin_get("/readyz")
+        self.assertEqual(st, 503, "/readyz still reports the sink: %r" % body)
+
+
 class Shutdown(BridgeTestCase):
     def test_sigterm_exit_0_and_restart_loses_nothing(self):
         b = self.start_bridge()
