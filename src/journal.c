@@ -63,6 +63,7 @@ typedef struct segment {
     uint64_t end_seq;      /* one past the last durable record */
     uint64_t durable_size; /* bytes readers may read */
     char *path;
+    int legacy; /* written before commit marks: never appended to again */
     /* offline scans only (hb_journal_scan): what is wrong and where */
     const char *why;
     uint64_t bad_off;
@@ -651,6 +652,7 @@ static int scan_segment(hb_journal_t *j, segment_t *s, int last, const hb_journa
         }
     }
     s->end_seq = committed_seq;
+    s->legacy = legacy > 0;
     s->durable_size = committed_end;
     rc = 0;
 cleanup:
@@ -1193,8 +1195,10 @@ hb_journal_t *hb_journal_open(const hb_journal_opts_t *o, char *err, size_t errl
     /* A new segment when the newest is full, and also when sequence numbers
      * jump past its end (a cursor ahead of the records on disk): a segment
      * never has a gap inside. */
+    /* And after a legacy segment (no commit marks, from before they existed):
+     * batches with marks appended to it would read as damage to its rules. */
     if (j->nsegs == 0 || j->segs[j->nsegs - 1].durable_size >= j->segment_bytes ||
-        j->segs[j->nsegs - 1].end_seq != j->next_seq)
+        j->segs[j->nsegs - 1].end_seq != j->next_seq || j->segs[j->nsegs - 1].legacy)
         seg_add(j, j->next_seq);
     if (open_active(j, err, errlen) < 0)
         goto fail;

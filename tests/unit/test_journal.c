@@ -1857,6 +1857,42 @@ out:
     rm_tmpdir(dir);
 }
 
+/* A journal written before commit marks existed: its records count as they
+ * are, and new batches go to a new segment. Appending marked batches to the
+ * legacy segment made the second start after an upgrade refuse it as
+ * damaged (valid records after what its rules took for bad bytes). */
+static void test_legacy_segment_is_not_appended_to(void)
+{
+    char dir[128], err[512], seg[4096];
+    mk_tmpdir(dir, sizeof(dir), "legacy");
+    const size_t B = 200;
+    seg_path(dir, 1, seg, sizeof(seg));
+    FILE *f = fopen(seg, "wb");
+    for (int k = 0; k < 5; k++) {
+        tappend_t *t = make_append(k, B, HB_STAGE_DURABLE);
+        hb_record_seal(t->a.buf, (uint64_t)k + 1);
+        fwrite(t->a.buf, 1, t->a.len, f);
+        free_append(t);
+    }
+    fclose(f);
+    for (int round = 0; round < 3; round++) {
+        hb_journal_t *j = open_j(dir, 1 << 20, 0, one_sink, 1, err, sizeof(err));
+        ok(j != NULL, "start %d on a legacy journal (%s)", round + 1, err);
+        if (!j)
+            break;
+        uint64_t s = 0, s2 = 0;
+        /* two batches: marks between them are what the legacy rules refused */
+        is_int(append_one(j, 5 + 2 * round, B, &s), 0, "append after start %d", round + 1);
+        is_int(append_one(j, 6 + 2 * round, B, &s2), 0, "and another batch");
+        ok(s == (uint64_t)6 + 2 * (uint64_t)round && s2 == s + 1, "seqs continue (%" PRIu64 ")", s);
+        is_int(read_check(j, 0, 1, 0, B), 7 + 2 * round, "every record readable, old and new");
+        hb_journal_close(j);
+    }
+    uint64_t firsts[8];
+    ok(list_segs(dir, firsts, 8) >= 2, "new batches went to a new segment");
+    rm_tmpdir(dir);
+}
+
 int main(void)
 {
     hb_log_set_level(HB_LOG_WARN);
@@ -1879,6 +1915,7 @@ int main(void)
     test_prealloc();
     test_failed_sync_reuses_no_acknowledged_seq();
     test_open_syncs_before_trusting_records();
+    test_legacy_segment_is_not_appended_to();
     test_open_errors();
     test_scan_readonly();
     test_retention_by_time();
