@@ -39,10 +39,37 @@ static uint64_t get64(const unsigned char *p)
     return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
 }
 
+/* Whether r needs an ext: a route other than the default, or headers. */
+static int has_ext(const hb_record_t *r)
+{
+    if (r->n_headers)
+        return 1;
+    return r->route && !(r->route_len == sizeof(HB_RECORD_DEFAULT_ROUTE) - 1 &&
+                         memcmp(r->route, HB_RECORD_DEFAULT_ROUTE, r->route_len) == 0);
+}
+
+static size_t ext_size(const hb_record_t *r)
+{
+    if (!has_ext(r))
+        return 0;
+    size_t n = 2 + (r->route ? r->route_len : 0) + 2;
+    for (size_t i = 0; i < r->n_headers; i++)
+        n += 4 + r->headers[i].name_len + r->headers[i].value_len;
+    return n;
+}
+
 size_t hb_record_size(const hb_record_t *r)
 {
     return HB_RECORD_HEADER + HB_RECORD_FIXED + r->topic_len + (r->app_id ? r->app_id_len : 0) +
-           (r->id ? r->id_len : 0) + r->body_len;
+           (r->id ? r->id_len : 0) + r->body_len + ext_size(r);
+}
+
+static unsigned char *put_str16(unsigned char *p, const char *s, size_t len)
+{
+    put16(p, (uint16_t)len);
+    if (len)
+        memcpy(p + 2, s, len);
+    return p + 2 + len;
 }
 
 size_t hb_record_prepare(const hb_record_t *r, unsigned char *buf)
@@ -58,8 +85,9 @@ size_t hb_record_prepare(const hb_record_t *r, unsigned char *buf)
     put16(p + 26, (uint16_t)alen);
     put16(p + 28, (uint16_t)ilen);
     put16(p + 30, flags);
+    size_t xlen = ext_size(r);
     put32(p + 32, (uint32_t)r->body_len);
-    put32(p + 36, 0);
+    put32(p + 36, (uint32_t)xlen);
     p += HB_RECORD_FIXED;
     memcpy(p, r->topic, r->topic_len);
     p += r->topic_len;
@@ -70,6 +98,16 @@ size_t hb_record_prepare(const hb_record_t *r, unsigned char *buf)
         memcpy(p, r->id, ilen);
     p += ilen;
     memcpy(p, r->body, r->body_len);
+    p += r->body_len;
+    if (xlen) {
+        p = put_str16(p, r->route, r->route ? r->route_len : 0);
+        put16(p, (uint16_t)r->n_headers);
+        p += 2;
+        for (size_t i = 0; i < r->n_headers; i++) {
+            p = put_str16(p, r->headers[i].name, r->headers[i].name_len);
+            p = put_str16(p, r->headers[i].value, r->headers[i].value_len);
+        }
+    }
     uint32_t plen = (uint32_t)(total - HB_RECORD_HEADER);
     put32(buf, HB_RECORD_MAGIC);
     put32(buf + 4, plen);
@@ -126,6 +164,8 @@ static hb_decode_t decode_commit(const unsigned char *buf, size_t avail, hb_comm
     return HB_DECODE_COMMIT;
 }
 
+static int decode_ext(const unsigned char *p, size_t xlen, hb_record_t *r);
+
 hb_decode_t hb_record_decode(const unsigned char *buf, size_t avail, hb_record_t *r, size_t *used)
 {
     hb_decode_t d = hb_record_decode_any(buf, avail, r, NULL, used);
@@ -153,8 +193,8 @@ hb_decode_t hb_record_decode_any(const unsigned char *buf, size_t avail, hb_reco
         return HB_DECODE_CORRUPT;
     size_t tlen = get16(p + 24), alen = get16(p + 26), ilen = get16(p + 28);
     uint16_t flags = get16(p + 30);
-    size_t blen = get32(p + 32);
-    if (HB_RECORD_FIXED + tlen + alen + ilen + blen != plen)
+    size_t blen = get32(p + 32), xlen = get32(p + 36);
+    if (xlen > plen || HB_RECORD_FIXED + tlen + alen + ilen + blen + xlen != plen)
         return HB_DECODE_CORRUPT;
     r->seq = get64(buf + 8);
     r->received_at_ms = get64(p);
@@ -172,6 +212,67 @@ hb_decode_t hb_record_decode_any(const unsigned char *buf, size_t avail, hb_reco
     p += ilen;
     r->body = p;
     r->body_len = blen;
+    p += blen;
+    r->route = HB_RECORD_DEFAULT_ROUTE;
+    r->route_len = sizeof(HB_RECORD_DEFAULT_ROUTE) - 1;
+    r->headers = NULL;
+    r->n_headers = 0;
+    r->hdr_block = NULL;
+    r->hdr_block_len = 0;
+    if (xlen && decode_ext(p, xlen, r) < 0)
+        return HB_DECODE_CORRUPT;
     *used = HB_RECORD_HEADER + plen;
     return HB_DECODE_OK;
+}
+
+/* Length-prefixed string at *p within end; advances *p. */
+static int get_str16(const unsigned char **p, const unsigned char *end, const char **s, size_t *len)
+{
+    if (end - *p < 2)
+        return -1;
+    size_t n = get16(*p);
+    if ((size_t)(end - *p - 2) < n)
+        return -1;
+    *s = (const char *)*p + 2;
+    *len = n;
+    *p += 2 + n;
+    return 0;
+}
+
+static int decode_ext(const unsigned char *p, size_t xlen, hb_record_t *r)
+{
+    const unsigned char *end = p + xlen;
+    const char *route;
+    size_t route_len;
+    if (get_str16(&p, end, &route, &route_len) < 0 || route_len == 0 || end - p < 2)
+        return -1;
+    size_t n = get16(p);
+    p += 2;
+    r->hdr_block = p;
+    r->hdr_block_len = (size_t)(end - p);
+    /* every header must be whole, and nothing may follow the last */
+    for (size_t i = 0; i < n; i++) {
+        const char *s;
+        size_t l;
+        if (get_str16(&p, end, &s, &l) < 0 || get_str16(&p, end, &s, &l) < 0)
+            return -1;
+    }
+    if (p != end)
+        return -1;
+    r->route = route;
+    r->route_len = route_len;
+    r->n_headers = n;
+    return 0;
+}
+
+int hb_record_hdr_next(const hb_record_t *r, size_t *pos, hb_record_hdr_t *h)
+{
+    if (!r->hdr_block || *pos >= r->hdr_block_len)
+        return -1;
+    const unsigned char *p = r->hdr_block + *pos, *end = r->hdr_block + r->hdr_block_len;
+    if (get_str16(&p, end, &h->name, &h->name_len) < 0 ||
+        get_str16(&p, end, &h->value, &h->value_len) < 0)
+        return -1;
+    *pos = (size_t)(p - r->hdr_block);
+    return 0;
 }

@@ -28,28 +28,28 @@ typedef struct hb_kv {
  * config; "" means "not set" where a key has no default of its own. The
  * scheme module (hb/scheme.h) parses and checks the scheme options. */
 typedef struct hb_route_cfg {
-    char *name;   /* [a-z][a-z0-9_]*, unique */
-    char *path;   /* begins with '/', unique across routes */
-    char *scheme; /* intercom|github|stripe|shopify|slack|standard|hmac */
-    char *secret; /* comma list; secret: never logged; file:/path resolved by finish */
-    int verify;   /* off = accept unsigned deliveries */
-    char *kafka_topic;  /* templates ({route}, {source}, {topic}, {id}, ...) */
+    char *name;        /* [a-z][a-z0-9_]*, unique */
+    char *path;        /* begins with '/', unique across routes */
+    char *scheme;      /* intercom|github|stripe|shopify|slack|standard|hmac */
+    char *secret;      /* comma list; secret: never logged; file:/path resolved by finish */
+    int verify;        /* off = accept unsigned deliveries */
+    char *kafka_topic; /* templates ({route}, {source}, {topic}, {id}, ...) */
     char *kafka_key;
     char *redis_stream;
     int64_t max_body;     /* 0 = limits.max_body */
     int64_t tolerance_ms; /* replay window of timestamped schemes */
     /* scheme options (hb/scheme.h says which scheme reads which) */
-    int allow_sha1;         /* github: also accept X-Hub-Signature (SHA-1) */
-    char *public_key;       /* standard: comma list of whpk_ Ed25519 keys (v1a) */
-    char *header;           /* hmac: signature header name */
-    char *algorithm;        /* hmac: sha1|sha256|sha512 */
-    char *encoding;         /* hmac: hex|base64 */
-    char *prefix;           /* hmac: text before the signature, e.g. "sha256=" */
-    char *signed_payload;   /* hmac: what is signed: "{body}", "{timestamp}.{body}", ... */
-    char *id_field;         /* standard/hmac: "header:Name" or a JSON pointer "/a/b" */
+    int allow_sha1;       /* github: also accept X-Hub-Signature (SHA-1) */
+    char *public_key;     /* standard: comma list of whpk_ Ed25519 keys (v1a) */
+    char *header;         /* hmac: signature header name */
+    char *algorithm;      /* hmac: sha1|sha256|sha512 */
+    char *encoding;       /* hmac: hex|base64 */
+    char *prefix;         /* hmac: text before the signature, e.g. "sha256=" */
+    char *signed_payload; /* hmac: what is signed: "{body}", "{timestamp}.{body}", ... */
+    char *id_field;       /* standard/hmac: "header:Name" or a JSON pointer "/a/b" */
     char *topic_field;
     char *source_field;
-    char *timestamp_field;  /* hmac: where the timestamp is; "" = no replay window */
+    char *timestamp_field; /* hmac: where the timestamp is; "" = no replay window */
 } hb_route_cfg_t;
 
 typedef struct hb_config {

@@ -5,7 +5,15 @@
  *   header:  u32 magic "HBJ1" | u32 payload_len | u64 seq | u32 payload_crc | u32 header_crc
  *   payload: u64 received_at_ms | i64 delivery_attempts | i64 created_at
  *            | u16 topic_len | u16 app_id_len | u16 id_len | u16 flags | u32 body_len
- *            | topic | app_id | id | body
+ *            | u32 ext_len | topic | app_id | id | body | ext
+ *   ext:     u16 route_len | route | u16 n_headers
+ *            | n_headers x (u16 name_len | name | u16 value_len | value)
+ *
+ * app_id holds the delivery's source (the tenant: Intercom's app_id,
+ * GitHub's repository, Stripe's account, ...). ext_len 0 (no ext) means
+ * the route "intercom" with no forwarded headers: records written before
+ * routes existed decode unchanged, and the Intercom route writes the same
+ * bytes as before.
  *
  * payload_crc (CRC-32C of the payload) is computed by the thread that
  * prepares the record; the journal writer assigns seq and seals the header
@@ -43,6 +51,17 @@
 #define HB_REC_HAS_APP_ID 1
 #define HB_REC_HAS_ID 2
 
+/* A forwarded provider header (e.g. x-github-delivery), not NUL-terminated
+ * in a decoded view. */
+typedef struct hb_record_hdr {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+} hb_record_hdr_t;
+
+#define HB_RECORD_DEFAULT_ROUTE "intercom"
+
 typedef struct hb_record {
     uint64_t seq;
     uint64_t received_at_ms;
@@ -56,7 +75,22 @@ typedef struct hb_record {
     size_t id_len;
     const unsigned char *body;
     size_t body_len;
+    /* The route; NULL (or "intercom") with no headers writes no ext. A
+     * decoded view always sets it (to "intercom" for a record without
+     * ext). */
+    const char *route;
+    size_t route_len;
+    /* encoding: the headers to store; decoding: n_headers and the raw
+     * header list in hdr_block, walked with hb_record_hdr_next */
+    const hb_record_hdr_t *headers;
+    size_t n_headers;
+    const unsigned char *hdr_block;
+    size_t hdr_block_len;
 } hb_record_t;
+
+/* The next forwarded header of a decoded record: start with *pos = 0;
+ * returns 0 and fills h, or -1 after the last. */
+int hb_record_hdr_next(const hb_record_t *r, size_t *pos, hb_record_hdr_t *h);
 
 /* Bytes needed to encode r (header included). */
 size_t hb_record_size(const hb_record_t *r);

@@ -46,8 +46,7 @@ const char *hb_scheme_name(const hb_scheme_t *s); /* "github", ... */
 /* The key set for this scheme from a comma list of secrets, decoded as the
  * scheme wants (standard: "whsec_" + base64). NULL with the reason in err
  * if an entry is malformed or the list is empty. The caller owns it. */
-hb_keyset_t *hb_scheme_keyset(const hb_scheme_t *s, const char *secrets, char *err,
-                              size_t errlen);
+hb_keyset_t *hb_scheme_keyset(const hb_scheme_t *s, const char *secrets, char *err, size_t errlen);
 /* One thread's prepared HMAC contexts for ks (ks may be NULL). */
 hb_keyctx_t *hb_scheme_keyctx(const hb_scheme_t *s, hb_keyset_t *ks);
 
@@ -113,7 +112,7 @@ void hb_delivery_clear(hb_delivery_t *d);
  * README's curl examples: fills the headers a sender would send (name,
  * value) into out (at most 4), with timestamp now_s and id where the scheme
  * signs them. Returns how many, or -1 (e.g. a v1a-only standard route). */
-int hb_scheme_sign(const hb_scheme_t *s, const char *secret, const unsigned char *body,
-                   size_t len, int64_t now_s, const char *id, char out[][2][256], size_t max);
+int hb_scheme_sign(const hb_scheme_t *s, const char *secret, const unsigned char *body, size_t len,
+                   int64_t now_s, const char *id, char out[][2][256], size_t max);
 
 #endif

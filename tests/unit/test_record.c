@@ -358,9 +358,78 @@ static void test_commit_mark(void)
        "hb_commit_crc_add chains and is deterministic");
 }
 
+/* Routes: a record of another route carries its name and the provider's
+ * headers in an ext after the body; the Intercom route writes none, so its
+ * bytes (and every journal written before routes) stay as they were. */
+static void test_route_ext(void)
+{
+    hb_record_t in = full_record();
+    size_t plain = hb_record_size(&in);
+    in.route = "intercom";
+    in.route_len = 8;
+    is_int(hb_record_size(&in), plain, "route intercom without headers: no ext");
+    unsigned char *buf = malloc(plain);
+    hb_record_prepare(&in, buf);
+    is_int(get32(buf + HB_RECORD_HEADER + 36), 0, "ext_len 0 for the Intercom route");
+    hb_record_t out;
+    size_t used = 0;
+    hb_record_seal(buf, 1);
+    is_int(hb_record_decode(buf, plain, &out, &used), HB_DECODE_OK, "decode without ext");
+    ok(same_bytes(out.route, out.route_len, "intercom", 8), "no ext decodes as route intercom");
+    is_int(out.n_headers, 0, "no headers");
+    size_t pos = 0;
+    hb_record_hdr_t h;
+    is_int(hb_record_hdr_next(&out, &pos, &h), -1, "no header to walk");
+    free(buf);
+
+    hb_record_hdr_t hdrs[] = {{"x-github-event", 14, "issues", 6},
+                              {"x-github-delivery", 17, "72d3162e-cc78-11e3", 18},
+                              {"x-empty", 7, "", 0}};
+    in.route = "github";
+    in.route_len = 6;
+    in.headers = hdrs;
+    in.n_headers = 3;
+    size_t size = hb_record_size(&in);
+    is_int(size, plain + 2 + 6 + 2 + (4 + 14 + 6) + (4 + 17 + 18) + (4 + 7), "ext size");
+    buf = encode(&in, 7, &size);
+    is_int(hb_record_decode(buf, size, &out, &used), HB_DECODE_OK, "decode with ext");
+    is_int(used, size, "used covers the ext");
+    ok(same_bytes(out.route, out.route_len, "github", 6), "route");
+    ok(same_bytes(out.body, out.body_len, in.body, in.body_len), "body unchanged by the ext");
+    is_int(out.n_headers, 3, "3 headers");
+    pos = 0;
+    for (size_t i = 0; i < 3; i++) {
+        is_int(hb_record_hdr_next(&out, &pos, &h), 0, "header %zu", i);
+        ok(same_bytes(h.name, h.name_len, hdrs[i].name, hdrs[i].name_len) &&
+               same_bytes(h.value, h.value_len, hdrs[i].value, hdrs[i].value_len),
+           "header %zu name and value", i);
+    }
+    is_int(hb_record_hdr_next(&out, &pos, &h), -1, "end of headers");
+    /* every truncation is SHORT, and an ext that does not parse exactly is
+     * CORRUPT even with valid checksums */
+    int all_short = 1;
+    for (size_t n = 0; n < size; n++)
+        all_short &= decode_copy(buf, n) == HB_DECODE_SHORT;
+    ok(all_short, "every prefix of an ext record is SHORT");
+    unsigned char *bad = malloc(size);
+    memcpy(bad, buf, size);
+    put16(bad + size - (2 + 7 + 2), 0xffff); /* the last name_len points past the end */
+    reseal_all(bad);
+    is_int(decode_copy(bad, size), HB_DECODE_CORRUPT, "ext header past its end: CORRUPT");
+    memcpy(bad, buf, size);
+    put16(bad + HB_RECORD_HEADER + HB_RECORD_FIXED + in.topic_len + in.app_id_len + in.id_len +
+              in.body_len,
+          0);
+    reseal_all(bad);
+    is_int(decode_copy(bad, size), HB_DECODE_CORRUPT, "empty route name in an ext: CORRUPT");
+    free(bad);
+    free(buf);
+}
+
 int main(void)
 {
     test_round_trip();
+    test_route_ext();
     test_short_and_corrupt();
     test_back_to_back();
     test_commit_mark();
