@@ -42,6 +42,10 @@ static hb_scheme_status_t github_verify(const hb_scheme_t *s, hb_keyctx_t *kc,
                                           "X-Hub-Signature-256 matches no configured secret");
         return HB_SCHEME_OK;
     }
+    if (!sig1 && !s->rc->allow_sha1 && hb_scheme_header(h, "X-Hub-Signature"))
+        return hb_scheme_unauthorized(why, whylen,
+                                      "X-Hub-Signature-256 missing (SHA-1 X-Hub-Signature is "
+                                      "accepted only with allow_sha1)");
     if (!sig1)
         return hb_scheme_unauthorized(why, whylen, "X-Hub-Signature-256 missing");
     if (hb_sig_hex(sig1, "sha1=", want, 20) != 0)
