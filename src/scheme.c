@@ -203,7 +203,11 @@ hb_scheme_status_t hb_scheme_read(const hb_scheme_t *s, hb_keyctx_t *kc, int ver
                                   const hb_headers_t *h, const unsigned char *body, size_t len,
                                   int64_t now_s, hb_delivery_t *d, char *why, size_t whylen)
 {
-    memset(d, 0, sizeof(*d));
+    /* not the envelope's inline buffer: the scanner sets what it uses */
+    memset(d, 0, offsetof(hb_delivery_t, env));
+    d->env.heap = 0;
+    d->json = NULL;
+    d->n_heap = 0;
     d->delivery_attempts = d->created_at = -1;
     if (whylen)
         why[0] = '\0';
@@ -222,9 +226,12 @@ hb_scheme_status_t hb_scheme_read(const hb_scheme_t *s, hb_keyctx_t *kc, int ver
         hb_delivery_clear(d);
         return st;
     }
-    d->id_len = d->id ? strlen(d->id) : 0;
-    d->topic_len = d->topic ? strlen(d->topic) : 0;
-    d->source_len = d->source ? strlen(d->source) : 0;
+    if (d->id && !d->id_len) /* providers that know the lengths set them */
+        d->id_len = strlen(d->id);
+    if (d->topic && !d->topic_len)
+        d->topic_len = strlen(d->topic);
+    if (d->source && !d->source_len)
+        d->source_len = strlen(d->source);
     return st;
 }
 

@@ -37,6 +37,9 @@ static hb_scheme_status_t intercom_fields(const hb_scheme_t *s, const hb_headers
     d->id = d->env.id;
     d->topic = d->env.topic;
     d->source = d->env.app_id;
+    d->id_len = d->env.id_len;
+    d->topic_len = d->env.topic_len;
+    d->source_len = d->env.app_id_len;
     d->delivery_attempts = d->env.delivery_attempts;
     d->created_at = d->env.created_at;
     return HB_SCHEME_OK;
