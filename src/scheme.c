@@ -217,7 +217,7 @@ hb_scheme_status_t hb_scheme_read(const hb_scheme_t *s, hb_keyctx_t *kc, int ver
     if (st == HB_SCHEME_OK && s->ops->json)
         st = hb_scheme_json(d, body, len, why, whylen);
     if (st == HB_SCHEME_OK)
-        st = s->ops->fields(s, h, body, len, now_s, d, why, whylen);
+        st = s->ops->fields(s, verify, h, body, len, now_s, d, why, whylen);
     if (st == HB_SCHEME_OK && !d->topic) { /* every provider checks; never journal one */
         snprintf(why, whylen, "no topic in the delivery");
         st = HB_SCHEME_BAD_REQUEST;

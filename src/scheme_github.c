@@ -63,7 +63,7 @@ static const char *const forwarded[] = {
     "x-github-hook-installation-target-type",
 };
 
-static hb_scheme_status_t github_fields(const hb_scheme_t *s, const hb_headers_t *h,
+static hb_scheme_status_t github_fields(const hb_scheme_t *s, int verified, const hb_headers_t *h,
                                         const unsigned char *body, size_t len, int64_t now_s,
                                         hb_delivery_t *d, char *why, size_t whylen)
 {

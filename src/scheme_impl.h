@@ -75,8 +75,10 @@ struct hb_scheme_ops {
                                  const unsigned char *body, size_t len, int64_t now_s, char *why,
                                  size_t whylen);
     int json; /* parse the body into d->json (an object) before fields */
-    /* read id, topic, source... into d (zeroed); OK, HANDSHAKE or BAD_REQUEST */
-    hb_scheme_status_t (*fields)(const hb_scheme_t *s, const hb_headers_t *h,
+    /* read id, topic, source... into d (zeroed); OK, HANDSHAKE or
+     * BAD_REQUEST (UNAUTHORIZED: a replay window only readable from the
+     * body, checked when `verified`) */
+    hb_scheme_status_t (*fields)(const hb_scheme_t *s, int verified, const hb_headers_t *h,
                                  const unsigned char *body, size_t len, int64_t now_s,
                                  hb_delivery_t *d, char *why, size_t whylen);
     /* headers a sender sends, key already decoded; NULL: cannot sign */

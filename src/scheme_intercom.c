@@ -28,7 +28,7 @@ static hb_scheme_status_t intercom_verify(const hb_scheme_t *s, hb_keyctx_t *kc,
     return HB_SCHEME_OK;
 }
 
-static hb_scheme_status_t intercom_fields(const hb_scheme_t *s, const hb_headers_t *h,
+static hb_scheme_status_t intercom_fields(const hb_scheme_t *s, int verified, const hb_headers_t *h,
                                           const unsigned char *body, size_t len, int64_t now_s,
                                           hb_delivery_t *d, char *why, size_t whylen)
 {

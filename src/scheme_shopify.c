@@ -47,7 +47,7 @@ static const char *forwarded_value(const hb_delivery_t *d, const char *name)
     return NULL;
 }
 
-static hb_scheme_status_t shopify_fields(const hb_scheme_t *s, const hb_headers_t *h,
+static hb_scheme_status_t shopify_fields(const hb_scheme_t *s, int verified, const hb_headers_t *h,
                                          const unsigned char *body, size_t len, int64_t now_s,
                                          hb_delivery_t *d, char *why, size_t whylen)
 {

@@ -881,6 +881,17 @@ static void test_hmac(void)
     hb_delivery_clear(&d);
     is_int(rds(s, "generic-secret", &r, HMAC_BODY, 1700000000 + 301, &d), HB_SCHEME_UNAUTHORIZED,
            "timestamp_field /ts 301 s old -> UNAUTHORIZED (%s)", why);
+    /* verify off: no signature, and no replay window either */
+    req_t none = {0};
+    hb_headers_t h = {req_get, &none};
+    is_int(hb_scheme_read(s, NULL, 0, &h, (const unsigned char *)HMAC_BODY, strlen(HMAC_BODY),
+                          1700000000 + 301, &d, why, sizeof(why)),
+           HB_SCHEME_OK, "verify off: unsigned and 301 s old -> OK");
+    is_str(d.topic, "order.paid", "verify off: fields still read");
+    hb_delivery_clear(&d);
+    is_int(hb_scheme_read(s, NULL, 1, &h, (const unsigned char *)HMAC_BODY, strlen(HMAC_BODY),
+                          1700000000, &d, why, sizeof(why)),
+           HB_SCHEME_UNAUTHORIZED, "verify on, unsigned -> UNAUTHORIZED");
     hb_scheme_free(s);
 
     /* RFC 6901 escapes */
