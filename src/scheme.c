@@ -251,9 +251,19 @@ int hb_scheme_sign(const hb_scheme_t *s, const char *secret, const unsigned char
                    int64_t now_s, const char *id, char out[][2][256], size_t max)
 {
     unsigned char key[MAX_SECRET];
-    int k =
-        secret && s->ops->sign ? decode_secret(s, secret, strlen(secret), key, sizeof(key)) : -1;
-    int n = k < 0 ? -1 : s->ops->sign(s, key, (size_t)k, body, len, now_s, id, out, max);
+    int k = secret ? decode_secret(s, secret, strlen(secret), key, sizeof(key)) : -1;
+    int n = -1;
+    if (k >= 0 && s->ops->body_sig.digest) {
+        char sig[129];
+        hb_span_t part = {body, len};
+        hb_mac_text(s->ops->body_sig.digest, key, (size_t)k, &part, 1, s->ops->body_sig.base64,
+                    sig);
+        n = hb_sign_put(out, max, 0, s->ops->body_sig.header, "%s%s", s->ops->body_sig.prefix, sig);
+        if (id && s->ops->body_sig.id_header)
+            n = hb_sign_put(out, max, n, s->ops->body_sig.id_header, "%s", id);
+    } else if (k >= 0 && s->ops->sign) {
+        n = s->ops->sign(s, key, (size_t)k, body, len, now_s, id, out, max);
+    }
     OPENSSL_cleanse(key, sizeof(key));
     return n;
 }

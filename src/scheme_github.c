@@ -93,19 +93,6 @@ static hb_scheme_status_t github_fields(const hb_scheme_t *s, int verified, cons
     return HB_SCHEME_OK;
 }
 
-static int github_sign(const hb_scheme_t *s, const unsigned char *key, size_t keylen,
-                       const unsigned char *body, size_t len, int64_t now_s, const char *id,
-                       char out[][2][256], size_t max)
-{
-    char hex[129];
-    hb_span_t part = {body, len};
-    hb_mac_text("SHA256", key, keylen, &part, 1, 0, hex);
-    int n = hb_sign_put(out, max, 0, "X-Hub-Signature-256", "sha256=%s", hex);
-    if (id)
-        n = hb_sign_put(out, max, n, "X-GitHub-Delivery", "%s", id);
-    return n;
-}
-
 const hb_scheme_ops_t hb_scheme_github = {
     .name = "github",
     .options = HB_OPT_ALLOW_SHA1,
@@ -113,5 +100,5 @@ const hb_scheme_ops_t hb_scheme_github = {
     .verify = github_verify,
     .json = 1,
     .fields = github_fields,
-    .sign = github_sign,
+    .body_sig = {"SHA256", 0, "X-Hub-Signature-256", "sha256=", "X-GitHub-Delivery"},
 };

@@ -45,20 +45,10 @@ static hb_scheme_status_t intercom_fields(const hb_scheme_t *s, int verified, co
     return HB_SCHEME_OK;
 }
 
-static int intercom_sign(const hb_scheme_t *s, const unsigned char *key, size_t keylen,
-                         const unsigned char *body, size_t len, int64_t now_s, const char *id,
-                         char out[][2][256], size_t max)
-{
-    char hex[129];
-    hb_span_t part = {body, len};
-    hb_mac_text("SHA1", key, keylen, &part, 1, 0, hex);
-    return hb_sign_put(out, max, 0, "X-Hub-Signature", "sha1=%s", hex);
-}
-
 const hb_scheme_ops_t hb_scheme_intercom = {
     .name = "intercom",
     .init = intercom_init,
     .verify = intercom_verify,
     .fields = intercom_fields,
-    .sign = intercom_sign,
+    .body_sig = {"SHA1", 0, "X-Hub-Signature", "sha1=", NULL},
 };
