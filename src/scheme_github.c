@@ -75,9 +75,9 @@ static hb_scheme_status_t github_fields(const hb_scheme_t *s, int verified, cons
     json_t *action = json_object_get(d->json, "action");
     const char *a = json_is_string(action) ? hb_json_text(d, action) : NULL;
     if (a && *a) {
-        char topic[512];
-        int n = snprintf(topic, sizeof(topic), "%s.%s", event, a);
-        d->topic = hb_delivery_keep(d, topic, n < (int)sizeof(topic) ? (size_t)n : 0);
+        char topic[512]; /* cut there: a topic, not a payload */
+        snprintf(topic, sizeof(topic), "%s.%s", event, a);
+        d->topic = hb_delivery_keep(d, topic, strlen(topic));
     } else {
         d->topic = hb_delivery_keep(d, event, strlen(event));
     }
