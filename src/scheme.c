@@ -413,7 +413,8 @@ hb_scheme_status_t hb_scheme_json(hb_delivery_t *d, const unsigned char *body, s
     json_error_t e;
     json_t *j = json_loadb((const char *)body, len, JSON_ALLOW_NUL, &e);
     if (!j) {
-        snprintf(why, whylen, "body is not valid JSON (byte %d: %s)", e.position, e.text);
+        /* not e.text: jansson quotes the body there ("near '...'") */
+        snprintf(why, whylen, "body is not valid JSON (at byte %d)", e.position);
         return HB_SCHEME_BAD_REQUEST;
     }
     if (!json_is_object(j)) {
