@@ -1028,6 +1028,24 @@ static void test_config_errors(void)
     is_str(new_error(&rc), "route.r.signed_payload: must hold {body} exactly once", "twice");
     rc.signed_payload = "v0:{timestamp}:{body}";
     is_str(new_error(&rc), "(built)", "v0:{timestamp}:{body} builds");
+
+    /* secrets: trimmed and split as hb_keyset_new does; refusals name the key */
+    rc = route("github");
+    hb_scheme_t *s = scheme_new(&rc);
+    char err[256] = "";
+    hb_keyset_t *ks = hb_scheme_keyset(s, " a , b,, ", err, sizeof(err));
+    is_int(hb_keyset_count(ks), 2, "' a , b,, ' is two secrets");
+    hb_keyset_unref(ks);
+    ok(hb_scheme_keyset(s, " , ", err, sizeof(err)) == NULL, "no secret: NULL");
+    is_str(err, "route.r.secret: no secret given", "and why");
+    char *big = malloc(1100);
+    memset(big, 'x', 1099);
+    big[1099] = '\0';
+    ok(hb_scheme_keyset(s, big, err, sizeof(err)) == NULL, "a 1099-byte secret is refused");
+    is_str(err, "route.r.secret: item 1 is not a secret of at most 1024 bytes", "and why");
+    free(big);
+    hb_scheme_free(s);
+    hb_scheme_free(NULL); /* accepted */
 }
 
 int main(void)
