@@ -88,8 +88,8 @@ static void setup(void)
             fprintf(stderr, "fuzz_verify: %s\n", err);
             abort();
         }
-        const char *good = i == 5 ? "whsec_c2VjcmV0LW9uZQ==,whsec_c2VjcmV0LXR3bw=="
-                                  : "secret-one,secret-two";
+        const char *good =
+            i == 5 ? "whsec_c2VjcmV0LW9uZQ==,whsec_c2VjcmV0LXR3bw==" : "secret-one,secret-two";
         right[i] = keyctx(schemes[i], good);
         wrong[i] = keyctx(schemes[i], i == 5 ? "whsec_d3Jvbmc=" : "wrong");
     }
