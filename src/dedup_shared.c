@@ -87,8 +87,8 @@ static void went_down(hb_dedup_shared_loop_t *l, const char *what, const char *w
     l->ready = 0;
     if (!l->down)
         hb_warn(C,
-                "%s Redis at %s:%d%s%s; deduplicating with the local set alone until it is "
-                "back",
+                "%s Redis at %s:%d%s%s; deduplicating with the local set alone until it "
+                "answers again",
                 what, l->s->url.host, l->s->url.port, why ? ": " : "", why ? why : "");
     l->down = 1;
 }
@@ -286,11 +286,19 @@ static void on_resolved(int err, struct evutil_addrinfo *ai, void *arg)
         schedule_reconnect(l);
         return;
     }
+    /* an IPv4 address first: a name like localhost also has ::1, where a
+     * Redis bound to 127.0.0.1 is not (hiredis itself would try each) */
+    const struct evutil_addrinfo *pick = ai;
+    for (const struct evutil_addrinfo *p = ai; p; p = p->ai_next)
+        if (p->ai_family == AF_INET) {
+            pick = p;
+            break;
+        }
     char addr[INET6_ADDRSTRLEN];
-    const void *in = ai->ai_family == AF_INET6
-                         ? (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr
-                         : (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr;
-    evutil_inet_ntop(ai->ai_family, in, addr, sizeof(addr));
+    const void *in = pick->ai_family == AF_INET6
+                         ? (const void *)&((struct sockaddr_in6 *)pick->ai_addr)->sin6_addr
+                         : (const void *)&((struct sockaddr_in *)pick->ai_addr)->sin_addr;
+    evutil_inet_ntop(pick->ai_family, in, addr, sizeof(addr));
     evutil_freeaddrinfo(ai);
     connect_addr(l, addr);
 }

@@ -6,12 +6,15 @@ An id made durable by A is claimed in Redis (SET NX PX dedup.window), so its
 retry on B is answered 200 duplicate and only A publishes it. With Redis
 gone, both still answer 200 and publish (the local set alone decides: at
 least once across replicas), the fallback is counted, and once Redis is
-back the replicas share again without a restart.
+back the replicas share again without a restart. A Redis that answers
+nothing (paused) is not waited for beyond dedup.redis.timeout_ms, and a
+connection whose replies stay overdue is replaced.
 
 Needs redis-server (private servers, started and stopped by the test).
 """
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -23,6 +26,11 @@ import hbtest
 from hbtest import BridgeTestCase, notification, scaled
 
 PASSWORD = "dedup-shared-redis-pw"
+
+
+def back(log):
+    """The log says a worker's connection to the shared store works again."""
+    return re.search(r"shared dedup store at \S+ is back", log) is not None
 
 
 def metric(b, name, **labels):
@@ -145,8 +153,47 @@ class DedupShared(BridgeTestCase):
         self.assertIsNotNone(key, "no claim reached Redis within 60 s of its return\n%s" %
                              a.log_tail())
         self.post(b, notification(key), "duplicate", "Redis back, retry to B")
-        self.assertTrue(a.wait_log(lambda t: "is back" in t, 10), a.log_tail())
+        self.assertTrue(a.wait_log(back, 10), a.log_tail())
         r.close()
+
+    def test_late_redis_is_not_waited_for(self):
+        """Redis that answers nothing (CLIENT PAUSE): each check gives up after
+        dedup.redis.timeout_ms and the delivery is accepted; a connection
+        whose replies stay overdue is dropped and made again. The URL names
+        the host (localhost): resolved on the loop, without blocking it."""
+        url = hbsinks.redis_server(self)
+        prefix = "hb:%s:" % hbsinks.unique_prefix()
+        a = self.start_bridge(**{"dedup.store": "redis", "shutdown.grace_ms": 1000,
+                                 "dedup.redis.url": url.replace("127.0.0.1", "localhost"),
+                                 "dedup.redis.prefix": prefix, "workers": 1})
+        r = hbsinks.Redis(url)
+        self.addCleanup(r.close)
+        first = "first-" + prefix
+        self.post(a, notification(first), "accepted", "Redis up")
+        self.wait_claim(r, prefix + "intercom:" + first, a)
+
+        r.cmd("CLIENT", "PAUSE", int(scaled(8000)), "ALL")
+        n = 0
+        deadline = time.monotonic() + scaled(60)
+        # keep delivering until the worker gave up on its connection
+        while time.monotonic() < deadline:
+            self.post(a, notification("paused-%d-%s" % (n, prefix)), "accepted", "Redis paused")
+            n += 1
+            if "dropping the connection" in a.log_text():
+                break
+            time.sleep(0.3)
+        self.assertIn("dropping the connection", a.log_text(), a.log_tail())
+        self.assertTrue(a.wait_log(lambda t: "(dedup.redis.timeout_ms)" in t, 10), a.log_tail())
+        self.assertGreaterEqual(metric(a, "hookbridge_dedup_shared_unavailable_total",
+                                       op="check"), 2)
+        a.wait_ids([first] + ["paused-%d-%s" % (i, prefix) for i in range(n)])
+
+        # after the pause, checks and claims work again on a new connection
+        self.assertTrue(a.wait_log(back, 60), a.log_tail())
+        self.post(a, notification(first), "duplicate", "the local set still answers first")
+        later = "later-" + prefix
+        self.post(a, notification(later), "accepted", "after the pause")
+        self.wait_claim(r, prefix + "intercom:" + later, a)
 
 
 class DedupSharedConfig(unittest.TestCase):

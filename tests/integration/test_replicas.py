@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -148,7 +149,7 @@ class Replicas(BridgeTestCase):
 
         def up():
             try:
-                hbtest.socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
                 return True
             except OSError:
                 return p.poll() is not None
