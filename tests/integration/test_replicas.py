@@ -133,19 +133,8 @@ class Replicas(BridgeTestCase):
         cfg = os.path.join(tmp, "haproxy.cfg")
         with open(cfg, "w") as f:
             f.write(haproxy_config(port, replicas))
-        log = open(os.path.join(tmp, "haproxy.log"), "wb")
-        p = subprocess.Popen([self.haproxy_bin, "-db", "-f", cfg], stdin=subprocess.DEVNULL,
-                             stdout=log, stderr=subprocess.STDOUT)
-
-        def stop():
-            p.terminate()
-            try:
-                p.wait(scaled(10))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(10)
-            log.close()
-        self.addCleanup(stop)
+        p = hbsinks.background(self, [self.haproxy_bin, "-db", "-f", cfg],
+                               os.path.join(tmp, "haproxy.log"))
 
         def up():
             try:
