@@ -195,6 +195,33 @@ class DedupShared(BridgeTestCase):
         self.post(a, notification(later), "accepted", "after the pause")
         self.wait_claim(r, prefix + "intercom:" + later, a)
 
+    def test_claim_race_is_counted(self):
+        """Two replicas accept one id at the same moment: both checks miss,
+        both publish (at least once), and the second claim finds the key
+        taken, which is counted, not an error. CLIENT PAUSE WRITE holds the
+        claims (SET) while the checks (GET) still run."""
+        url = hbsinks.redis_server(self)
+        prefix = "hb:%s:" % hbsinks.unique_prefix()
+        a, b = self.start_pair(url, prefix)
+        r = hbsinks.Redis(url)
+        self.addCleanup(r.close)
+        nid = "race-" + prefix
+        r.cmd("CLIENT", "PAUSE", int(scaled(3000)), "WRITE")
+        self.post(a, notification(nid), "accepted", "to A, claim held")
+        self.post(b, notification(nid), "accepted", "to B, A's claim not made yet")
+
+        def claims(result):
+            return sum(metric(x, "hookbridge_dedup_shared_claims_total", result=result)
+                       for x in (a, b))
+        self.assertTrue(hbsinks.wait_until(lambda: claims("claimed") + claims("taken") == 2, 30),
+                        "both claims answered after the pause\n%s" % b.log_tail())
+        self.assertEqual((claims("claimed"), claims("taken")), (1, 1))
+        self.assertIsNotNone(r.cmd("GET", prefix + "intercom:" + nid))
+        a.wait_ids([nid])
+        b.wait_ids([nid])
+        self.assertEqual(metric(a, "hookbridge_dedup_shared_unavailable_total", op="claim") +
+                         metric(b, "hookbridge_dedup_shared_unavailable_total", op="claim"), 0)
+
 
 class DedupSharedConfig(unittest.TestCase):
 
