@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -221,6 +222,38 @@ class DedupShared(BridgeTestCase):
         b.wait_ids([nid])
         self.assertEqual(metric(a, "hookbridge_dedup_shared_unavailable_total", op="claim") +
                          metric(b, "hookbridge_dedup_shared_unavailable_total", op="claim"), 0)
+
+    def test_sigterm_while_a_check_waits(self):
+        """A delivery waiting for Redis's answer when the grace period ends is
+        released, never answered, and the bridge exits 0 (under the sanitizer
+        build: without a leak or a use after free)."""
+        url = hbsinks.redis_server(self)
+        prefix = "hb:%s:" % hbsinks.unique_prefix()
+        a = self.start_bridge(**{"dedup.store": "redis", "dedup.redis.url": url,
+                                 "dedup.redis.prefix": prefix, "dedup.redis.timeout_ms": 60000,
+                                 "shutdown.grace_ms": 0, "workers": 1})
+        first = "first-" + prefix
+        r = hbsinks.Redis(url)
+        self.addCleanup(r.close)
+        self.post(a, notification(first), "accepted", "Redis up")  # connected
+        r.cmd("CLIENT", "PAUSE", int(scaled(20000)), "ALL")
+        out = []
+        t = threading.Thread(target=lambda: out.append(self.try_post(a, "waiting-" + prefix)))
+        t.start()
+        self.assertTrue(hbsinks.wait_until(
+            lambda: metric(a, "hookbridge_dedup_shared_checks_total") >= 2, 30),
+            "the second check was never asked")
+        self.assertEqual(a.stop(), 0, a.log_tail())
+        t.join(scaled(30))
+        self.assertEqual(out, [None], "the waiting delivery got no answer")
+        self.assertNotIn("waiting-" + prefix, self.ids_in(a))
+
+    @staticmethod
+    def try_post(b, nid):
+        try:
+            return b.post_signed(notification(nid), timeout=60)[0]
+        except (OSError, hbtest.http.client.HTTPException):
+            return None
 
 
 class DedupSharedConfig(unittest.TestCase):
