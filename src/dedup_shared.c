@@ -112,10 +112,8 @@ static void pop(hb_dedup_shared_loop_t *l, entry_t *e)
     l->in_flight--;
 }
 
-static void answer(hb_dedup_shared_loop_t *l, entry_t *e, hb_dedup_shared_verdict_t v,
-                   const char *owner)
+static void answer(entry_t *e, hb_dedup_shared_verdict_t v, const char *owner)
 {
-    (void)l;
     e->answered = 1;
     e->cb(v, owner, e->arg);
 }
@@ -137,20 +135,20 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
             hb_log_limited(HB_LOG_WARN, C, "claim", "Redis refused a claim: %s", rep->str);
     } else if (!e->answered) {
         if (!rep && l->closing) {
-            answer(l, e, HB_DEDUP_SHARED_CANCELLED, NULL);
+            answer(e, HB_DEDUP_SHARED_CANCELLED, NULL);
         } else if (rep && rep->type == REDIS_REPLY_STRING) {
             char owner[128];
             hb_metrics_dedup_shared(HB_SHARED_HIT);
             snprintf(owner, sizeof(owner), "%.*s", (int)(rep->len < 100 ? rep->len : 100),
                      rep->str);
-            answer(l, e, HB_DEDUP_SHARED_DUPLICATE, owner);
+            answer(e, HB_DEDUP_SHARED_DUPLICATE, owner);
         } else if (rep && rep->type == REDIS_REPLY_NIL) {
-            answer(l, e, HB_DEDUP_SHARED_NEW, NULL);
+            answer(e, HB_DEDUP_SHARED_NEW, NULL);
         } else {
             if (rep && rep->type == REDIS_REPLY_ERROR)
                 hb_log_limited(HB_LOG_WARN, C, "check", "Redis refused a check: %s", rep->str);
             hb_metrics_dedup_shared(HB_SHARED_CHECK_UNAVAILABLE);
-            answer(l, e, HB_DEDUP_SHARED_NEW, NULL);
+            answer(e, HB_DEDUP_SHARED_NEW, NULL);
         }
     }
     free(e);
@@ -177,7 +175,7 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
                        " ms (dedup.redis.timeout_ms): the local set alone decides",
                        t);
         hb_metrics_dedup_shared(HB_SHARED_CHECK_UNAVAILABLE);
-        answer(l, e, HB_DEDUP_SHARED_NEW, NULL);
+        answer(e, HB_DEDUP_SHARED_NEW, NULL);
     }
     if (l->ac && l->head && now - l->head->sent_ms > STUCK_MS + t) {
         redisAsyncContext *ac = l->ac;
