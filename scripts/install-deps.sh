@@ -12,7 +12,9 @@
 #                                    promtool to check deploy/; on a host with
 #                                    systemd that package also starts a
 #                                    Prometheus server on :9090, which
-#                                    `systemctl disable --now prometheus` stops)
+#                                    `systemctl disable --now prometheus` stops;
+#                                    haproxy for the replicas test, whose
+#                                    service a host with systemd starts too)
 # Used by the README's commands, .ci/run and docker/Dockerfile alike.
 set -euo pipefail
 
@@ -21,7 +23,7 @@ pkgs=(build-essential cmake ninja-build pkg-config
 if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(python3 redis-server redis-tools kcat maven openjdk-17-jre-headless docker-compose clang clang-format libclang-rt-14-dev wrk
          procps podman runc catatonit debootstrap
-         golang-github-containernetworking-plugin-dnsname python3-yaml prometheus)
+         golang-github-containernetworking-plugin-dnsname python3-yaml prometheus haproxy)
 fi
 
 missing=()

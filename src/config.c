@@ -135,6 +135,16 @@ static const key_t_ keys[] = {
      "how long notification ids are remembered (ms, s, m, h, d suffixes)"},
     {"dedup.max_ids", T_INT, OFF(dedup_max_ids), "500000", NULL, 0, 100000000, 0,
      "at most this many notification ids are remembered (the oldest are forgotten first)"},
+    {"dedup.store", T_ENUM, OFF(dedup_store), "local", "local|redis", 0, 0, 0,
+     "local: each replica remembers its own ids; redis: replicas also share them in Redis "
+     "(claimed once durable), falling back to the local set when Redis is unreachable"},
+    {"dedup.redis.url", T_STRING, OFF(dedup_redis_url), "", NULL, 0, 0, F_SECRET,
+     "redis://[user:password@]host:port[/db] of the shared dedup store; empty = redis.url"},
+    {"dedup.redis.prefix", T_STRING, OFF(dedup_redis_prefix), "hookbridge:dedup:", NULL, 0, 0, 0,
+     "key prefix of the shared dedup store; keys are <prefix><route>:<id>"},
+    {"dedup.redis.timeout_ms", T_INT, OFF(dedup_redis_timeout_ms), "100", NULL, 1, 60000, 0,
+     "how long a delivery waits for the shared store's answer before the local set alone "
+     "decides"},
     {"log.level", T_ENUM, OFF(log_level), "info", "debug|info|warn|error", 0, 0, 0,
      "lowest level logged"},
     {"log.format", T_ENUM, OFF(log_format), "text", "text|json", 0, 0, 0, "log line format"},
@@ -595,6 +605,17 @@ static int check_keys(const hb_config_t *cfg, char *err, size_t errlen)
     if (cfg->dedup && (cfg->dedup_window_ms == 0 || cfg->dedup_max_ids == 0))
         return fail(err, errlen, "%s: 0 remembers no id; set dedup = off to turn it off",
                     cfg->dedup_window_ms == 0 ? "dedup.window" : "dedup.max_ids");
+    if (!strcmp(cfg->dedup_store, "redis")) {
+        const char *url = cfg->dedup_redis_url[0] ? cfg->dedup_redis_url : cfg->redis_url;
+        if (!cfg->dedup)
+            return fail(err, errlen, "dedup.store: redis needs dedup = on");
+        if (strncmp(url, "redis://", 8) != 0)
+            return fail(err, errlen,
+                        "dedup.redis.url: required as redis://host:port[/db] when dedup.store = "
+                        "redis (or set redis.url)");
+        if (!trim_len(cfg->dedup_redis_prefix))
+            return fail(err, errlen, "dedup.redis.prefix: must not be empty");
+    }
     if (check_journal_room(cfg, err, errlen) < 0)
         return -1;
     return check_tls_ciphers(cfg, err, errlen);

@@ -14,6 +14,7 @@
 #include "hb/cli_journal.h"
 #include "hb/config.h"
 #include "hb/dedup.h"
+#include "hb/dedup_shared.h"
 #include "hb/health.h"
 #include "hb/journal.h"
 #include "hb/log.h"
@@ -57,6 +58,7 @@ typedef struct app {
     hb_sink_t *sinks[HB_JOURNAL_MAX_SINKS];
     size_t n_sink_ops, n_sinks;
     hb_dedup_t *dedup;
+    hb_dedup_shared_t *dedup_shared; /* dedup.store = redis */
     char dedup_path[PATH_MAX];
     pthread_t snap_thread;
     pthread_mutex_t snap_lock;
@@ -324,6 +326,10 @@ int main(int argc, char **argv)
                     strerror(errno));
     }
     app.route = hb_route_new(&app.cfg, ks, app.dedup);
+    app.dedup_shared = hb_dedup_shared_new(&app.cfg, err, sizeof(err));
+    if (!app.dedup_shared && err[0])
+        goto fail;
+    hb_route_set_dedup_shared(app.route, app.dedup_shared); /* before the server's loops */
     app.server = hb_server_new(&app.cfg, app.tls, app.route, err, sizeof(err));
     if (!app.server)
         goto fail;
@@ -385,6 +391,7 @@ shutdown : {
     hb_server_free(app.server);
     hb_admin_free(app.admin);
     hb_route_free(app.route);
+    hb_dedup_shared_free(app.dedup_shared); /* after the loops (hb_server_free) */
     hb_dedup_free(app.dedup);
     hb_tls_free(app.tls);
     for (int i = 0; i < 3; i++)

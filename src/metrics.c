@@ -28,6 +28,7 @@ _Static_assert(NBUCKETS == HB_METRICS_BUCKETS, "HB_METRICS_BUCKETS must match th
 static atomic_ullong requests[HB_EP_N][NSTATUS];
 static hb_histogram_t request_latency;
 static atomic_ullong verify_failures, duplicates;
+static atomic_ullong shared[HB_SHARED_N];
 
 void hb_histogram_observe(hb_histogram_t *h, double s)
 {
@@ -56,6 +57,39 @@ void hb_metrics_verify_failure(void)
 void hb_metrics_duplicate(void)
 {
     atomic_fetch_add_explicit(&duplicates, 1, memory_order_relaxed);
+}
+
+void hb_metrics_dedup_shared(hb_shared_event_t e)
+{
+    atomic_fetch_add_explicit(&shared[e], 1, memory_order_relaxed);
+}
+
+static void render_dedup_shared(struct evbuffer *o)
+{
+#define V(e) (unsigned long long)atomic_load_explicit(&shared[e], memory_order_relaxed)
+    evbuffer_add_printf(
+        o,
+        "# HELP hookbridge_dedup_shared_checks_total Notification ids looked up in the shared "
+        "dedup store (dedup.store = redis).\n"
+        "# TYPE hookbridge_dedup_shared_checks_total counter\n"
+        "hookbridge_dedup_shared_checks_total %llu\n"
+        "# HELP hookbridge_dedup_shared_hits_total Duplicates found only in the shared store "
+        "(claimed by another replica).\n"
+        "# TYPE hookbridge_dedup_shared_hits_total counter\n"
+        "hookbridge_dedup_shared_hits_total %llu\n"
+        "# HELP hookbridge_dedup_shared_claims_total Claims of durable ids in the shared store; "
+        "taken = another replica had claimed the id meanwhile.\n"
+        "# TYPE hookbridge_dedup_shared_claims_total counter\n"
+        "hookbridge_dedup_shared_claims_total{result=\"claimed\"} %llu\n"
+        "hookbridge_dedup_shared_claims_total{result=\"taken\"} %llu\n"
+        "# HELP hookbridge_dedup_shared_unavailable_total Checks answered by the local set "
+        "alone and claims not made, because the shared store was down, refused or was late.\n"
+        "# TYPE hookbridge_dedup_shared_unavailable_total counter\n"
+        "hookbridge_dedup_shared_unavailable_total{op=\"check\"} %llu\n"
+        "hookbridge_dedup_shared_unavailable_total{op=\"claim\"} %llu\n",
+        V(HB_SHARED_CHECKED), V(HB_SHARED_HIT), V(HB_SHARED_CLAIMED), V(HB_SHARED_CLAIM_TAKEN),
+        V(HB_SHARED_CHECK_UNAVAILABLE), V(HB_SHARED_CLAIM_UNAVAILABLE));
+#undef V
 }
 
 static void render_histogram(struct evbuffer *o, const char *name, const char *labels,
@@ -155,6 +189,7 @@ void hb_metrics_render(struct evbuffer *o, struct hb_journal *j,
                         "# TYPE hookbridge_duplicates_total counter\n"
                         "hookbridge_duplicates_total %llu\n",
                         (unsigned long long)atomic_load(&duplicates));
+    render_dedup_shared(o);
     if (j) {
         evbuffer_add_printf(
             o,

@@ -14,6 +14,7 @@
 #include "hb/route.h"
 #include "hb/conn.h"
 #include "hb/dedup.h"
+#include "hb/dedup_shared.h"
 #include "hb/event.h"
 #include "hb/log.h"
 #include "hb/metrics.h"
@@ -49,6 +50,7 @@ struct hb_route {
     _Atomic(hb_journal_t *) journal;
     hb_stage_t stage;
     hb_dedup_t *dedup;           /* NULL when dedup = off */
+    hb_dedup_shared_t *shared;   /* NULL unless dedup.store = redis */
     hb_route_loop_t *loops[256]; /* registered before the journal is set */
     size_t n_loops;
 };
@@ -78,6 +80,7 @@ struct hb_route_loop {
     atomic_size_t pending;
     hb_keyctx_t *kc; /* this thread's HMAC contexts for the key set ks_gen */
     unsigned ks_gen;
+    hb_dedup_shared_loop_t *shared; /* this thread's connection to the shared store */
 };
 
 static uint64_t now_us(void)
@@ -276,6 +279,9 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
         if (p->id_len && l->r->dedup)
             hb_dedup_add(l->r->dedup, (const char *)p->a.buf + p->id_off, p->id_len,
                          p->received_at_ms, p->a.seq);
+        if (p->id_len && l->shared)
+            hb_dedup_shared_claim(l->shared, "intercom", (const char *)p->a.buf + p->id_off,
+                                  p->id_len);
         if (l->r->cfg->ack == HB_ACK_PUBLISHED) {
             wait_push(&l->wait_head, &l->wait_tail, p);
         } else {
@@ -335,6 +341,32 @@ static void wait_for_first(hb_route_loop_t *l, struct evhttp_request *req, hb_co
     p->t0_us = t0;
     atomic_fetch_add(&l->pending, 1);
     wait_push(&l->rep_head, &l->rep_tail, p);
+}
+
+/* dedup.store = redis: the shared store's answer for a request whose id
+ * the local set does not know (hb/dedup_shared.h). */
+static void on_shared_checked(hb_dedup_shared_verdict_t v, const char *owner, void *arg)
+{
+    pending_t *p = arg;
+    hb_route_loop_t *l = p->loop;
+    if (v == HB_DEDUP_SHARED_NEW) {
+        hb_journal_append(atomic_load(&l->r->journal), &p->a);
+    } else if (v == HB_DEDUP_SHARED_DUPLICATE) {
+        char who[64];
+        peer(p->req, who, sizeof(who));
+        hb_info(C,
+                "200 to %s: notification %.*s already received by replica %s within "
+                "dedup.window; not published again",
+                who, (int)p->id_len, (const char *)p->a.buf + p->id_off, owner);
+        hb_metrics_duplicate();
+        answer_pending(l, p, 200, "status", "duplicate");
+    } else { /* the loop is being freed: never answered, as in hb_route_loop_free */
+        if (p->conn) {
+            hb_conn_release(p->conn, p->body_len);
+            hb_conn_done(p->conn);
+        }
+        free(p);
+    }
 }
 
 /* 1 when the request is left pending (answered later), 0 when answered. */
@@ -441,6 +473,10 @@ static int handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t
     }
     hb_envelope_clear(&env);
     atomic_fetch_add(&l->pending, 1);
+    if (p->id_len && l->shared &&
+        hb_dedup_shared_check(l->shared, "intercom", (const char *)p->a.buf + p->id_off, p->id_len,
+                              on_shared_checked, p) == 0)
+        return 1; /* journaled by on_shared_checked unless another replica has it */
     hb_journal_append(j, &p->a);
     return 1;
 }
@@ -543,6 +579,11 @@ void hb_route_free(hb_route_t *r)
     free(r);
 }
 
+void hb_route_set_dedup_shared(hb_route_t *r, hb_dedup_shared_t *s)
+{
+    r->shared = s;
+}
+
 void hb_route_set_journal(hb_route_t *r, hb_journal_t *j)
 {
     if (r->cfg->ack == HB_ACK_PUBLISHED)
@@ -600,6 +641,7 @@ hb_route_loop_t *hb_route_loop_new(hb_route_t *r, struct event_base *base)
     }
     if (r->n_loops < sizeof(r->loops) / sizeof(r->loops[0]))
         r->loops[r->n_loops++] = l;
+    l->shared = hb_dedup_shared_loop_new(r->shared, base);
     return l;
 }
 
@@ -609,6 +651,7 @@ void hb_route_loop_free(hb_route_loop_t *l)
         return;
     /* Requests still here were never answered (shutdown past its grace);
      * evhttp has freed their connections, so only our part is released. */
+    hb_dedup_shared_loop_free(l->shared); /* its waiting requests are CANCELLED */
     pending_t *lists[] = {l->done_head, l->wait_head, l->rep_head};
     for (pending_t **li = lists; li < lists + 3; li++) {
         for (pending_t *p = *li, *next; p; p = next) {

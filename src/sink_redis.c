@@ -32,6 +32,7 @@
 
 #include "hb/sink.h"
 #include "hb/log.h"
+#include "hb/redis_url.h"
 #include "hb/template.h"
 #include "hb/util.h"
 
@@ -76,9 +77,7 @@ struct redis_sink {
     hb_sink_t *sink;
     const hb_config_t *cfg;
     struct event_base *base;
-    char host[256];
-    int port, db;
-    char *user, *password; /* never logged */
+    hb_redis_url_t url; /* the password is never logged */
     redisAsyncContext *ac;
     uint64_t connect_ms;               /* when ac was created: bounds connect + setup */
     int ready;                         /* connected and every setup reply was OK */
@@ -142,56 +141,6 @@ static void not_ready(redis_sink_t *r, const char *why)
 }
 
 static void schedule_reconnect(redis_sink_t *r);
-
-/* redis://[user:password@]host:port[/db]; also redis://:password@host */
-static int parse_url(redis_sink_t *r, const char *url, char *err, size_t errlen)
-{
-    const char *p = url + strlen("redis://");
-    const char *at = strrchr(p, '@');
-    r->port = 6379;
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (colon) {
-            if (colon > p)
-                r->user = hb_strndup(p, (size_t)(colon - p));
-            r->password = hb_strndup(colon + 1, (size_t)(at - colon - 1));
-        } else {
-            r->password = hb_strndup(p, (size_t)(at - p));
-        }
-        p = at + 1;
-    }
-    const char *slash = strchr(p, '/');
-    size_t hl = slash ? (size_t)(slash - p) : strlen(p);
-    char hostport[256];
-    if (hl == 0 || hl >= sizeof(hostport)) {
-        snprintf(err, errlen, "redis.url: missing host");
-        return -1;
-    }
-    memcpy(hostport, p, hl);
-    hostport[hl] = '\0';
-    char *colon = strrchr(hostport, ':');
-    if (colon) {
-        *colon = '\0';
-        char *end;
-        long port = strtol(colon + 1, &end, 10);
-        if (*end || port <= 0 || port > 65535) {
-            snprintf(err, errlen, "redis.url: bad port '%s'", colon + 1);
-            return -1;
-        }
-        r->port = (int)port;
-    }
-    snprintf(r->host, sizeof(r->host), "%s", hostport);
-    if (slash && slash[1]) {
-        char *end;
-        long db = strtol(slash + 1, &end, 10);
-        if (*end || db < 0) {
-            snprintf(err, errlen, "redis.url: bad database number '%s'", slash + 1);
-            return -1;
-        }
-        r->db = (int)db;
-    }
-    return 0;
-}
 
 /* The connection is gone (or going): everything sent on it comes back as
  * RETRY. hiredis has already called each pending callback with a NULL
@@ -367,7 +316,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     redis_sink_t *r = ac->data;
     if (status != REDIS_OK) {
         char why[640];
-        snprintf(why, sizeof(why), "cannot connect to Redis at %s:%d: %s", r->host, r->port,
+        snprintf(why, sizeof(why), "cannot connect to Redis at %s:%d: %s", r->url.host, r->url.port,
                  ac->errstr);
         not_ready(r, why);
         r->ac = NULL; /* hiredis frees it after this callback */
@@ -384,8 +333,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     redis_sink_t *r = ac->data;
     if (!r->setup_failed) { /* a refused setup keeps its own reason */
         char why[640];
-        snprintf(why, sizeof(why), "connection to Redis at %s:%d lost%s%s", r->host, r->port,
-                 status == REDIS_OK ? "" : ": ", status == REDIS_OK ? "" : ac->errstr);
+        snprintf(why, sizeof(why), "connection to Redis at %s:%d lost%s%s", r->url.host,
+                 r->url.port, status == REDIS_OK ? "" : ": ", status == REDIS_OK ? "" : ac->errstr);
         not_ready(r, why);
     }
     r->ac = NULL;
@@ -407,10 +356,10 @@ static void connect_now(redis_sink_t *r)
 {
     /* hostnames resolve with a blocking getaddrinfo inside hiredis; that
      * is acceptable here, on the sink's own thread */
-    redisAsyncContext *ac = redisAsyncConnect(r->host, r->port);
+    redisAsyncContext *ac = redisAsyncConnect(r->url.host, r->url.port);
     if (!ac || ac->err) {
         char why[640];
-        snprintf(why, sizeof(why), "cannot connect to Redis at %s:%d: %s", r->host, r->port,
+        snprintf(why, sizeof(why), "cannot connect to Redis at %s:%d: %s", r->url.host, r->url.port,
                  ac ? ac->errstr : "out of memory");
         not_ready(r, why);
         if (ac)
@@ -428,14 +377,14 @@ static void connect_now(redis_sink_t *r)
     r->setup_left = 0;
     r->setup_failed = 0;
     r->unconfirmed = 0;
-    if (r->password) {
-        if (r->user)
-            setup_command(r, "AUTH", "AUTH %s %s", r->user, r->password);
+    if (r->url.password) {
+        if (r->url.user)
+            setup_command(r, "AUTH", "AUTH %s %s", r->url.user, r->url.password);
         else
-            setup_command(r, "AUTH", "AUTH %s", r->password);
+            setup_command(r, "AUTH", "AUTH %s", r->url.password);
     }
-    if (r->db)
-        setup_command(r, "SELECT", "SELECT %d", r->db);
+    if (r->url.db)
+        setup_command(r, "SELECT", "SELECT %d", r->url.db);
     /* fail before publishing, not after: WAITAOF exists from Redis 7.2 and
      * refuses numlocal 1 without appendonly; nothing written yet, so it
      * answers at once */
@@ -500,7 +449,7 @@ static void *redis_open(hb_sink_t *sink, const hb_config_t *cfg, struct event_ba
      * wait as long (WAIT and WAITAOF: twice) */
     r->reply_timeout_ms =
         REPLY_TIMEOUT_MS + (confirming(r) ? 2 * (uint64_t)cfg->redis_wait_timeout_ms : 0);
-    if (parse_url(r, cfg->redis_url, err, errlen) < 0) {
+    if (hb_redis_url_parse(&r->url, cfg->redis_url, "redis.url", err, errlen) < 0) {
         redis_close(r);
         return NULL;
     }
@@ -510,8 +459,8 @@ static void *redis_open(hb_sink_t *sink, const hb_config_t *cfg, struct event_ba
     struct timeval tv = {1, 0};
     event_add(r->tick_ev, &tv);
     not_ready(r, "connecting to Redis");
-    hb_info(C, "publishing to Redis at %s:%d db %d (stream %s, maxlen ~%" PRId64 ")", r->host,
-            r->port, r->db, cfg->redis_stream, cfg->redis_maxlen);
+    hb_info(C, "publishing to Redis at %s:%d db %d (stream %s, maxlen ~%" PRId64 ")", r->url.host,
+            r->url.port, r->url.db, cfg->redis_stream, cfg->redis_maxlen);
     if (cfg->redis_wait_replicas > 0)
         hb_info(C,
                 "events count as published once %" PRId64 " replica(s) have them (WAIT, %" PRId64
@@ -617,11 +566,7 @@ static void redis_close(void *state)
         event_free(r->reconnect_ev);
     if (r->rewait_ev)
         event_free(r->rewait_ev);
-    free(r->user);
-    if (r->password) {
-        memset(r->password, 0, strlen(r->password));
-        free(r->password);
-    }
+    hb_redis_url_clear(&r->url);
     free(r);
 }
 

@@ -91,6 +91,10 @@ typedef struct hb_config {
     int dedup;
     int64_t dedup_window_ms;
     int64_t dedup_max_ids;
+    char *dedup_store;     /* local|redis */
+    char *dedup_redis_url; /* secret: never logged; "" = redis_url */
+    char *dedup_redis_prefix;
+    int64_t dedup_redis_timeout_ms;
     int64_t max_connections;
     int64_t max_inflight_bytes; /* 0 in the file = sized to the machine by finish */
     int64_t read_timeout_ms;

@@ -22,6 +22,18 @@ void hb_metrics_request(hb_endpoint_t ep, int status, double seconds);
 void hb_metrics_verify_failure(void);
 void hb_metrics_duplicate(void);
 
+/* Outcomes of the shared dedup store (hb/dedup_shared.h). */
+typedef enum {
+    HB_SHARED_CHECKED = 0,       /* an id asked of Redis */
+    HB_SHARED_HIT,               /* a duplicate found only in Redis */
+    HB_SHARED_CHECK_UNAVAILABLE, /* answered by the local set alone: Redis down or late */
+    HB_SHARED_CLAIMED,           /* SET NX took the id */
+    HB_SHARED_CLAIM_TAKEN,       /* another replica had claimed it meanwhile (a race) */
+    HB_SHARED_CLAIM_UNAVAILABLE, /* the claim was not made: Redis down or refusing */
+    HB_SHARED_N
+} hb_shared_event_t;
+void hb_metrics_dedup_shared(hb_shared_event_t e);
+
 #define HB_METRICS_BUCKETS 14
 typedef struct hb_histogram {
     atomic_ullong counts[HB_METRICS_BUCKETS + 1]; /* last: +Inf */

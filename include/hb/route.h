@@ -28,6 +28,10 @@ typedef struct hb_route_loop hb_route_loop_t;
 struct hb_dedup;
 hb_route_t *hb_route_new(const hb_config_t *cfg, hb_keyset_t *ks, struct hb_dedup *dedup);
 void hb_route_free(hb_route_t *r);
+/* dedup.store = redis: the shared store (NULL: none), before any loop is
+ * created; each loop makes its own connection. s must outlive the loops. */
+struct hb_dedup_shared;
+void hb_route_set_dedup_shared(hb_route_t *r, struct hb_dedup_shared *s);
 /* Until set, POSTs are answered 503 (journal not open yet). Create every
  * loop first. Loops must be freed only after the journal is closed (its
  * progress callbacks point at them). */

@@ -359,6 +359,24 @@ def redis_wait_ids(url, pattern, ids, timeout=60.0):
 
 # ------------------------------------------------------------ private servers
 
+def background(tc, argv, log_path):
+    """Start argv with its output in log_path; a cleanup on tc terminates it
+    (kills it after 10 s).  Returns the Popen."""
+    log = open(log_path, "wb")
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+    def stop():
+        p.terminate()
+        try:
+            p.wait(scaled(10))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
+        log.close()
+    tc.addCleanup(stop)
+    return p
+
+
 def redis_server(tc, *args, password=None, port=None):
     """A throwaway redis-server in the foreground on a loopback port (a
     free one unless `port` is given), with extra command-line options
@@ -371,21 +389,10 @@ def redis_server(tc, *args, password=None, port=None):
         fail_or_skip(tc, "redis-server is not installed (Debian package redis-server)")
     tmp = tempfile.mkdtemp(prefix="hbtest-redis-")
     port = port or hbtest.free_port()
-    log = open(os.path.join(tmp, "redis.log"), "wb")
-    p = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                          "--appendonly", "no", "--dir", tmp] + [str(a) for a in args],
-                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-
-    def stop():
-        p.terminate()
-        try:
-            p.wait(scaled(10))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(10)
-        log.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-    tc.addCleanup(stop)
+    tc.addCleanup(shutil.rmtree, tmp, True)  # runs after the server's stop
+    p = background(tc, [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                        "--appendonly", "no", "--dir", tmp] + [str(a) for a in args],
+                   os.path.join(tmp, "redis.log"))
     url = "redis://127.0.0.1:%d" % port
 
     def up():
