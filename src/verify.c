@@ -67,6 +67,24 @@ hb_keyset_t *hb_keyset_new(const char *comma_list)
     return ks;
 }
 
+hb_keyset_t *hb_keyset_new_bytes(size_t n, const unsigned char *const keys[], const size_t lens[])
+{
+    if (n == 0)
+        return NULL;
+    hb_keyset_t *ks = hb_calloc(1, sizeof(*ks));
+    atomic_init(&ks->refs, 1);
+    ks->secrets = hb_calloc(n, sizeof(char *));
+    ks->lens = hb_calloc(n, sizeof(size_t));
+    for (size_t i = 0; i < n; i++) {
+        ks->secrets[i] = hb_malloc(lens[i] + 1);
+        memcpy(ks->secrets[i], keys[i], lens[i]);
+        ks->secrets[i][lens[i]] = '\0';
+        ks->lens[i] = lens[i];
+    }
+    ks->n = n;
+    return ks;
+}
+
 hb_keyset_t *hb_keyset_ref(hb_keyset_t *ks)
 {
     if (ks)
@@ -94,8 +112,9 @@ size_t hb_keyset_count(const hb_keyset_t *ks)
 
 struct hb_keyctx {
     hb_keyset_t *ks; /* one reference: the secrets outlive their contexts */
-    size_t n;
-    EVP_MAC_CTX *macs[]; /* one per secret, key already set */
+    size_t n;        /* secrets */
+    size_t n_digests;
+    EVP_MAC_CTX *macs[]; /* [digest * n + secret], key already set */
 };
 
 static EVP_MAC *hmac_alg;
@@ -106,47 +125,98 @@ static void hmac_fetch(void)
     hmac_alg = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL);
 }
 
-hb_keyctx_t *hb_keyctx_new(const hb_verifier_ops_t *ops, hb_keyset_t *ks)
+hb_keyctx_t *hb_keyctx_new_digests(hb_keyset_t *ks, const char *const digests[], size_t n_digests)
 {
     pthread_once(&hmac_once, hmac_fetch);
     if (!hmac_alg)
         hb_oom("EVP_MAC_fetch(HMAC)"); /* the default provider always has it */
     size_t n = hb_keyset_count(ks);
-    hb_keyctx_t *kc = hb_calloc(1, sizeof(*kc) + n * sizeof(EVP_MAC_CTX *));
+    hb_keyctx_t *kc = hb_calloc(1, sizeof(*kc) + n * n_digests * sizeof(EVP_MAC_CTX *));
     kc->ks = hb_keyset_ref(ks);
     kc->n = n;
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)ops->digest, 0),
-        OSSL_PARAM_construct_end(),
-    };
-    for (size_t i = 0; i < n; i++) {
-        kc->macs[i] = EVP_MAC_CTX_new(hmac_alg);
-        if (!kc->macs[i] ||
-            !EVP_MAC_init(kc->macs[i], (const unsigned char *)ks->secrets[i], ks->lens[i], params))
-            hb_oom("EVP_MAC_init");
+    kc->n_digests = n_digests;
+    for (size_t d = 0; d < n_digests; d++) {
+        OSSL_PARAM params[] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)digests[d], 0),
+            OSSL_PARAM_construct_end(),
+        };
+        for (size_t i = 0; i < n; i++) {
+            EVP_MAC_CTX *m = kc->macs[d * n + i] = EVP_MAC_CTX_new(hmac_alg);
+            if (!m || !EVP_MAC_init(m, (const unsigned char *)ks->secrets[i], ks->lens[i], params))
+                hb_oom("EVP_MAC_init");
+        }
     }
     return kc;
+}
+
+hb_keyctx_t *hb_keyctx_new(const hb_verifier_ops_t *ops, hb_keyset_t *ks)
+{
+    return hb_keyctx_new_digests(ks, &ops->digest, 1);
 }
 
 void hb_keyctx_free(hb_keyctx_t *kc)
 {
     if (!kc)
         return;
-    for (size_t i = 0; i < kc->n; i++)
+    for (size_t i = 0; i < kc->n * kc->n_digests; i++)
         EVP_MAC_CTX_free(kc->macs[i]);
     hb_keyset_unref(kc->ks);
     free(kc);
 }
 
-/* HMAC of body with secret i into md (EVP_MAX_MD_SIZE); its length, or 0. */
+/* HMAC of the parts with prepared context m into md (EVP_MAX_MD_SIZE);
+ * its length, or 0. EVP_MAC_init with no key restores the saved pads. */
+static size_t ctx_mac(EVP_MAC_CTX *m, const hb_span_t *parts, size_t n_parts, unsigned char *md)
+{
+    size_t mdlen = 0;
+    if (!EVP_MAC_init(m, NULL, 0, NULL))
+        return 0;
+    for (size_t i = 0; i < n_parts; i++)
+        if (!EVP_MAC_update(m, parts[i].p, parts[i].n))
+            return 0;
+    if (!EVP_MAC_final(m, md, &mdlen, EVP_MAX_MD_SIZE))
+        return 0;
+    return mdlen;
+}
+
+/* HMAC of body with secret i (first digest) into md; its length, or 0. */
 static size_t keyctx_mac(hb_keyctx_t *kc, size_t i, const unsigned char *body, size_t len,
                          unsigned char *md)
 {
-    size_t mdlen = 0;
-    EVP_MAC_CTX *m = kc->macs[i];
-    if (!EVP_MAC_init(m, NULL, 0, NULL) || !EVP_MAC_update(m, body, len) ||
-        !EVP_MAC_final(m, md, &mdlen, EVP_MAX_MD_SIZE))
+    hb_span_t part = {body, len};
+    return ctx_mac(kc->macs[i], &part, 1, md);
+}
+
+int hb_keyctx_match(hb_keyctx_t *kc, size_t digest, const hb_span_t *parts, size_t n_parts,
+                    const unsigned char *const sigs[], const size_t siglens[], size_t n_sigs)
+{
+    int match = 0;
+    if (!kc || digest >= kc->n_digests)
         return 0;
+    for (size_t i = 0; i < kc->n; i++) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        size_t mdlen = ctx_mac(kc->macs[digest * kc->n + i], parts, n_parts, md);
+        for (size_t k = 0; mdlen && k < n_sigs; k++)
+            match |= siglens[k] == mdlen && CRYPTO_memcmp(sigs[k], md, mdlen) == 0;
+        OPENSSL_cleanse(md, sizeof(md));
+    }
+    return match;
+}
+
+size_t hb_hmac_parts(const char *digest, const void *key, size_t keylen, const hb_span_t *parts,
+                     size_t n_parts, unsigned char *md)
+{
+    pthread_once(&hmac_once, hmac_fetch);
+    EVP_MAC_CTX *m = hmac_alg ? EVP_MAC_CTX_new(hmac_alg) : NULL;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)digest, 0),
+        OSSL_PARAM_construct_end(),
+    };
+    size_t mdlen = 0;
+    /* HMAC accepts an empty key; OpenSSL wants a non-NULL pointer for it */
+    if (m && EVP_MAC_init(m, keylen ? key : (const void *)"", keylen, params))
+        mdlen = ctx_mac(m, parts, n_parts, md);
+    EVP_MAC_CTX_free(m);
     return mdlen;
 }
 
@@ -176,8 +246,21 @@ static int hexval(char c)
     return -1;
 }
 
+int hb_hex_decode(const char *s, size_t n, unsigned char *out, size_t cap)
+{
+    if (n % 2 || n / 2 > cap)
+        return -1;
+    for (size_t i = 0; i < n / 2; i++) {
+        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return (int)(n / 2);
+}
+
 /* Intercom: "sha1=" + 40 hex digits. Upper-case hex is accepted (the
- * digest is the same), surrounding whitespace is not part of the value. */
+ * digest is the same), surrounding spaces are not part of the value. */
 static hb_verify_result_t intercom_verify(hb_keyctx_t *kc, const char *hv,
                                           const unsigned char *body, size_t len)
 {
@@ -189,15 +272,11 @@ static hb_verify_result_t intercom_verify(hb_keyctx_t *kc, const char *hv,
     if (strncasecmp(hv, "sha1=", 5) != 0)
         return HB_VERIFY_MALFORMED;
     hv += 5;
-    for (int i = 0; i < 20; i++) {
-        int hi = hexval(hv[2 * i]), lo = hi < 0 ? -1 : hexval(hv[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return HB_VERIFY_MALFORMED;
-        want[i] = (unsigned char)(hi << 4 | lo);
-    }
-    for (const char *t = hv + 40; *t; t++)
-        if (*t != ' ')
-            return HB_VERIFY_MALFORMED;
+    size_t n = strlen(hv);
+    while (n && hv[n - 1] == ' ')
+        n--;
+    if (n != 40 || hb_hex_decode(hv, n, want, sizeof(want)) != 20)
+        return HB_VERIFY_MALFORMED;
     int match = 0;
     for (size_t i = 0; kc && i < kc->n; i++)
         match |= keyctx_mac(kc, i, body, len, got) == 20 && CRYPTO_memcmp(want, got, 20) == 0;

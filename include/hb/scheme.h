@@ -43,11 +43,16 @@ hb_scheme_t *hb_scheme_new(const hb_route_cfg_t *rc, char *err, size_t errlen);
 void hb_scheme_free(hb_scheme_t *s);
 const char *hb_scheme_name(const hb_scheme_t *s); /* "github", ... */
 
+/* 0 when the route verifies without a shared secret (a standard route
+ * with public_key only: its v1a signatures need no key set), else 1. */
+int hb_scheme_needs_secret(const hb_scheme_t *s);
+
 /* The key set for this scheme from a comma list of secrets, decoded as the
  * scheme wants (standard: "whsec_" + base64). NULL with the reason in err
  * if an entry is malformed or the list is empty. The caller owns it. */
 hb_keyset_t *hb_scheme_keyset(const hb_scheme_t *s, const char *secrets, char *err, size_t errlen);
-/* One thread's prepared HMAC contexts for ks (ks may be NULL). */
+/* One thread's prepared HMAC contexts for ks (ks may be NULL: then only a
+ * standard route's v1a signatures can verify). Free with hb_keyctx_free. */
 hb_keyctx_t *hb_scheme_keyctx(const hb_scheme_t *s, hb_keyset_t *ks);
 
 /* Request headers as the route sees them: get returns the value of the
@@ -85,7 +90,7 @@ typedef struct hb_delivery {
     /* storage, not part of the contract */
     hb_envelope_t env; /* intercom: the fast scanner's fields */
     void *json;        /* other schemes: the parsed body (a json_t) */
-    char *heap[8];
+    char *heap[HB_DELIVERY_MAX_HEADERS + 8];
     size_t n_heap;
 } hb_delivery_t;
 

@@ -22,6 +22,9 @@ hb_keyset_t *hb_keyset_new(const char *comma_list);
 hb_keyset_t *hb_keyset_ref(hb_keyset_t *ks);
 void hb_keyset_unref(hb_keyset_t *ks);
 size_t hb_keyset_count(const hb_keyset_t *ks);
+/* Build from n keys given as bytes (they may hold NULs: decoded base64
+ * secrets); copies them. NULL when n is 0. */
+hb_keyset_t *hb_keyset_new_bytes(size_t n, const unsigned char *const keys[], const size_t lens[]);
 
 typedef struct hb_keyctx hb_keyctx_t;
 
@@ -49,7 +52,30 @@ extern const hb_verifier_ops_t hb_verifier_intercom;
 hb_keyctx_t *hb_keyctx_new(const hb_verifier_ops_t *ops, hb_keyset_t *ks);
 void hb_keyctx_free(hb_keyctx_t *kc);
 
+/* Bytes signed in pieces ("t", ".", body), hashed without joining them. */
+typedef struct hb_span {
+    const void *p;
+    size_t n;
+} hb_span_t;
+
+/* A key context with one prepared HMAC per secret and per digest (e.g.
+ * {"SHA256", "SHA1"} for a GitHub route that also accepts SHA-1). */
+hb_keyctx_t *hb_keyctx_new_digests(hb_keyset_t *ks, const char *const digests[], size_t n_digests);
+/* 1 when the HMAC (digest number `digest`) of the concatenated parts under
+ * any secret equals any of the n_sigs candidate digests. Every secret and
+ * every candidate is compared (CRYPTO_memcmp), whatever matched first. */
+int hb_keyctx_match(hb_keyctx_t *kc, size_t digest, const hb_span_t *parts, size_t n_parts,
+                    const unsigned char *const sigs[], const size_t siglens[], size_t n_sigs);
+/* One-shot HMAC of the parts for signing (tests, tools); md holds
+ * EVP_MAX_MD_SIZE (64). Returns the digest length, 0 on error. */
+size_t hb_hmac_parts(const char *digest, const void *key, size_t keylen, const hb_span_t *parts,
+                     size_t n_parts, unsigned char *md);
+
 const char *hb_verify_result_str(hb_verify_result_t r);
+
+/* Hex (either case) of s[0..n) into out (at most cap bytes): the decoded
+ * length, or -1 when it is not hex or does not fit. */
+int hb_hex_decode(const char *s, size_t n, unsigned char *out, size_t cap);
 
 /* Compute "sha1=<hex>" for body with secret (tests and tools). out >= 46. */
 void hb_verify_intercom_sign(const char *secret, const unsigned char *body, size_t len, char *out,
