@@ -865,12 +865,6 @@ static int check_route(hb_config_t *cfg, size_t i, char *err, size_t errlen)
             replace_str(&rc->scheme, n);
         if (!rc->max_body)
             rc->max_body = cfg->max_body;
-        int keys_public = !strcmp(rc->scheme, "standard") && rc->public_key[0];
-        if (rc->verify && !rc->secret[0] && !keys_public)
-            return fail(err, errlen,
-                        "route.%s.secret: required (or set route.%s.verify = off to accept "
-                        "unsigned deliveries)",
-                        n, n);
         snprintf(key, sizeof(key), "route.%s.secret", n);
         if (rc->secret[0] && check_list(key, "secret", rc->secret, err, errlen) < 0)
             return -1;
@@ -898,7 +892,12 @@ static int check_route(hb_config_t *cfg, size_t i, char *err, size_t errlen)
     if (!s)
         return route_fail(err, errlen, rc, NULL, why[0] ? why : "scheme refused its options");
     int rc_ = 0;
-    if (user && rc->verify && rc->secret[0]) {
+    if (user && rc->verify && !rc->secret[0] && hb_scheme_needs_secret(s))
+        rc_ = fail(err, errlen,
+                   "route.%s.secret: required (or set route.%s.verify = off to accept unsigned "
+                   "deliveries)",
+                   n, n);
+    else if (user && rc->verify && rc->secret[0]) {
         hb_keyset_t *ks = hb_scheme_keyset(s, rc->secret, why, sizeof(why));
         if (!ks)
             rc_ = route_fail(err, errlen, rc, "secret", why[0] ? why : "malformed");

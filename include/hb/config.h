@@ -27,6 +27,8 @@ typedef struct hb_kv {
  * route named "intercom" and keep their meaning. Strings are owned by the
  * config; "" means "not set" where a key has no default of its own. The
  * scheme module (hb/scheme.h) parses and checks the scheme options. */
+#define HB_CONFIG_MAX_ROUTES 64
+
 typedef struct hb_route_cfg {
     char *name;        /* [a-z][a-z0-9_]*, unique */
     char *path;        /* begins with '/', unique across routes */
