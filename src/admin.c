@@ -156,7 +156,7 @@ static json_t *replay_json(hb_sink_t *s)
 }
 
 /* POST /journal/replay?sink=NAME[&from=SEQ&to=SEQ&since_ms=&until_ms=
- * &topic=GLOB&source=ID&dry_run=1] starts a replay (202 + its status);
+ * &topic=GLOB&source=ID&route=NAME&dry_run=1] starts a replay (202 + its status);
  * GET /journal/replay?sink=NAME reports it. */
 static void journal_replay(hb_admin_t *a, struct evhttp_request *req, const char *query,
                            struct evbuffer *b)
@@ -177,7 +177,7 @@ static void journal_replay(hb_admin_t *a, struct evhttp_request *req, const char
     memset(&f, 0, sizeof(f));
     f.to_seq = f.until_ms = UINT64_MAX;
     const char *topic = evhttp_find_header(&q, "topic"), *source = evhttp_find_header(&q, "source");
-    const char *dry = evhttp_find_header(&q, "dry_run");
+    const char *dry = evhttp_find_header(&q, "dry_run"), *route = evhttp_find_header(&q, "route");
     char err[512];
     if (!s) {
         send_error(req, 404, "Not Found", b, "sink=NAME: not a configured sink");
@@ -187,13 +187,15 @@ static void journal_replay(hb_admin_t *a, struct evhttp_request *req, const char
                query_u64(&q, "since_ms", &f.since_ms) < 0 ||
                query_u64(&q, "until_ms", &f.until_ms) < 0 ||
                (topic && strlen(topic) >= sizeof(f.topic_glob)) ||
-               (source && strlen(source) >= sizeof(f.source))) {
+               (source && strlen(source) >= sizeof(f.source)) ||
+               (route && strlen(route) >= sizeof(f.route))) {
         send_error(req, 400, "Bad Request", b,
-                   "from, to, since_ms, until_ms are unsigned numbers; topic and source "
+                   "from, to, since_ms, until_ms are unsigned numbers; topic, source and route "
                    "shorter than 256 bytes");
     } else {
         snprintf(f.topic_glob, sizeof(f.topic_glob), "%s", topic ? topic : "");
         snprintf(f.source, sizeof(f.source), "%s", source ? source : "");
+        snprintf(f.route, sizeof(f.route), "%s", route ? route : "");
         f.dry_run = dry && strcmp(dry, "0") != 0;
         if (hb_sink_replay(s, &f, err, sizeof(err)) < 0) {
             send_error(req, 409, "Conflict", b, err);

@@ -90,7 +90,8 @@ static void usage(FILE *out)
             "                                   a date (2026-11-29) or an age (90s, 15m, 2h, 1d)\n"
             "      --topic GLOB                 topic matches a shell pattern (ping, "
             "contact.*)\n"
-            "      --source ID                  app_id (the workspace) is ID\n"
+            "      --source ID                  the source is ID (Intercom: the app_id)\n"
+            "      --route NAME                 the route is NAME (intercom, github, ...)\n"
             "      --format jsonl|raw           cat: raw prints each body as received\n");
 }
 
@@ -168,24 +169,10 @@ static void cat_record(const hb_record_t *r, void *arg)
         if (fwrite(r->body, 1, r->body_len, stdout) != r->body_len || putchar('\n') == EOF)
             c->write_failed = 1;
     } else {
-        /* the file sink's line: strings NUL-terminated, as in a sink message */
-        char *topic = hb_strndup(r->topic, r->topic_len);
-        char *app_id = r->app_id ? hb_strndup(r->app_id, r->app_id_len) : NULL;
-        char *id = r->id ? hb_strndup(r->id, r->id_len) : NULL;
-        hb_msg_t m = {
-            .seq = r->seq,
-            .received_at_ms = r->received_at_ms,
-            .delivery_attempts = r->delivery_attempts,
-            .topic = topic,
-            .app_id = app_id,
-            .id = id,
-            .body = r->body,
-            .body_len = r->body_len,
-        };
-        hb_jsonl_event(&m, NULL, NULL, &c->line, &c->line_len, &c->line_cap);
-        free(topic);
-        free(app_id);
-        free(id);
+        /* the file sink's line */
+        hb_msg_t *m = hb_msg_from_record(r);
+        hb_jsonl_event(m, NULL, NULL, &c->line, &c->line_len, &c->line_cap);
+        free(m);
         if (fwrite(c->line, 1, c->line_len, stdout) != c->line_len)
             c->write_failed = 1;
     }
@@ -552,6 +539,8 @@ static int cmd_replay(const hb_replay_filter_t *f, const replay_opts_t *o)
         query_add(q, sizeof(q), "topic", f->topic_glob);
     if (f->source[0])
         query_add(q, sizeof(q), "source", f->source);
+    if (f->route[0])
+        query_add(q, sizeof(q), "route", f->route);
     if (o->dry_run)
         query_add(q, sizeof(q), "dry_run", "1");
     snprintf(target, sizeof(target), "/journal/replay?%s", q);
@@ -629,6 +618,7 @@ int hb_cli_journal(int argc, char **argv)
         O_UNTIL,
         O_TOPIC,
         O_SOURCE,
+        O_ROUTE,
         O_FORMAT
     };
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
@@ -639,6 +629,7 @@ int hb_cli_journal(int argc, char **argv)
                                          {"until", required_argument, NULL, O_UNTIL},
                                          {"topic", required_argument, NULL, O_TOPIC},
                                          {"source", required_argument, NULL, O_SOURCE},
+                                         {"route", required_argument, NULL, O_ROUTE},
                                          {"format", required_argument, NULL, O_FORMAT},
                                          {"cut-at", required_argument, NULL, O_CUT},
                                          {"sink", required_argument, NULL, O_SINK},
@@ -725,10 +716,14 @@ int hb_cli_journal(int argc, char **argv)
             }
             break;
         case O_TOPIC:
-        case O_SOURCE: {
-            char *dst = opt == O_TOPIC ? c.f.m.topic_glob : c.f.m.source;
+        case O_SOURCE:
+        case O_ROUTE: {
+            char *dst = opt == O_TOPIC    ? c.f.m.topic_glob
+                        : opt == O_SOURCE ? c.f.m.source
+                                          : c.f.m.route;
             if (strlen(optarg) >= sizeof(c.f.m.source)) {
-                fprintf(stderr, PROG " %s: --topic and --source take under 256 bytes\n", verb);
+                fprintf(stderr, PROG " %s: --topic, --source and --route take under 256 bytes\n",
+                        verb);
                 bad = 1;
             }
             snprintf(dst, sizeof(c.f.m.source), "%s", optarg);

@@ -8,6 +8,8 @@
 #include "hb/utf8.h"
 #include "hb/util.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef struct {
@@ -104,12 +106,37 @@ void hb_jsonl_event(const hb_msg_t *m, const char *sink, const char *error, char
     hb_format_rfc3339(m->received_at_ms, ts, sizeof(ts));
     add(&o, "{\"received_at\":\"");
     add(&o, ts);
-    add(&o, "\",\"app_id\":");
+    /* the Intercom route keeps the line it always had; app_id is its name
+     * for the source */
+    int intercom = hb_msg_is_intercom(m);
+    if (!intercom) {
+        add(&o, "\",\"route\":");
+        add_json_string(&o, m->route);
+        add(&o, ",\"source\":");
+    } else {
+        add(&o, "\",\"app_id\":");
+    }
     add_json_string(&o, m->app_id);
     add(&o, ",\"topic\":");
     add_json_string(&o, m->topic);
     add(&o, ",\"id\":");
     add_json_string(&o, m->id);
+    if (!intercom) {
+        if (m->delivery_attempts >= 0) {
+            char n[48];
+            snprintf(n, sizeof(n), ",\"delivery_attempts\":%" PRId64, m->delivery_attempts);
+            add(&o, n);
+        }
+        add(&o, ",\"headers\":{");
+        for (size_t i = 0; i < m->n_headers; i++) {
+            if (i)
+                add(&o, ",");
+            add_json_string(&o, m->headers[i].name);
+            add(&o, ":");
+            add_json_string(&o, m->headers[i].value);
+        }
+        add(&o, "}");
+    }
     if (sink) {
         add(&o, ",\"sink\":");
         add_json_string(&o, sink);

@@ -16,6 +16,7 @@
 #include "hb/fmacros.h"
 
 #include "hb/sink.h"
+#include "hb/template.h"
 #include "hb/jsonl.h"
 #include "hb/log.h"
 #include "hb/metrics.h"
@@ -138,37 +139,84 @@ static int dead_letter_file(hb_sink_t *s, hb_msg_t *m, const char *reason)
     return rc;
 }
 
-/* One allocation per message: the struct followed by its strings and body. */
-static hb_msg_t *msg_from_record(hb_sink_t *s, const hb_record_t *r)
+void hb_sink_route_templates(const hb_config_t *cfg, hb_msg_t *m)
 {
-    size_t need = sizeof(hb_msg_t) + r->topic_len + 1 + (r->app_id ? r->app_id_len + 1 : 0) +
-                  (r->id ? r->id_len + 1 : 0) + r->body_len + 1;
+    for (size_t i = 0; i < cfg->n_routes; i++) {
+        const hb_route_cfg_t *rc = &cfg->routes[i];
+        if (strcmp(rc->name, m->route) == 0) {
+            m->kafka_topic_tmpl = rc->kafka_topic;
+            m->kafka_key_tmpl = rc->kafka_key;
+            m->redis_stream_tmpl = rc->redis_stream;
+            return;
+        }
+    }
+    if (hb_msg_is_intercom(m)) {
+        m->kafka_topic_tmpl = cfg->kafka_topic;
+        m->kafka_key_tmpl = cfg->kafka_key;
+        m->redis_stream_tmpl = cfg->redis_stream;
+    } else {
+        m->kafka_topic_tmpl = HB_ROUTE_KAFKA_TOPIC;
+        m->kafka_key_tmpl = HB_ROUTE_KAFKA_KEY;
+        m->redis_stream_tmpl = HB_ROUTE_REDIS_STREAM;
+    }
+}
+
+void hb_msg_tmpl_fields(const hb_msg_t *m, hb_tmpl_fields_t *f)
+{
+    f->route = m->route;
+    f->source = m->app_id;
+    f->topic = m->topic;
+    f->id = m->id;
+}
+
+static char *copy_str(char **p, const char *s, size_t len)
+{
+    char *d = *p;
+    memcpy(d, s, len);
+    d[len] = '\0';
+    *p += len + 1;
+    return d;
+}
+
+hb_msg_t *hb_msg_from_record(const hb_record_t *r)
+{
+    size_t need = sizeof(hb_msg_t) + r->n_headers * sizeof(hb_msg_hdr_t) + r->topic_len + 1 +
+                  (r->app_id ? r->app_id_len + 1 : 0) + (r->id ? r->id_len + 1 : 0) + r->route_len +
+                  1 + r->hdr_block_len + r->body_len + 1;
     hb_msg_t *m = hb_calloc(1, need);
-    char *p = (char *)(m + 1);
+    hb_msg_hdr_t *hdrs = (hb_msg_hdr_t *)(m + 1);
+    char *p = (char *)(hdrs + r->n_headers);
     m->seq = r->seq;
     m->received_at_ms = r->received_at_ms;
     m->delivery_attempts = r->delivery_attempts;
-    m->sink = s;
-    memcpy(p, r->topic, r->topic_len);
-    p[r->topic_len] = '\0';
-    m->topic = p;
-    p += r->topic_len + 1;
-    if (r->app_id) {
-        memcpy(p, r->app_id, r->app_id_len);
-        p[r->app_id_len] = '\0';
-        m->app_id = p;
-        p += r->app_id_len + 1;
+    m->topic = copy_str(&p, r->topic, r->topic_len);
+    if (r->app_id)
+        m->app_id = copy_str(&p, r->app_id, r->app_id_len);
+    if (r->id)
+        m->id = copy_str(&p, r->id, r->id_len);
+    m->route = copy_str(&p, r->route, r->route_len);
+    /* each header's name and value take their lengths plus two NULs: the
+     * block's 4 length bytes per header pay for those */
+    size_t pos = 0;
+    hb_record_hdr_t h;
+    while (m->n_headers < r->n_headers && hb_record_hdr_next(r, &pos, &h) == 0) {
+        hdrs[m->n_headers].name = copy_str(&p, h.name, h.name_len);
+        hdrs[m->n_headers].value = copy_str(&p, h.value, h.value_len);
+        m->n_headers++;
     }
-    if (r->id) {
-        memcpy(p, r->id, r->id_len);
-        p[r->id_len] = '\0';
-        m->id = p;
-        p += r->id_len + 1;
-    }
+    m->headers = hdrs;
     memcpy(p, r->body, r->body_len);
     p[r->body_len] = '\0';
     m->body = (unsigned char *)p;
     m->body_len = r->body_len;
+    return m;
+}
+
+static hb_msg_t *msg_from_record(hb_sink_t *s, const hb_record_t *r)
+{
+    hb_msg_t *m = hb_msg_from_record(r);
+    m->sink = s;
+    hb_sink_route_templates(s->cfg, m);
     return m;
 }
 
@@ -345,6 +393,9 @@ int hb_replay_match(const hb_replay_filter_t *f, const hb_record_t *r)
         return 0;
     if (f->source[0] && (!r->app_id || r->app_id_len != strlen(f->source) ||
                          memcmp(r->app_id, f->source, r->app_id_len) != 0))
+        return 0;
+    if (f->route[0] &&
+        (r->route_len != strlen(f->route) || memcmp(r->route, f->route, r->route_len) != 0))
         return 0;
     if (f->topic_glob[0]) {
         char topic[1024];

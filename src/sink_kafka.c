@@ -226,13 +226,20 @@ static hb_sink_result_t classify(rd_kafka_resp_err_t err, hb_msg_t *m)
     return HB_SINK_RETRY;
 }
 
+static void target_topic(const kafka_sink_t *k, const hb_msg_t *m, char *topic, size_t len)
+{
+    hb_tmpl_fields_t f;
+    hb_msg_tmpl_fields(m, &f);
+    hb_template_expand(m->dead_letter ? k->cfg->kafka_dead_letter_topic : m->kafka_topic_tmpl,
+                       HB_TMPL_KAFKA_TOPIC, &f, topic, len);
+}
+
 /* One wording for an error, whether librdkafka refused the produce call or
  * reported it later: the operator reads this in the log and /readyz. */
 static void describe(kafka_sink_t *k, rd_kafka_resp_err_t err, const hb_msg_t *m)
 {
     char topic[256];
-    hb_template_expand(m->dead_letter ? k->cfg->kafka_dead_letter_topic : k->cfg->kafka_topic,
-                       HB_TMPL_KAFKA_TOPIC, m->app_id, m->topic, m->id, topic, sizeof(topic));
+    target_topic(k, m, topic, sizeof(topic));
     if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
         snprintf(k->last_error, sizeof(k->last_error),
                  "topic %s does not exist and the broker does not create it (%s)", topic,
@@ -484,19 +491,30 @@ static void add_header(rd_kafka_headers_t *h, const char *name, const char *v)
 static void produce(kafka_sink_t *k, hb_msg_t *m)
 {
     char topic[256], key[1024], ts[40], attempts[24];
-    hb_template_expand(m->dead_letter ? k->cfg->kafka_dead_letter_topic : k->cfg->kafka_topic,
-                       HB_TMPL_KAFKA_TOPIC, m->app_id, m->topic, m->id, topic, sizeof(topic));
-    size_t klen = hb_template_expand(k->cfg->kafka_key, HB_TMPL_RAW, m->app_id, m->topic, m->id,
-                                     key, sizeof(key));
+    hb_tmpl_fields_t f;
+    hb_msg_tmpl_fields(m, &f);
+    target_topic(k, m, topic, sizeof(topic));
+    size_t klen = hb_template_expand(m->kafka_key_tmpl, HB_TMPL_RAW, &f, key, sizeof(key));
     hb_format_rfc3339(m->received_at_ms, ts, sizeof(ts));
-    rd_kafka_headers_t *h = rd_kafka_headers_new(8);
-    add_header(h, "intercom-topic", m->topic);
-    add_header(h, "intercom-app-id", m->app_id);
-    add_header(h, "intercom-notification-id", m->id);
-    if (m->delivery_attempts >= 0) {
+    rd_kafka_headers_t *h = rd_kafka_headers_new(12 + m->n_headers);
+    if (m->delivery_attempts >= 0)
         snprintf(attempts, sizeof(attempts), "%" PRId64, m->delivery_attempts);
-        add_header(h, "intercom-delivery-attempts", attempts);
+    if (hb_msg_is_intercom(m)) {
+        add_header(h, "intercom-topic", m->topic);
+        add_header(h, "intercom-app-id", m->app_id);
+        add_header(h, "intercom-notification-id", m->id);
+        if (m->delivery_attempts >= 0)
+            add_header(h, "intercom-delivery-attempts", attempts);
+    } else if (m->delivery_attempts >= 0) {
+        add_header(h, "hookbridge-delivery-attempts", attempts);
     }
+    /* the same names on every route, so one consumer reads them all */
+    add_header(h, "hookbridge-route", m->route ? m->route : HB_RECORD_DEFAULT_ROUTE);
+    add_header(h, "hookbridge-topic", m->topic);
+    add_header(h, "hookbridge-id", m->id);
+    add_header(h, "hookbridge-source", m->app_id);
+    for (size_t i = 0; i < m->n_headers; i++)
+        add_header(h, m->headers[i].name, m->headers[i].value);
     add_header(h, "hookbridge-received-at", ts);
     add_header(h, "content-type", "application/json");
     if (m->dead_letter)

@@ -531,12 +531,15 @@ static void redis_publish(void *state, hb_msg_t *m)
         hb_sink_done(m, HB_SINK_RETRY, r->why);
         return;
     }
-    char key[1024], ts[40], maxlen[24];
-    size_t klen = hb_template_expand(r->cfg->redis_stream, HB_TMPL_REDIS_KEY, m->app_id, m->topic,
-                                     m->id, key, sizeof(key));
+    char key[1024], ts[40], maxlen[24], attempts[24];
+    hb_tmpl_fields_t f;
+    hb_msg_tmpl_fields(m, &f);
+    size_t klen = hb_template_expand(m->redis_stream_tmpl, HB_TMPL_REDIS_KEY, &f, key, sizeof(key));
     hb_format_rfc3339(m->received_at_ms, ts, sizeof(ts));
-    const char *argv[20]; /* XADD key MAXLEN ~ n * and 6 field-value pairs */
-    size_t lens[20];
+    int intercom = hb_msg_is_intercom(m);
+    /* XADD key MAXLEN ~ n *, up to 8 field-value pairs, and the headers */
+    const char *argv[24 + 2 * HB_SINK_MAX_HEADERS];
+    size_t lens[24 + 2 * HB_SINK_MAX_HEADERS];
     int n = 0;
 #define ARG(s, l) (argv[n] = (s), lens[n] = (l), n++)
 #define STR(s) ARG((s), strlen(s))
@@ -553,10 +556,25 @@ static void redis_publish(void *state, hb_msg_t *m)
     STR(m->id ? m->id : "");
     STR("topic");
     STR(m->topic);
-    STR("app_id");
+    /* the Intercom route keeps the fields it always had; app_id is its
+     * name for the source */
+    STR(intercom ? "app_id" : "source");
     STR(m->app_id ? m->app_id : "");
+    if (!intercom) {
+        STR("route");
+        STR(m->route);
+        if (m->delivery_attempts >= 0) {
+            snprintf(attempts, sizeof(attempts), "%" PRId64, m->delivery_attempts);
+            STR("delivery_attempts");
+            STR(attempts);
+        }
+    }
     STR("received_at");
     STR(ts);
+    for (size_t i = 0; i < m->n_headers && i < HB_SINK_MAX_HEADERS; i++) {
+        STR(m->headers[i].name);
+        STR(m->headers[i].value);
+    }
     if (m->replay) {
         STR("replay");
         STR("1");

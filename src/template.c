@@ -10,13 +10,19 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const names[] = {"app_id", "workspace", "topic", "id"};
+typedef enum { PH_SOURCE, PH_ROUTE, PH_TOPIC, PH_ID } ph_t;
+
+static const struct {
+    const char *name;
+    ph_t field;
+} names[] = {{"source", PH_SOURCE}, {"app_id", PH_SOURCE}, {"workspace", PH_SOURCE},
+             {"route", PH_ROUTE},   {"topic", PH_TOPIC},   {"id", PH_ID}};
 
 static int placeholder(const char *p, size_t len)
 {
-    for (int i = 0; i < 4; i++)
-        if (strlen(names[i]) == len && strncmp(p, names[i], len) == 0)
-            return i;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strlen(names[i].name) == len && strncmp(p, names[i].name, len) == 0)
+            return (int)names[i].field;
     return -1;
 }
 
@@ -36,8 +42,8 @@ int hb_template_check(const char *tmpl, char *err, size_t errlen)
         }
         if (placeholder(p + 1, (size_t)(end - p - 1)) < 0) {
             snprintf(err, errlen,
-                     "unknown placeholder {%.*s} (use {app_id}, {workspace}, "
-                     "{topic}, {id})",
+                     "unknown placeholder {%.*s} (use {route}, {source}, {topic}, {id}; "
+                     "{app_id} and {workspace} are {source})",
                      (int)(end - p - 1), p + 1);
             return -1;
         }
@@ -64,8 +70,8 @@ static char clean(char c, hb_tmpl_kind_t kind)
     return c;
 }
 
-size_t hb_template_expand(const char *tmpl, hb_tmpl_kind_t kind, const char *app_id,
-                          const char *topic, const char *id, char *out, size_t outlen)
+size_t hb_template_expand(const char *tmpl, hb_tmpl_kind_t kind, const hb_tmpl_fields_t *f,
+                          char *out, size_t outlen)
 {
     size_t n = 0, cap = outlen ? outlen - 1 : 0;
     if (kind == HB_TMPL_KAFKA_TOPIC && cap > 249)
@@ -77,7 +83,10 @@ size_t hb_template_expand(const char *tmpl, hb_tmpl_kind_t kind, const char *app
             out[n++] = clean(*p, kind);
             continue;
         }
-        const char *v = ph <= 1 ? app_id : ph == 2 ? topic : id;
+        const char *v = ph == PH_SOURCE  ? f->source
+                        : ph == PH_ROUTE ? f->route
+                        : ph == PH_TOPIC ? f->topic
+                                         : f->id;
         if (!v || !*v)
             v = "_";
         for (; *v && n < cap; v++)

@@ -2,6 +2,10 @@
  * file:
  *   {"received_at":...,"app_id":...,"topic":...,"id":...[,"sink":...,
  *    "error":...],"payload":<raw body>}\n
+ * and, on a route other than "intercom":
+ *   {"received_at":...,"route":...,"source":...,"topic":...,"id":...
+ *    [,"delivery_attempts":n],"headers":{<forwarded>}[,"sink":...,"error":...],
+ *    "payload":<raw body>}\n
  * The payload is the raw body with each CR or LF byte replaced by a space:
  * JSON strings cannot hold raw CR/LF, so those bytes are insignificant
  * whitespace and the JSON value (and the length) is unchanged. Pure. */

@@ -17,23 +17,37 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "hb/config.h"
 #include "hb/journal.h"
 #include "hb/metrics.h"
+#include "hb/record.h"
 
 struct event_base;
 typedef struct hb_sink hb_sink_t;
+
+#define HB_SINK_MAX_HEADERS 16 /* forwarded provider headers a sink writes, at most */
+
+typedef struct hb_msg_hdr {
+    const char *name; /* lower-case, NUL-terminated */
+    const char *value;
+} hb_msg_hdr_t;
 
 typedef struct hb_msg {
     uint64_t seq;
     uint64_t received_at_ms;
     int64_t delivery_attempts; /* -1 when absent */
     const char *topic;         /* NUL-terminated */
-    const char *app_id;        /* NULL when absent */
+    const char *app_id;        /* the source (tenant); NULL when absent */
     const char *id;            /* NULL when absent */
     const unsigned char *body; /* raw bytes as received */
     size_t body_len;
+    const char *route; /* "intercom" for today's endpoint and old records; NULL = "intercom" */
+    const hb_msg_hdr_t *headers; /* the provider's forwarded headers */
+    size_t n_headers;
+    /* the route's templates (see hb_sink_route_templates) */
+    const char *kafka_topic_tmpl, *kafka_key_tmpl, *redis_stream_tmpl;
     struct hb_msg *impl_next; /* free for the sink implementation's own lists */
     int impl_status;          /* likewise */
     int impl_flags;           /* likewise */
@@ -53,6 +67,30 @@ typedef struct hb_msg {
     int attempts;
     int acked;
 } hb_msg_t;
+
+/* Defaults of a route's templates (and the templates of records whose
+ * route is no longer configured, other than "intercom", which falls back to
+ * the global kafka.topic, kafka.key and redis.stream). */
+#define HB_ROUTE_KAFKA_TOPIC "{route}.{topic}"
+#define HB_ROUTE_KAFKA_KEY "{source}"
+#define HB_ROUTE_REDIS_STREAM "{route}:{source}:{topic}"
+
+/* The Intercom route keeps the message shape it had before routes. */
+static inline int hb_msg_is_intercom(const hb_msg_t *m)
+{
+    return !m->route || strcmp(m->route, HB_RECORD_DEFAULT_ROUTE) == 0;
+}
+
+/* A message for a decoded record: one allocation (the struct, the header
+ * array, the strings and the body), released with free(); no sink and no
+ * templates set. */
+hb_msg_t *hb_msg_from_record(const hb_record_t *r);
+
+/* Set m's templates from its route's configuration in cfg. */
+void hb_sink_route_templates(const hb_config_t *cfg, hb_msg_t *m);
+/* The fields m's templates expand. */
+struct hb_tmpl_fields;
+void hb_msg_tmpl_fields(const hb_msg_t *m, struct hb_tmpl_fields *f);
 
 typedef enum {
     HB_SINK_OK = 0, /* durably accepted by the destination */
@@ -117,10 +155,12 @@ typedef struct hb_replay_filter {
     uint64_t from_seq, to_seq;   /* inclusive */
     uint64_t since_ms, until_ms; /* received_at: since inclusive, until exclusive */
     char topic_glob[256];        /* "" = any topic; else a shell pattern */
-    char source[256];            /* "" = any app_id */
+    char source[256];            /* "" = any source (Intercom's app_id) */
+    char route[256];             /* "" = any route */
     int dry_run;                 /* count the matches, publish nothing */
 } hb_replay_filter_t;
-/* 1 when r is in the filter's range and matches its topic and source. */
+/* 1 when r is in the filter's range and matches its topic, source and
+ * route. */
 int hb_replay_match(const hb_replay_filter_t *f, const hb_record_t *r);
 
 typedef struct hb_replay_status {

@@ -1,6 +1,7 @@
 /* Templates for Kafka topics and keys and Redis stream keys: literal text
- * with {app_id} (alias {workspace}), {topic} and {id}. A field that is
- * missing or null expands to "_". Pure functions, any thread. */
+ * with {route}, {source} (the tenant; {app_id} and {workspace} are its
+ * Intercom names), {topic} and {id}. A field that is missing or null
+ * expands to "_". Pure functions, any thread. */
 #ifndef HB_TEMPLATE_H
 #define HB_TEMPLATE_H
 
@@ -15,9 +16,17 @@ typedef enum {
 /* 0 if every {placeholder} is known, else -1 with the reason. */
 int hb_template_check(const char *tmpl, char *err, size_t errlen);
 
+/* The values a template refers to; NULL when absent. */
+typedef struct hb_tmpl_fields {
+    const char *route;
+    const char *source;
+    const char *topic;
+    const char *id;
+} hb_tmpl_fields_t;
+
 /* Expand into out (always NUL-terminated, truncated to outlen-1; for Kafka
  * topics to 249). Returns the length written. */
-size_t hb_template_expand(const char *tmpl, hb_tmpl_kind_t kind, const char *app_id,
-                          const char *topic, const char *id, char *out, size_t outlen);
+size_t hb_template_expand(const char *tmpl, hb_tmpl_kind_t kind, const hb_tmpl_fields_t *f,
+                          char *out, size_t outlen);
 
 #endif

@@ -69,8 +69,53 @@ static void check(const char *what, const char *s, int utf8)
     free(buf);
 }
 
+/* A route other than Intercom names itself and its source, and carries
+ * the forwarded headers; the Intercom route's line keeps its old keys. */
+static void check_route(void)
+{
+    static const unsigned char body[] = "{\"action\":\"opened\"}";
+    hb_msg_hdr_t h[] = {{"x-github-event", "issues"}, {"x-github-delivery", "72d3\"162e"}};
+    hb_msg_t m = {.received_at_ms = 1764400000123,
+                  .topic = "issues.opened",
+                  .app_id = "octo/hello",
+                  .id = "72d3162e",
+                  .route = "github",
+                  .headers = h,
+                  .n_headers = 2,
+                  .delivery_attempts = 2,
+                  .body = body,
+                  .body_len = sizeof(body) - 1};
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    hb_jsonl_event(&m, NULL, NULL, &buf, &len, &cap);
+    json_error_t err;
+    json_t *line = json_loadb(buf, len, 0, &err);
+    ok(line != NULL, "route line is valid JSON (%s)", line ? "ok" : err.text);
+    is_str(field_text(line, "route"), "github", "route");
+    is_str(field_text(line, "source"), "octo/hello", "source");
+    is_str(field_text(line, "app_id"), "(missing)", "no app_id key on another route");
+    is_str(field_text(line, "topic"), "issues.opened", "topic");
+    ok(json_integer_value(json_object_get(line, "delivery_attempts")) == 2, "delivery_attempts");
+    json_t *hs = json_object_get(line, "headers");
+    ok(json_object_size(hs) == 2, "two headers");
+    is_str(field_text(hs, "x-github-delivery"), "72d3\"162e", "header value escaped");
+    is_str(json_string_value(json_object_get(json_object_get(line, "payload"), "action")), "opened",
+           "payload");
+    json_decref(line);
+
+    len = 0;
+    m.route = "intercom";
+    hb_jsonl_event(&m, NULL, NULL, &buf, &len, &cap);
+    line = json_loadb(buf, len, 0, &err);
+    ok(line && json_object_size(line) == 5 && json_object_get(line, "app_id"),
+       "the Intercom route's line keeps its five keys");
+    json_decref(line);
+    free(buf);
+}
+
 int main(void)
 {
+    check_route();
     check("plain ASCII", "conversation.user.created", 1);
     check("empty string", "", 1);
     check("quote, backslash, slash", "a\"b\\c/d", 1);
