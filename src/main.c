@@ -117,9 +117,10 @@ static void usage(FILE *out)
 {
     fprintf(out, "Usage: hookbridge [-c|--config FILE] [--check-config] [--health] [--version] "
                  "[--help]\n\n"
-                 "Receives Intercom webhooks over HTTPS, verifies X-Hub-Signature, makes each\n"
-                 "delivery durable in a local journal, answers 200, and publishes it to Kafka,\n"
-                 "Redis Streams and/or a JSON-lines file.\n\n"
+                 "Receives webhooks over HTTPS (Intercom, and on routes GitHub, Stripe, Shopify,\n"
+                 "Slack, Standard Webhooks or any HMAC scheme), verifies each signature, makes\n"
+                 "each delivery durable in a local journal, answers 200, and publishes it to\n"
+                 "Kafka, Redis Streams and/or a JSON-lines file.\n\n"
                  "  -c, --config FILE   read configuration from FILE (key = value lines)\n"
                  "      --check-config  validate the configuration and exit 0 or 1\n"
                  "      --health        ask the running instance's /healthz on admin.listen\n"
