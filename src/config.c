@@ -843,6 +843,18 @@ static int route_fail(char *err, size_t errlen, const hb_route_cfg_t *rc, const 
     return fail(err, errlen, "%s%s%s: %s", prefix, key ? "." : "", key ? key : "", why);
 }
 
+/* A path as a request line carries it and the gate matches it: visible
+ * ASCII (no blank, no control character), no query or fragment. */
+static int path_ok(const char *p)
+{
+    if (p[0] != '/')
+        return 0;
+    for (; *p; p++)
+        if (*p <= ' ' || *p > '~' || *p == '?' || *p == '#')
+            return 0;
+    return 1;
+}
+
 /* Route i against its own rules and the routes before it. The Intercom
  * route's own keys are checked by hb_config_finish under their names. */
 static int check_route(hb_config_t *cfg, size_t i, char *err, size_t errlen)
@@ -851,14 +863,13 @@ static int check_route(hb_config_t *cfg, size_t i, char *err, size_t errlen)
     const char *n = rc->name;
     int user = strcmp(n, HB_RECORD_DEFAULT_ROUTE) != 0;
     char why[256] = "", key[160];
+    snprintf(key, sizeof(key), user ? "route.%s.path" : "intercom.path", n);
+    if (user && !rc->path[0])
+        return fail(err, errlen, "%s: required", key);
+    if (!path_ok(rc->path))
+        return fail(err, errlen,
+                    "%s: must start with '/' and hold only visible ASCII, no '?' or '#'", key);
     if (user) {
-        if (!rc->path[0])
-            return fail(err, errlen, "route.%s.path: required", n);
-        if (rc->path[0] != '/' || strpbrk(rc->path, "?# \t"))
-            return fail(err, errlen,
-                        "route.%s.path: must start with '/' and hold no '?', '#' or "
-                        "blank",
-                        n);
         if (!rc->scheme[0] && !enum_has(SCHEMES, n))
             return fail(err, errlen, "route.%s.scheme: required (one of %s)", n, SCHEMES);
         if (!rc->scheme[0])

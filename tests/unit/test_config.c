@@ -671,6 +671,9 @@ static void test_routes(void)
         {"route.github.kafka.topic = x.{nope}\n", "route.github.kafka.topic", "nope"},
         {"route.github.secret = g\n", "route.github.path", "required"},
         {"route.github.path = gh\nroute.github.secret = g\n", "route.github.path", "'/'"},
+        {"route.github.path = /a b\nroute.github.secret = g\n", "route.github.path", "ASCII"},
+        {"route.github.path = /a?b=1\nroute.github.secret = g\n", "route.github.path", "'?'"},
+        {"intercom.path = /hooks?x\n", "intercom.path", "'?'"},
         {"route.github.path = /webhooks/intercom\nroute.github.secret = g\n", "route.github.path",
          "Intercom"},
         {"route.a.path = /x\nroute.a.scheme = github\nroute.a.secret = g\n"
