@@ -362,6 +362,9 @@ class RouteOptions(RoutesCase):
         nid = uid("big")
         self.assertAccepted(b.post_signed(notification(nid, pad=2000)))
         self.assertRegex(b.log_text(), r"413 to \S+ on route shopify: body too large")
+        # the gate's refusal is counted under the route whose path it was for
+        self.assertEqual(metric_sum(b.metrics(), "hookbridge_requests_total", route="shopify",
+                                    status="413"), 1)
 
     def test_allow_ips_guards_the_intercom_route_only(self):
         b = self.start_bridge(**{"intercom.allow_ips": "10.0.0.0/8"}, **route_config())
