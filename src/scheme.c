@@ -203,7 +203,11 @@ hb_scheme_status_t hb_scheme_read(const hb_scheme_t *s, hb_keyctx_t *kc, int ver
                                   const hb_headers_t *h, const unsigned char *body, size_t len,
                                   int64_t now_s, hb_delivery_t *d, char *why, size_t whylen)
 {
-    memset(d, 0, sizeof(*d));
+    /* not the envelope's inline buffer: the scanner sets what it uses */
+    memset(d, 0, offsetof(hb_delivery_t, env));
+    d->env.heap = 0;
+    d->json = NULL;
+    d->n_heap = 0;
     d->delivery_attempts = d->created_at = -1;
     if (whylen)
         why[0] = '\0';
@@ -213,7 +217,7 @@ hb_scheme_status_t hb_scheme_read(const hb_scheme_t *s, hb_keyctx_t *kc, int ver
     if (st == HB_SCHEME_OK && s->ops->json)
         st = hb_scheme_json(d, body, len, why, whylen);
     if (st == HB_SCHEME_OK)
-        st = s->ops->fields(s, h, body, len, now_s, d, why, whylen);
+        st = s->ops->fields(s, verify, h, body, len, now_s, d, why, whylen);
     if (st == HB_SCHEME_OK && !d->topic) { /* every provider checks; never journal one */
         snprintf(why, whylen, "no topic in the delivery");
         st = HB_SCHEME_BAD_REQUEST;
@@ -222,9 +226,12 @@ hb_scheme_status_t hb_scheme_read(const hb_scheme_t *s, hb_keyctx_t *kc, int ver
         hb_delivery_clear(d);
         return st;
     }
-    d->id_len = d->id ? strlen(d->id) : 0;
-    d->topic_len = d->topic ? strlen(d->topic) : 0;
-    d->source_len = d->source ? strlen(d->source) : 0;
+    if (d->id && !d->id_len) /* providers that know the lengths set them */
+        d->id_len = strlen(d->id);
+    if (d->topic && !d->topic_len)
+        d->topic_len = strlen(d->topic);
+    if (d->source && !d->source_len)
+        d->source_len = strlen(d->source);
     return st;
 }
 
@@ -244,9 +251,19 @@ int hb_scheme_sign(const hb_scheme_t *s, const char *secret, const unsigned char
                    int64_t now_s, const char *id, char out[][2][256], size_t max)
 {
     unsigned char key[MAX_SECRET];
-    int k =
-        secret && s->ops->sign ? decode_secret(s, secret, strlen(secret), key, sizeof(key)) : -1;
-    int n = k < 0 ? -1 : s->ops->sign(s, key, (size_t)k, body, len, now_s, id, out, max);
+    int k = secret ? decode_secret(s, secret, strlen(secret), key, sizeof(key)) : -1;
+    int n = -1;
+    if (k >= 0 && s->ops->body_sig.digest) {
+        char sig[129];
+        hb_span_t part = {body, len};
+        hb_mac_text(s->ops->body_sig.digest, key, (size_t)k, &part, 1, s->ops->body_sig.base64,
+                    sig);
+        n = hb_sign_put(out, max, 0, s->ops->body_sig.header, "%s%s", s->ops->body_sig.prefix, sig);
+        if (id && s->ops->body_sig.id_header)
+            n = hb_sign_put(out, max, n, s->ops->body_sig.id_header, "%s", id);
+    } else if (k >= 0 && s->ops->sign) {
+        n = s->ops->sign(s, key, (size_t)k, body, len, now_s, id, out, max);
+    }
     OPENSSL_cleanse(key, sizeof(key));
     return n;
 }
@@ -396,7 +413,8 @@ hb_scheme_status_t hb_scheme_json(hb_delivery_t *d, const unsigned char *body, s
     json_error_t e;
     json_t *j = json_loadb((const char *)body, len, JSON_ALLOW_NUL, &e);
     if (!j) {
-        snprintf(why, whylen, "body is not valid JSON (byte %d: %s)", e.position, e.text);
+        /* not e.text: jansson quotes the body there ("near '...'") */
+        snprintf(why, whylen, "body is not valid JSON (at byte %d)", e.position);
         return HB_SCHEME_BAD_REQUEST;
     }
     if (!json_is_object(j)) {

@@ -42,6 +42,10 @@ static hb_scheme_status_t github_verify(const hb_scheme_t *s, hb_keyctx_t *kc,
                                           "X-Hub-Signature-256 matches no configured secret");
         return HB_SCHEME_OK;
     }
+    if (!sig1 && !s->rc->allow_sha1 && hb_scheme_header(h, "X-Hub-Signature"))
+        return hb_scheme_unauthorized(why, whylen,
+                                      "X-Hub-Signature-256 missing (SHA-1 X-Hub-Signature is "
+                                      "accepted only with allow_sha1)");
     if (!sig1)
         return hb_scheme_unauthorized(why, whylen, "X-Hub-Signature-256 missing");
     if (hb_sig_hex(sig1, "sha1=", want, 20) != 0)
@@ -59,7 +63,7 @@ static const char *const forwarded[] = {
     "x-github-hook-installation-target-type",
 };
 
-static hb_scheme_status_t github_fields(const hb_scheme_t *s, const hb_headers_t *h,
+static hb_scheme_status_t github_fields(const hb_scheme_t *s, int verified, const hb_headers_t *h,
                                         const unsigned char *body, size_t len, int64_t now_s,
                                         hb_delivery_t *d, char *why, size_t whylen)
 {
@@ -71,9 +75,9 @@ static hb_scheme_status_t github_fields(const hb_scheme_t *s, const hb_headers_t
     json_t *action = json_object_get(d->json, "action");
     const char *a = json_is_string(action) ? hb_json_text(d, action) : NULL;
     if (a && *a) {
-        char topic[512];
-        int n = snprintf(topic, sizeof(topic), "%s.%s", event, a);
-        d->topic = hb_delivery_keep(d, topic, n < (int)sizeof(topic) ? (size_t)n : 0);
+        char topic[512]; /* cut there: a topic, not a payload */
+        snprintf(topic, sizeof(topic), "%s.%s", event, a);
+        d->topic = hb_delivery_keep(d, topic, strlen(topic));
     } else {
         d->topic = hb_delivery_keep(d, event, strlen(event));
     }
@@ -89,19 +93,6 @@ static hb_scheme_status_t github_fields(const hb_scheme_t *s, const hb_headers_t
     return HB_SCHEME_OK;
 }
 
-static int github_sign(const hb_scheme_t *s, const unsigned char *key, size_t keylen,
-                       const unsigned char *body, size_t len, int64_t now_s, const char *id,
-                       char out[][2][256], size_t max)
-{
-    char hex[129];
-    hb_span_t part = {body, len};
-    hb_mac_text("SHA256", key, keylen, &part, 1, 0, hex);
-    int n = hb_sign_put(out, max, 0, "X-Hub-Signature-256", "sha256=%s", hex);
-    if (id)
-        n = hb_sign_put(out, max, n, "X-GitHub-Delivery", "%s", id);
-    return n;
-}
-
 const hb_scheme_ops_t hb_scheme_github = {
     .name = "github",
     .options = HB_OPT_ALLOW_SHA1,
@@ -109,5 +100,5 @@ const hb_scheme_ops_t hb_scheme_github = {
     .verify = github_verify,
     .json = 1,
     .fields = github_fields,
-    .sign = github_sign,
+    .body_sig = {"SHA256", 0, "X-Hub-Signature-256", "sha256=", "X-GitHub-Delivery"},
 };

@@ -184,12 +184,12 @@ static hb_scheme_status_t hmac_verify(const hb_scheme_t *s, hb_keyctx_t *kc, con
     return HB_SCHEME_OK;
 }
 
-static hb_scheme_status_t hmac_fields(const hb_scheme_t *s, const hb_headers_t *h,
+static hb_scheme_status_t hmac_fields(const hb_scheme_t *s, int verified, const hb_headers_t *h,
                                       const unsigned char *body, size_t len, int64_t now_s,
                                       hb_delivery_t *d, char *why, size_t whylen)
 {
     hb_scheme_status_t st;
-    if (s->timestamp.kind != HB_FIELD_NONE) {
+    if (verified && s->timestamp.kind != HB_FIELD_NONE) {
         const char *t = hb_field_get(&s->timestamp, h, d);
         int64_t ts = t ? hb_parse_seconds(t, strlen(t)) : -1;
         if (ts < 0)

@@ -75,11 +75,20 @@ struct hb_scheme_ops {
                                  const unsigned char *body, size_t len, int64_t now_s, char *why,
                                  size_t whylen);
     int json; /* parse the body into d->json (an object) before fields */
-    /* read id, topic, source... into d (zeroed); OK, HANDSHAKE or BAD_REQUEST */
-    hb_scheme_status_t (*fields)(const hb_scheme_t *s, const hb_headers_t *h,
+    /* read id, topic, source... into d (zeroed); OK, HANDSHAKE or
+     * BAD_REQUEST (UNAUTHORIZED: a replay window only readable from the
+     * body, checked when `verified`) */
+    hb_scheme_status_t (*fields)(const hb_scheme_t *s, int verified, const hb_headers_t *h,
                                  const unsigned char *body, size_t len, int64_t now_s,
                                  hb_delivery_t *d, char *why, size_t whylen);
-    /* headers a sender sends, key already decoded; NULL: cannot sign */
+    /* schemes that sign the body alone: how, for hb_scheme_sign */
+    struct {
+        const char *digest; /* NULL: use sign */
+        int base64;
+        const char *header, *prefix;
+        const char *id_header; /* carries hb_scheme_sign's id; NULL: none */
+    } body_sig;
+    /* headers a sender sends, key already decoded (when body_sig does not say) */
     int (*sign)(const hb_scheme_t *s, const unsigned char *key, size_t keylen,
                 const unsigned char *body, size_t len, int64_t now_s, const char *id,
                 char out[][2][256], size_t max);

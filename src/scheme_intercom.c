@@ -28,7 +28,7 @@ static hb_scheme_status_t intercom_verify(const hb_scheme_t *s, hb_keyctx_t *kc,
     return HB_SCHEME_OK;
 }
 
-static hb_scheme_status_t intercom_fields(const hb_scheme_t *s, const hb_headers_t *h,
+static hb_scheme_status_t intercom_fields(const hb_scheme_t *s, int verified, const hb_headers_t *h,
                                           const unsigned char *body, size_t len, int64_t now_s,
                                           hb_delivery_t *d, char *why, size_t whylen)
 {
@@ -37,19 +37,12 @@ static hb_scheme_status_t intercom_fields(const hb_scheme_t *s, const hb_headers
     d->id = d->env.id;
     d->topic = d->env.topic;
     d->source = d->env.app_id;
+    d->id_len = d->env.id_len;
+    d->topic_len = d->env.topic_len;
+    d->source_len = d->env.app_id_len;
     d->delivery_attempts = d->env.delivery_attempts;
     d->created_at = d->env.created_at;
     return HB_SCHEME_OK;
-}
-
-static int intercom_sign(const hb_scheme_t *s, const unsigned char *key, size_t keylen,
-                         const unsigned char *body, size_t len, int64_t now_s, const char *id,
-                         char out[][2][256], size_t max)
-{
-    char hex[129];
-    hb_span_t part = {body, len};
-    hb_mac_text("SHA1", key, keylen, &part, 1, 0, hex);
-    return hb_sign_put(out, max, 0, "X-Hub-Signature", "sha1=%s", hex);
 }
 
 const hb_scheme_ops_t hb_scheme_intercom = {
@@ -57,5 +50,5 @@ const hb_scheme_ops_t hb_scheme_intercom = {
     .init = intercom_init,
     .verify = intercom_verify,
     .fields = intercom_fields,
-    .sign = intercom_sign,
+    .body_sig = {"SHA1", 0, "X-Hub-Signature", "sha1=", NULL},
 };

@@ -47,7 +47,7 @@ static const char *forwarded_value(const hb_delivery_t *d, const char *name)
     return NULL;
 }
 
-static hb_scheme_status_t shopify_fields(const hb_scheme_t *s, const hb_headers_t *h,
+static hb_scheme_status_t shopify_fields(const hb_scheme_t *s, int verified, const hb_headers_t *h,
                                          const unsigned char *body, size_t len, int64_t now_s,
                                          hb_delivery_t *d, char *why, size_t whylen)
 {
@@ -63,23 +63,10 @@ static hb_scheme_status_t shopify_fields(const hb_scheme_t *s, const hb_headers_
     return HB_SCHEME_OK;
 }
 
-static int shopify_sign(const hb_scheme_t *s, const unsigned char *key, size_t keylen,
-                        const unsigned char *body, size_t len, int64_t now_s, const char *id,
-                        char out[][2][256], size_t max)
-{
-    char b64[129];
-    hb_span_t part = {body, len};
-    hb_mac_text("SHA256", key, keylen, &part, 1, 1, b64);
-    int n = hb_sign_put(out, max, 0, "X-Shopify-Hmac-SHA256", "%s", b64);
-    if (id)
-        n = hb_sign_put(out, max, n, "X-Shopify-Webhook-Id", "%s", id);
-    return n;
-}
-
 const hb_scheme_ops_t hb_scheme_shopify = {
     .name = "shopify",
     .verify = shopify_verify,
     .json = 1,
     .fields = shopify_fields,
-    .sign = shopify_sign,
+    .body_sig = {"SHA256", 1, "X-Shopify-Hmac-SHA256", "", "X-Shopify-Webhook-Id"},
 };

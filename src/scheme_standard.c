@@ -133,7 +133,7 @@ static hb_scheme_status_t standard_verify(const hb_scheme_t *s, hb_keyctx_t *kc,
     return hb_scheme_window(s, ts, now_s, why, whylen);
 }
 
-static hb_scheme_status_t standard_fields(const hb_scheme_t *s, const hb_headers_t *h,
+static hb_scheme_status_t standard_fields(const hb_scheme_t *s, int verified, const hb_headers_t *h,
                                           const unsigned char *body, size_t len, int64_t now_s,
                                           hb_delivery_t *d, char *why, size_t whylen)
 {

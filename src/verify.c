@@ -1,8 +1,10 @@
-/* Signature schemes. See include/hb/verify.h.
+/* Key sets, key contexts and HMAC matching. See include/hb/verify.h; the
+ * providers' header formats are in src/scheme_*.c.
  *
- * The header is decoded to raw bytes first and compared with CRYPTO_memcmp
- * against the HMAC of every configured secret, without stopping at the
- * first match, so timing does not reveal which secret (or how much of the
+ * A signature is decoded to raw bytes first and compared with
+ * CRYPTO_memcmp against the HMAC of every configured secret (and every
+ * candidate signature in the header), without stopping at the first
+ * match, so timing does not reveal which secret (or how much of the
  * digest) matched.
  *
  * Cost per request: OpenSSL 3's one-shot HMAC() fetches the algorithm and

@@ -22,7 +22,11 @@
  *
  * Everything a client sends is untrusted: verification is constant-time in
  * the secret, every configured secret is tried, and the body is looked at
- * only after the signature matched. */
+ * only after the signature matched. Timestamped schemes (stripe, slack,
+ * standard, hmac with timestamp_field) refuse a timestamp more than
+ * rc->tolerance_ms away from now, past or future; tolerance_ms <= 0 means
+ * the providers' 300 s. Every scheme but intercom wants the body to be a
+ * JSON object (400 otherwise) and reads it with jansson once verified. */
 #ifndef HB_SCHEME_H
 #define HB_SCHEME_H
 
@@ -35,10 +39,14 @@
 
 typedef struct hb_scheme hb_scheme_t;
 
-/* Build the scheme named rc->scheme with rc's options; NULL with the
- * reason in err ("route.<name>.<key>: why") when an option is missing,
- * unknown to that scheme's needs or malformed. Does not read rc->secret
- * (see hb_scheme_keyset). rc must outlive the scheme. */
+/* Build the scheme named rc->scheme (NULL or "" = intercom) with rc's
+ * options; NULL with the reason in err ("route.<name>.<key>: why") when an
+ * option is missing, malformed, or set (non-NULL, non-empty; allow_sha1
+ * non-zero) on a scheme that does not read it. Which scheme reads which:
+ * github allow_sha1; standard public_key, id_field, topic_field,
+ * source_field; hmac header, algorithm, encoding, prefix, signed_payload,
+ * id_field, topic_field, source_field, timestamp_field. Does not read
+ * rc->secret (see hb_scheme_keyset). rc must outlive the scheme. */
 hb_scheme_t *hb_scheme_new(const hb_route_cfg_t *rc, char *err, size_t errlen);
 void hb_scheme_free(hb_scheme_t *s);
 const char *hb_scheme_name(const hb_scheme_t *s); /* "github", ... */
@@ -48,8 +56,10 @@ const char *hb_scheme_name(const hb_scheme_t *s); /* "github", ... */
 int hb_scheme_needs_secret(const hb_scheme_t *s);
 
 /* The key set for this scheme from a comma list of secrets, decoded as the
- * scheme wants (standard: "whsec_" + base64). NULL with the reason in err
- * if an entry is malformed or the list is empty. The caller owns it. */
+ * scheme wants (standard: "whsec_" + base64, the prefix optional; the
+ * others: the bytes as given, Stripe's "whsec_..." included). NULL with the
+ * reason in err ("route.<name>.secret: ...", never the secret) if an entry
+ * is malformed or the list is empty. The caller owns it. */
 hb_keyset_t *hb_scheme_keyset(const hb_scheme_t *s, const char *secrets, char *err, size_t errlen);
 /* One thread's prepared HMAC contexts for ks (ks may be NULL: then only a
  * standard route's v1a signatures can verify). Free with hb_keyctx_free. */
@@ -102,12 +112,16 @@ typedef enum {
     HB_SCHEME_BAD_REQUEST   /* 400: verified but the body or a required field is unusable */
 } hb_scheme_status_t;
 
-/* Verify the delivery (skipped when kc is NULL and the route has verify =
- * off; kc NULL with verify on never verifies), check the replay window
- * against now_s (Unix seconds), then read its fields into d. On anything
- * but OK/HANDSHAKE d holds nothing and why has a client-safe reason (never
- * a secret or a computed digest), e.g. "timestamp 1700000000 is 412 s
- * outside the 300 s tolerance". Thread-safe given one kc per thread. */
+/* Verify the delivery when `verify` (kc NULL then never verifies, except a
+ * standard route's v1a signatures, which need no key set; verify 0 skips
+ * signature and replay window alike), check the replay window against
+ * now_s (Unix seconds), then read its fields into d (d need not be
+ * initialised). On anything but OK/HANDSHAKE d holds nothing and why has
+ * a client-safe reason (never a secret or a computed digest), e.g.
+ * "timestamp 1700000000 is 412 s in the past, outside the 300 s
+ * tolerance". A signature that matches no secret gives the same reason
+ * whether the secret or the body was wrong. Thread-safe given one kc per
+ * thread. Call hb_delivery_clear after OK/HANDSHAKE (harmless otherwise). */
 hb_scheme_status_t hb_scheme_read(const hb_scheme_t *s, hb_keyctx_t *kc, int verify,
                                   const hb_headers_t *h, const unsigned char *body, size_t len,
                                   int64_t now_s, hb_delivery_t *d, char *why, size_t whylen);
@@ -115,8 +129,12 @@ void hb_delivery_clear(hb_delivery_t *d);
 
 /* Sign a body the way the scheme's provider does, for tests, tools and the
  * README's curl examples: fills the headers a sender would send (name,
- * value) into out (at most 4), with timestamp now_s and id where the scheme
- * signs them. Returns how many, or -1 (e.g. a v1a-only standard route). */
+ * value) into out (at most max), with timestamp now_s and id where the
+ * scheme signs or carries them (github X-GitHub-Delivery, shopify
+ * X-Shopify-Webhook-Id, standard webhook-id: required there). Headers
+ * that are not signed (X-GitHub-Event, X-Shopify-Topic...) are the
+ * caller's. Returns how many, or -1 (no secret, a standard route without
+ * id, or max too small). Secret as in hb_scheme_keyset, one entry. */
 int hb_scheme_sign(const hb_scheme_t *s, const char *secret, const unsigned char *body, size_t len,
                    int64_t now_s, const char *id, char out[][2][256], size_t max);
 

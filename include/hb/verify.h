@@ -1,6 +1,7 @@
-/* Signature schemes behind one table of function pointers, so that other
- * providers (GitHub, Stripe, Shopify, Standard Webhooks) slot in beside
- * Intercom's `X-Hub-Signature: sha1=<hex HMAC-SHA1 of the raw body>`.
+/* The HMAC machinery under the signature schemes (hb/scheme.h, which the
+ * routes use): key sets, per-thread prepared key contexts, constant-time
+ * matching, and Intercom's `X-Hub-Signature: sha1=<hex HMAC-SHA1 of the
+ * raw body>` verifier, which the intercom scheme calls as it is.
  *
  * A key set is immutable once built and shared by reference: SIGHUP builds
  * a new one and swaps it in (hb_keyset_ref/unref are thread-safe).

@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <strings.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #define SECRET "test_intercom_client_secret"
 
 /* A fresh key context per call, and a second call on the same context, so
@@ -255,6 +258,67 @@ static void test_ops(void)
     ok(distinct, "hb_verify_result_str gives four distinct texts");
 }
 
+/* The pieces the other schemes are built from: byte keys, several
+ * digests per context, several candidate signatures, split payloads. */
+static void test_match(void)
+{
+    const unsigned char k0[] = "first", k1[] = {'n', 0, 'u', 'l'}, k2[] = "It's a Secret";
+    const unsigned char *keys[] = {k0, k1, k2};
+    const size_t lens[] = {5, 4, 13};
+    ok(hb_keyset_new_bytes(0, keys, lens) == NULL, "no keys: NULL");
+    hb_keyset_t *ks = hb_keyset_new_bytes(3, keys, lens);
+    is_int(hb_keyset_count(ks), 3, "three byte keys");
+    const char *digests[] = {"SHA256", "SHA1"};
+    hb_keyctx_t *kc = hb_keyctx_new_digests(ks, digests, 2);
+    hb_keyset_unref(ks);
+
+    const char *msg = "1700000000.{\"a\":1}";
+    unsigned char want256[3][32], want1[20];
+    unsigned int n = 0;
+    for (int i = 0; i < 3; i++)
+        HMAC(EVP_sha256(), keys[i], (int)lens[i], (const unsigned char *)msg, strlen(msg),
+             want256[i], &n);
+    HMAC(EVP_sha1(), k1, 4, (const unsigned char *)msg, strlen(msg), want1, &n);
+    hb_span_t whole = {msg, strlen(msg)};
+    hb_span_t split[] = {{msg, 10}, {msg + 10, 1}, {msg + 11, strlen(msg) - 11}, {"", 0}};
+    size_t l32 = 32, l20 = 20;
+    for (int i = 0; i < 3; i++) {
+        const unsigned char *sig[] = {want256[i]};
+        ok(hb_keyctx_match(kc, 0, &whole, 1, sig, &l32, 1), "SHA-256 under key %d matches", i);
+        ok(hb_keyctx_match(kc, 0, split, 4, sig, &l32, 1), "the same over split parts (key %d)", i);
+        ok(!hb_keyctx_match(kc, 1, &whole, 1, sig, &l32, 1),
+           "a SHA-256 digest does not match the SHA-1 contexts (key %d)", i);
+    }
+    const unsigned char *sig1[] = {want1};
+    ok(hb_keyctx_match(kc, 1, &whole, 1, sig1, &l20, 1), "SHA-1 under the key holding a NUL");
+    ok(!hb_keyctx_match(kc, 2, &whole, 1, sig1, &l20, 1), "digest index out of range: no match");
+    ok(!hb_keyctx_match(NULL, 0, &whole, 1, sig1, &l20, 1), "no key context: no match");
+
+    unsigned char zero[32] = {0}, shortened[32];
+    memcpy(shortened, want256[2], 32);
+    const unsigned char *cands[] = {zero, shortened, want256[2]};
+    size_t clens[] = {32, 31, 32};
+    ok(hb_keyctx_match(kc, 0, &whole, 1, cands, clens, 3), "the third of three candidates matches");
+    ok(!hb_keyctx_match(kc, 0, &whole, 1, cands, clens, 2),
+       "a zero digest and a truncated right one: no match");
+    hb_span_t other = {msg, strlen(msg) - 1};
+    ok(!hb_keyctx_match(kc, 0, &other, 1, cands, clens, 3), "one byte less: no match");
+    hb_keyctx_free(kc);
+
+    unsigned char md[64];
+    is_int(hb_hmac_parts("SHA256", k1, 4, split, 4, md), 32, "hb_hmac_parts: 32 bytes");
+    ok(memcmp(md, want256[1], 32) == 0, "hb_hmac_parts agrees with HMAC()");
+    is_int(hb_hmac_parts("SHA512", "", 0, &whole, 1, md), 64, "an empty key is a key (SHA-512)");
+
+    unsigned char out[4];
+    is_int(hb_hex_decode("00fFa9", 6, out, 4), 3, "hex of either case");
+    ok(out[0] == 0 && out[1] == 0xff && out[2] == 0xa9, "decoded bytes");
+    is_int(hb_hex_decode("abc", 3, out, 4), -1, "odd length -> -1");
+    is_int(hb_hex_decode("0011223344", 10, out, 4), -1, "more than fits -> -1");
+    is_int(hb_hex_decode("0g", 2, out, 4), -1, "not hex -> -1");
+    is_int(hb_hex_decode("", 0, out, 4), 0, "empty -> 0 bytes");
+}
+
 int main(void)
 {
     hb_keyset_t *ks = hb_keyset_new(SECRET);
@@ -264,6 +328,7 @@ int main(void)
     test_refusals(ks);
     test_keysets();
     test_ops();
+    test_match();
     hb_keyset_unref(ks);
     return done_testing();
 }
