@@ -18,7 +18,9 @@
 #include "hb/event.h"
 #include "hb/log.h"
 #include "hb/metrics.h"
+#include "hb/record.h"
 #include "hb/server.h"
+#include "hb/sink.h"
 #include "hb/util.h"
 
 #include <errno.h>
@@ -253,6 +255,51 @@ static void redrive_appended(hb_append_t *a)
     event_active(((redrive_t *)a)->ev, EV_READ, 0);
 }
 
+/* The fields of another route's dead letter from the redrive query:
+ * topic (required), id, source, and each forwarded header as
+ * header=NAME:VALUE. Strings point into q. 0, or -1 with why. */
+static int redrive_route_fields(const struct evkeyvalq *q, const char *route, int64_t attempts,
+                                hb_record_t *rec, hb_record_hdr_t *hdrs, char *why, size_t whylen)
+{
+    const char *topic = evhttp_find_header(q, "topic"), *id = evhttp_find_header(q, "id");
+    const char *source = evhttp_find_header(q, "source");
+    if (!topic || !*topic || !*route) {
+        snprintf(why, whylen, "a redrive on route %s needs topic=", route);
+        return -1;
+    }
+    rec->route = route;
+    rec->route_len = strlen(route);
+    rec->topic = topic;
+    rec->topic_len = strlen(topic);
+    rec->id = id;
+    rec->id_len = id ? strlen(id) : 0;
+    rec->app_id = source;
+    rec->app_id_len = source ? strlen(source) : 0;
+    rec->delivery_attempts = attempts ? attempts : -1;
+    rec->created_at = -1;
+    rec->headers = hdrs;
+    rec->n_headers = 0;
+    for (const struct evkeyval *kv = q->tqh_first; kv; kv = kv->next.tqe_next) {
+        if (strcmp(kv->key, "header") != 0)
+            continue;
+        const char *colon = strchr(kv->value, ':');
+        if (!colon || colon == kv->value || rec->n_headers == HB_SINK_MAX_HEADERS) {
+            snprintf(why, whylen, "header=NAME:VALUE, at most %d", HB_SINK_MAX_HEADERS);
+            return -1;
+        }
+        hb_record_hdr_t *h = &hdrs[rec->n_headers++];
+        h->name = kv->value;
+        h->name_len = (size_t)(colon - kv->value);
+        h->value = colon + 1;
+        h->value_len = strlen(colon + 1);
+    }
+    if (rec->route_len > 0xffff) {
+        snprintf(why, whylen, "route name too long");
+        return -1;
+    }
+    return 0;
+}
+
 /* POST /dead-letter/redrive[?received_at_ms=MS], body = the event as
  * received: journaled again like a delivery (the same envelope extraction,
  * no dedup: it was seen before), then published by every sink. The answer
@@ -270,39 +317,54 @@ static void dead_letter_redrive(hb_admin_t *a, struct evhttp_request *req, const
         return;
     }
     struct evkeyvalq q;
-    uint64_t received_at = 0;
+    uint64_t received_at = 0, attempts = 0;
     if (evhttp_parse_query_str(query ? query : "", &q) != 0 ||
-        query_u64(&q, "received_at_ms", &received_at) < 0) {
+        query_u64(&q, "received_at_ms", &received_at) < 0 ||
+        query_u64(&q, "delivery_attempts", &attempts) < 0) {
         evhttp_clear_headers(&q); /* initialised by the parse, also on failure */
-        send_error(req, 400, "Bad Request", b, "received_at_ms is a number");
+        send_error(req, 400, "Bad Request", b, "received_at_ms and delivery_attempts are numbers");
         return;
     }
-    evhttp_clear_headers(&q);
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
     const char *body = (const char *)evbuffer_pullup(in, -1);
+    const char *route = evhttp_find_header(&q, "route");
     hb_envelope_t env;
+    memset(&env, 0, sizeof(env));
+    hb_record_hdr_t hdrs[HB_SINK_MAX_HEADERS];
     char why[256];
-    if (!body || hb_envelope_parse(body, len, &env, why, sizeof(why)) < 0) {
-        send_error(req, 400, "Bad Request", b, body ? why : "empty body");
-        return;
-    }
     hb_record_t rec = {
         .received_at_ms = received_at ? received_at : hb_now_ms(),
-        .delivery_attempts = env.delivery_attempts,
-        .created_at = env.created_at,
-        .topic = env.topic,
-        .topic_len = env.topic_len,
-        .app_id = env.app_id,
-        .app_id_len = env.app_id_len,
-        .id = env.id,
-        .id_len = env.id_len,
         .body = (const unsigned char *)body,
         .body_len = len,
     };
+    if (route && strcmp(route, HB_RECORD_DEFAULT_ROUTE) != 0) {
+        /* another route's event: its id, topic and source came from the
+         * provider's headers or were found by its scheme, so the dead letter
+         * line carries them and the body is taken as it is */
+        if (redrive_route_fields(&q, route, (int64_t)attempts, &rec, hdrs, why, sizeof(why)) < 0) {
+            evhttp_clear_headers(&q);
+            send_error(req, 400, "Bad Request", b, why);
+            return;
+        }
+    } else if (!body || hb_envelope_parse(body, len, &env, why, sizeof(why)) < 0) {
+        evhttp_clear_headers(&q);
+        send_error(req, 400, "Bad Request", b, body ? why : "empty body");
+        return;
+    } else {
+        rec.delivery_attempts = env.delivery_attempts;
+        rec.created_at = env.created_at;
+        rec.topic = env.topic;
+        rec.topic_len = env.topic_len;
+        rec.app_id = env.app_id;
+        rec.app_id_len = env.app_id_len;
+        rec.id = env.id;
+        rec.id_len = env.id_len;
+    }
     if (rec.topic_len > 0xffff || rec.app_id_len > 0xffff || rec.id_len > 0xffff ||
         len > HB_RECORD_MAX_PAYLOAD / 2) {
         hb_envelope_clear(&env);
+        evhttp_clear_headers(&q);
         send_error(req, 400, "Bad Request", b, "event too large for a journal record");
         return;
     }
@@ -317,8 +379,11 @@ static void dead_letter_redrive(hb_admin_t *a, struct evhttp_request *req, const
     if (!r->ev)
         hb_oom("event_new");
     evhttp_connection_set_closecb(evhttp_request_get_connection(req), redrive_conn_closed, r);
-    hb_info("admin", "dead letter redriven: topic %s, id %s", env.topic, env.id ? env.id : "-");
+    hb_info("admin", "dead letter redriven: route %s, topic %.*s, id %.*s",
+            route ? route : HB_RECORD_DEFAULT_ROUTE, (int)rec.topic_len, rec.topic,
+            rec.id ? (int)rec.id_len : 1, rec.id ? rec.id : "-");
     hb_envelope_clear(&env);
+    evhttp_clear_headers(&q);
     hb_journal_append(a->journal, &r->a);
 }
 

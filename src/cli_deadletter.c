@@ -11,6 +11,7 @@
 #include "hb/cli_admin.h"
 #include "hb/cli_journal.h"
 #include "hb/config.h"
+#include "hb/log.h"
 #include "hb/util.h"
 
 #include <dirent.h>
@@ -21,6 +22,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <event2/http.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
@@ -230,11 +232,81 @@ static const char *kcat_header(json_t *o, const char *name)
     return NULL;
 }
 
+static void query_add(char **q, const char *key, const char *value)
+{
+    if (!value)
+        return;
+    char *enc = evhttp_uriencode(value, -1, 0);
+    if (!enc)
+        hb_oom("evhttp_uriencode");
+    size_t old = *q ? strlen(*q) : 0, need = old + strlen(key) + strlen(enc) + 3;
+    *q = hb_realloc(*q, need);
+    snprintf(*q + old, need - old, "&%s=%s", key, enc);
+    free(enc);
+}
+
+static void query_header(char **q, const char *name, const char *value)
+{
+    char *nv = hb_malloc(strlen(name) + strlen(value) + 2);
+    sprintf(nv, "%s:%s", name, value);
+    query_add(q, "header", nv);
+    free(nv);
+}
+
+/* What the redrive query says of an event of a route other than Intercom:
+ * its route, topic, id, source and forwarded headers (the bridge found
+ * them in the provider's headers, not in the body). NULL for Intercom. */
+static char *route_query(json_t *o, int kcat)
+{
+    char *q = NULL;
+    if (!kcat) {
+        const char *route = json_string_value(json_object_get(o, "route"));
+        if (!route || !strcmp(route, "intercom"))
+            return NULL;
+        query_add(&q, "route", route);
+        query_add(&q, "topic", json_string_value(json_object_get(o, "topic")));
+        query_add(&q, "id", json_string_value(json_object_get(o, "id")));
+        query_add(&q, "source", json_string_value(json_object_get(o, "source")));
+        json_t *n = json_object_get(o, "delivery_attempts");
+        if (json_is_integer(n)) {
+            char a[24];
+            snprintf(a, sizeof(a), "%" JSON_INTEGER_FORMAT, json_integer_value(n));
+            query_add(&q, "delivery_attempts", a);
+        }
+        const char *name;
+        json_t *v;
+        json_object_foreach(json_object_get(o, "headers"), name, v)
+        {
+            if (json_is_string(v))
+                query_header(&q, name, json_string_value(v));
+        }
+        return q;
+    }
+    const char *route = kcat_header(o, "hookbridge-route");
+    if (!route || !strcmp(route, "intercom"))
+        return NULL;
+    query_add(&q, "route", route);
+    query_add(&q, "topic", kcat_header(o, "hookbridge-topic"));
+    query_add(&q, "id", kcat_header(o, "hookbridge-id"));
+    query_add(&q, "source", kcat_header(o, "hookbridge-source"));
+    query_add(&q, "delivery_attempts", kcat_header(o, "hookbridge-delivery-attempts"));
+    json_t *h = json_object_get(o, "headers");
+    for (size_t i = 0; json_is_array(h) && i + 1 < json_array_size(h); i += 2) {
+        const char *n = json_string_value(json_array_get(h, i));
+        const char *v = json_string_value(json_array_get(h, i + 1));
+        /* the provider's own headers; the bridge adds its own again */
+        if (n && v && strncmp(n, "hookbridge-", 11) != 0 && strncmp(n, "intercom-", 9) != 0 &&
+            strcmp(n, "content-type") != 0)
+            query_header(&q, n, v);
+    }
+    return q;
+}
+
 /* The event of a line and its received_at: a dead-letter file's line (the
  * payload is the raw body, last in the line) or a line of `kcat -J` (the
  * payload a string). *owned is what to free. 0, or -1 + why. */
 static int line_event(item_t *it, const char **body, size_t *len, char **owned, uint64_t *at,
-                      const char **why)
+                      char **query, const char **why)
 {
     json_t *o = json_loads(it->line, 0, NULL);
     json_t *payload = json_object_get(o, "payload");
@@ -253,6 +325,7 @@ static int line_event(item_t *it, const char **body, size_t *len, char **owned, 
                      : NULL;
         it->topic =
             kcat_header(o, "intercom-topic") ? hb_strdup(kcat_header(o, "intercom-topic")) : NULL;
+        *query = route_query(o, 1);
     } else if (json_is_object(payload)) {
         /* the raw bytes as the bridge wrote them, not a re-serialisation */
         const char *p = strstr(it->line, "\"payload\":");
@@ -266,6 +339,7 @@ static int line_event(item_t *it, const char **body, size_t *len, char **owned, 
         when = json_string_value(json_object_get(o, "received_at"));
         it->id = json_str_dup(o, "id");
         it->topic = json_str_dup(o, "topic");
+        *query = route_query(o, 0);
     } else {
         *why = o ? "no payload object or string" : "not a JSON line";
         goto cleanup;
@@ -281,14 +355,18 @@ cleanup:
 static void journal_again(redrive_t *r, item_t *it)
 {
     const char *body = NULL, *why = NULL;
-    char *owned, target[64], err[1024];
+    char *owned, *query = NULL, err[1024];
     size_t len = 0;
     uint64_t at;
-    if (line_event(it, &body, &len, &owned, &at, &why) < 0) {
+    if (line_event(it, &body, &len, &owned, &at, &query, &why) < 0) {
         it->why = hb_strdup(why);
         return;
     }
-    snprintf(target, sizeof(target), "/dead-letter/redrive?received_at_ms=%" PRIu64, at);
+    size_t tlen = 64 + (query ? strlen(query) : 0);
+    char *target = hb_malloc(tlen);
+    snprintf(target, tlen, "/dead-letter/redrive?received_at_ms=%" PRIu64 "%s", at,
+             query ? query : "");
+    free(query);
     json_t *o = hb_admin_request_json(&r->ac, "POST", target, body, len, 200, err, sizeof(err));
     json_int_t seq = json_integer_value(json_object_get(o, "seq"));
     if (seq > 0)
@@ -296,6 +374,7 @@ static void journal_again(redrive_t *r, item_t *it)
     else
         it->why = hb_strdup(o ? "no sequence number in the answer" : err);
     json_decref(o);
+    free(target);
     free(owned);
 }
 

@@ -305,6 +305,48 @@ class Redrive(BridgeTestCase):
                           ("notif_kc_1", "2026-11-29T10:01:01.000Z")])
         self.assertEqual(os.path.getsize(dump), 0, "every line published: the dump is empty")
 
+    def test_redrive_keeps_another_routes_fields(self):
+        """A dead letter of a route other than Intercom (whose id, topic and source came
+        from the provider's headers, not the body) is journaled again with its route,
+        fields and forwarded headers, from a dead-letter file and from a kcat dump."""
+        body = b'{"action":"opened","issue":{"number":1}}'
+        line = json.dumps({
+            "received_at": "2026-11-29T10:02:00.000Z", "route": "github",
+            "source": "octo/hello", "topic": "issues.opened", "id": "72d3162e-1",
+            "delivery_attempts": 2,
+            "headers": {"x-github-event": "issues", "x-github-delivery": "72d3162e-1"},
+            "sink": "file", "error": "disk said no"})[:-1].encode() + b',"payload":' + body + b"}\n"
+        with open(os.path.join(self.b.tmpdir, "dead-letter.file.jsonl"), "wb") as f:
+            f.write(line)
+        dump = os.path.join(self.b.tmpdir, "dump.jsonl")
+        with open(dump, "wb") as f:
+            f.write((json.dumps({
+                "topic": "github.dead-letter", "partition": 0, "offset": 1, "key": "octo/hello",
+                "payload": body.decode(),
+                "headers": ["hookbridge-route", "github", "hookbridge-topic", "issues.opened",
+                            "hookbridge-id", "72d3162e-2", "hookbridge-source", "octo/hello",
+                            "x-github-event", "issues", "x-github-delivery", "72d3162e-2",
+                            "hookbridge-received-at", "2026-11-29T10:02:01.000Z",
+                            "content-type", "application/json",
+                            "hookbridge-error", "Broker: Unknown topic or partition"]}) +
+                     "\n").encode())
+        out, _ = self.redrive("--sink", "file")
+        self.assertIn("1 journaled again", out)
+        out, _ = self.redrive("--file", dump)
+        self.assertIn("1 journaled again", out)
+        self.b.wait_events(count=2, timeout=60)
+        objs = [json.loads(l) for l in self.b.sink_lines()]
+        for o, n in zip(objs, ("1", "2")):
+            self.assertEqual(o["route"], "github", o)
+            self.assertEqual(o["source"], "octo/hello", o)
+            self.assertEqual(o["topic"], "issues.opened", o)
+            self.assertEqual(o["id"], "72d3162e-" + n, o)
+            self.assertEqual(o["headers"], {"x-github-event": "issues",
+                                            "x-github-delivery": "72d3162e-" + n}, o)
+            self.assertEqual(o["payload"], json.loads(body), o)
+        self.assertEqual(objs[0]["delivery_attempts"], 2)
+        self.assertEqual(objs[1]["received_at"], "2026-11-29T10:02:01.000Z")
+
 
 class ReplayKafkaRedis(BridgeTestCase):
     """One bridge publishing to Kafka and Redis (real servers); each replay goes to one
