@@ -10,6 +10,7 @@
 #include "hb/allowlist.h"
 #include "hb/log.h"
 #include "hb/record.h"
+#include "hb/scheme.h"
 #include "hb/template.h"
 #include "hb/util.h"
 
@@ -152,6 +153,66 @@ static const key_t_ keys[] = {
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
+/* The keys of one route, `route.<name>.<key>`: offsets into hb_route_cfg_t.
+ * Every route starts at these defaults; the Intercom route is built from
+ * the intercom.* keys instead (see intercom_route). */
+#define ROFF(f) offsetof(hb_route_cfg_t, f)
+#define MAX_BODY_LIMIT (60 << 20)
+#define SCHEMES "intercom|github|stripe|shopify|slack|standard|hmac"
+
+static const key_t_ route_keys[] = {
+    {"path", T_STRING, ROFF(path), "", NULL, 0, 0, 0,
+     "path of the route's endpoint; required, unique across routes"},
+    {"scheme", T_ENUM, ROFF(scheme), "", SCHEMES, 0, 0, 0,
+     "signature scheme; unset = the route's name when that is a scheme"},
+    {"secret", T_STRING, ROFF(secret), "", NULL, 0, 0, F_SECRET,
+     "signing secret(s), comma-separated, all accepted (rotation); file:/path reads them from a "
+     "file; standard: whsec_<base64>; reread on SIGHUP"},
+    {"verify", T_BOOL, ROFF(verify), "on", NULL, 0, 0, 0,
+     "on, or off to accept unsigned deliveries"},
+    {"kafka.topic", T_TEMPLATE, ROFF(kafka_topic), "{route}.{topic}", NULL, 0, 0, 0,
+     "topic template ({route}, {source}, {topic}, {id})"},
+    {"kafka.key", T_TEMPLATE, ROFF(kafka_key), "{source}", NULL, 0, 0, 0,
+     "message key template; {source} keeps each tenant in order"},
+    {"redis.stream", T_TEMPLATE, ROFF(redis_stream), "{route}:{source}:{topic}", NULL, 0, 0, 0,
+     "stream key template"},
+    {"max_body", T_SIZE, ROFF(max_body), "0", NULL, 0, MAX_BODY_LIMIT, 0,
+     "larger bodies get 413; 0 = limits.max_body"},
+    {"tolerance", T_DURATION, ROFF(tolerance_ms), "5m", NULL, 0, BIG, 0,
+     "replay window of timestamped schemes (stripe, slack, standard, hmac with a timestamp): "
+     "older or newer deliveries get 401"},
+    {"allow_sha1", T_BOOL, ROFF(allow_sha1), "off", NULL, 0, 0, 0,
+     "github: also accept the SHA-1 X-Hub-Signature when X-Hub-Signature-256 is absent"},
+    {"public_key", T_STRING, ROFF(public_key), "", NULL, 0, 0, 0,
+     "standard: Ed25519 public key(s) whpk_<base64>, comma-separated, for v1a signatures"},
+    {"header", T_STRING, ROFF(header), "", NULL, 0, 0, 0, "hmac: the signature header"},
+    {"algorithm", T_STRING, ROFF(algorithm), "", NULL, 0, 0, 0, "hmac: sha1, sha256 or sha512"},
+    {"encoding", T_STRING, ROFF(encoding), "", NULL, 0, 0, 0, "hmac: hex or base64"},
+    {"prefix", T_STRING, ROFF(prefix), "", NULL, 0, 0, 0,
+     "hmac: text before the signature in the header, e.g. sha256="},
+    {"signed", T_STRING, ROFF(signed_payload), "", NULL, 0, 0, 0,
+     "hmac: what is signed, e.g. {body} or {timestamp}.{body}"},
+    {"id", T_STRING, ROFF(id_field), "", NULL, 0, 0, 0,
+     "standard, hmac: where the delivery id is: header:<Name> or a JSON pointer /a/b"},
+    {"topic", T_STRING, ROFF(topic_field), "", NULL, 0, 0, 0,
+     "standard, hmac: where the event type is (header:<Name> or /pointer)"},
+    {"source", T_STRING, ROFF(source_field), "", NULL, 0, 0, 0,
+     "standard, hmac: where the tenant is (header:<Name> or /pointer)"},
+    {"timestamp", T_STRING, ROFF(timestamp_field), "", NULL, 0, 0, 0,
+     "hmac: where the Unix timestamp is (header:<Name> or /pointer); unset = no replay window"},
+};
+
+#define NROUTEKEYS (sizeof(route_keys) / sizeof(route_keys[0]))
+/* example values of the commented route block in config/hookbridge.conf */
+#define EXAMPLE_ROUTE "github"
+static const struct {
+    const char *key, *value;
+} route_example[] = {
+    {"path", "/webhooks/github"},
+    {"scheme", "github"},
+    {"secret", "file:/run/secrets/github"},
+};
+
 static int fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...)
@@ -166,6 +227,11 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 const char *hb_config_key_name(size_t i)
 {
     return i < NKEYS ? keys[i].name : NULL;
+}
+
+const char *hb_config_route_key_name(size_t i)
+{
+    return i < NROUTEKEYS ? route_keys[i].name : NULL;
 }
 
 void hb_config_env_name(const char *key, char *buf, size_t len)
@@ -265,10 +331,12 @@ int hb_config_secret(const char *key, const char *value, char **out, char *err, 
     return resolve_secret(value, out, err, errlen, "config", key);
 }
 
-static int set_key(hb_config_t *cfg, const key_t_ *k, const char *value, const char *origin,
-                   char *err, size_t errlen)
+/* Set key k of the struct at base (an hb_config_t, or an hb_route_cfg_t for
+ * a route key); `name` is the key as errors show it. */
+static int set_key(void *base, const key_t_ *k, const char *name, const char *value,
+                   const char *origin, char *err, size_t errlen)
 {
-    void *field = (char *)cfg + k->offset;
+    void *field = (char *)base + k->offset;
     int64_t n;
     switch (k->type) {
     case T_STRING:
@@ -276,12 +344,12 @@ static int set_key(hb_config_t *cfg, const key_t_ *k, const char *value, const c
     case T_TEMPLATE: {
         char *v;
         if (k->type == T_ENUM && !enum_has(k->choices, value))
-            return fail(err, errlen, "%s: %s: '%s' is not one of %s", origin, k->name, value,
+            return fail(err, errlen, "%s: %s: '%s' is not one of %s", origin, name, value,
                         k->choices);
         if (k->type == T_TEMPLATE) {
             char terr[128];
             if (hb_template_check(value, terr, sizeof(terr)) < 0)
-                return fail(err, errlen, "%s: %s: %s", origin, k->name, terr);
+                return fail(err, errlen, "%s: %s: %s", origin, name, terr);
         }
         /* file: secrets are read in hb_config_finish, after the
          * environment had its chance to override the file's value */
@@ -298,7 +366,7 @@ static int set_key(hb_config_t *cfg, const key_t_ *k, const char *value, const c
                  !strcasecmp(value, "no") || !strcmp(value, "0"))
             *(int *)field = 0;
         else
-            return fail(err, errlen, "%s: %s: '%s' is not on or off", origin, k->name, value);
+            return fail(err, errlen, "%s: %s: '%s' is not on or off", origin, name, value);
         return 0;
     case T_INT:
     case T_SIZE:
@@ -310,16 +378,16 @@ static int set_key(hb_config_t *cfg, const key_t_ *k, const char *value, const c
                            : k->type == T_DURATION ? "a duration (e.g. 500ms, 30s, 24h)"
                                                    : "an integer";
         if (parse_number(value, u, &n) < 0)
-            return fail(err, errlen, "%s: %s: '%s' is not %s", origin, k->name, value, what);
+            return fail(err, errlen, "%s: %s: '%s' is not %s", origin, name, value, what);
         if (n < k->min || n > k->max)
             return fail(err, errlen,
                         "%s: %s: %" PRId64 " is out of range [%" PRId64 ", %" PRId64 "]", origin,
-                        k->name, n, k->min, k->max);
+                        name, n, k->min, k->max);
         *(int64_t *)field = n;
         return 0;
     }
     }
-    return fail(err, errlen, "%s: %s: internal error", origin, k->name);
+    return fail(err, errlen, "%s: %s: internal error", origin, name);
 }
 
 /* Keys under kafka. that hookbridge does not own go to librdkafka as they
@@ -340,12 +408,105 @@ static void set_kafka_prop(hb_config_t *cfg, const char *prop, const char *value
     cfg->n_kafka_props++;
 }
 
+/* ---- routes ---- */
+
+static int route_name_ok(const char *s, size_t n)
+{
+    if (n == 0 || s[0] < 'a' || s[0] > 'z')
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+            return 0;
+    return 1;
+}
+
+static const key_t_ *find_route_key(const char *name)
+{
+    for (size_t i = 0; i < NROUTEKEYS; i++)
+        if (strcmp(route_keys[i].name, name) == 0)
+            return &route_keys[i];
+    return NULL;
+}
+
+static int is_string_type(ctype_t t)
+{
+    return t == T_STRING || t == T_ENUM || t == T_TEMPLATE;
+}
+
+/* A route at the defaults of the route key table. The template defaults
+ * are set as they are: they are the table's own, and {route} / {source}
+ * are known to every template. */
+static void route_init(hb_route_cfg_t *rc, const char *name, size_t len)
+{
+    char err[256];
+    memset(rc, 0, sizeof(*rc));
+    rc->name = hb_strndup(name, len);
+    for (size_t i = 0; i < NROUTEKEYS; i++) {
+        const key_t_ *k = &route_keys[i];
+        if (is_string_type(k->type))
+            *(char **)((char *)rc + k->offset) = hb_strdup(k->def);
+        else if (set_key(rc, k, k->name, k->def, "default", err, sizeof(err)) < 0)
+            hb_oom(err); /* a bad default is a programming error */
+    }
+}
+
+static void route_free(hb_route_cfg_t *rc)
+{
+    for (size_t i = 0; i < NROUTEKEYS; i++) {
+        if (is_string_type(route_keys[i].type)) {
+            char **f = (char **)((char *)rc + route_keys[i].offset);
+            free(*f);
+            *f = NULL;
+        }
+    }
+    free(rc->name);
+    rc->name = NULL;
+}
+
+/* The route named name[0..len), created at its defaults on first use:
+ * routes keep the order in which their first key appeared. */
+static hb_route_cfg_t *route_get(hb_config_t *cfg, const char *name, size_t len)
+{
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        if (strlen(cfg->routes[i].name) == len && memcmp(cfg->routes[i].name, name, len) == 0)
+            return &cfg->routes[i];
+    cfg->routes = hb_realloc(cfg->routes, (cfg->n_routes + 1) * sizeof(*cfg->routes));
+    hb_route_cfg_t *rc = &cfg->routes[cfg->n_routes++];
+    route_init(rc, name, len);
+    return rc;
+}
+
+/* key is "route.<name>.<route key>". */
+static int set_route_key(hb_config_t *cfg, const char *key, const char *value, const char *origin,
+                         char *err, size_t errlen)
+{
+    const char *name = key + 6, *dot = strchr(name, '.');
+    size_t nl = dot ? (size_t)(dot - name) : strlen(name);
+    if (!route_name_ok(name, nl))
+        return fail(err, errlen,
+                    "%s: %s: a route name is a lower-case letter, then lower-case letters, digits "
+                    "or '_' (route.<name>.<key>)",
+                    origin, key);
+    if (nl == 8 && memcmp(name, "intercom", 8) == 0)
+        return fail(err, errlen,
+                    "%s: %s: the route intercom is configured by the intercom.* keys "
+                    "(intercom.path, intercom.secret, kafka.topic, ...)",
+                    origin, key);
+    const key_t_ *k = dot ? find_route_key(dot + 1) : NULL;
+    if (!k)
+        return fail(err, errlen, "%s: route.%.*s: unknown route key '%s' (see hookbridge --help)",
+                    origin, (int)nl, name, dot ? dot + 1 : "");
+    return set_key(route_get(cfg, name, nl), k, key, value, origin, err, errlen);
+}
+
 int hb_config_set(hb_config_t *cfg, const char *key, const char *value, const char *origin,
                   char *err, size_t errlen)
 {
     const key_t_ *k = find_key(key);
     if (k)
-        return set_key(cfg, k, value, origin, err, errlen);
+        return set_key(cfg, k, k->name, value, origin, err, errlen);
+    if (strncmp(key, "route.", 6) == 0)
+        return set_route_key(cfg, key, value, origin, err, errlen);
     if (strncmp(key, "kafka.", 6) == 0 && key[6] != '\0') {
         const char *prop = key + 6;
         for (const char *p = prop; *p; p++)
@@ -362,7 +523,7 @@ void hb_config_init(hb_config_t *cfg)
     char err[256];
     memset(cfg, 0, sizeof(*cfg));
     for (size_t i = 0; i < NKEYS; i++)
-        if (set_key(cfg, &keys[i], keys[i].def, "default", err, sizeof(err)) < 0)
+        if (set_key(cfg, &keys[i], keys[i].name, keys[i].def, "default", err, sizeof(err)) < 0)
             hb_oom(err); /* a bad default is a programming error */
 }
 
@@ -385,6 +546,11 @@ void hb_config_free(hb_config_t *cfg)
     free(cfg->kafka_props);
     cfg->kafka_props = NULL;
     cfg->n_kafka_props = 0;
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        route_free(&cfg->routes[i]);
+    free(cfg->routes);
+    cfg->routes = NULL;
+    cfg->n_routes = 0;
     free(cfg->path);
     cfg->path = NULL;
 }
@@ -454,6 +620,39 @@ static const char *const kafka_owned_env[] = {"HOOKBRIDGE_KAFKA_BROKERS", "HOOKB
                                               "HOOKBRIDGE_KAFKA_KEY",
                                               "HOOKBRIDGE_KAFKA_DEAD_LETTER_TOPIC", NULL};
 
+/* HOOKBRIDGE_ROUTE_<NAME>_<KEY>=value: KEY is the longest route key whose
+ * environment spelling ends the variable's name (so _KAFKA_TOPIC is
+ * kafka.topic, not a route "<name>_kafka" with the key topic). */
+static int apply_route_env(hb_config_t *cfg, const char *var, char *err, size_t errlen)
+{
+    const char *eq = strchr(var, '='), *rest = var + 17;
+    size_t rl = eq ? (size_t)(eq - rest) : 0, best = 0;
+    const key_t_ *k = NULL;
+    char name[128], upper[64];
+    snprintf(name, sizeof(name), "%.*s", eq ? (int)(eq - var) : 0, var);
+    for (size_t i = 0; i < NROUTEKEYS; i++) {
+        hb_config_env_name(route_keys[i].name, upper, sizeof(upper));
+        const char *suffix = upper + 11; /* after HOOKBRIDGE_ */
+        size_t sl = strlen(suffix);
+        if (sl + 1 < rl && sl > best && rest[rl - sl - 1] == '_' &&
+            memcmp(rest + rl - sl, suffix, sl) == 0) {
+            best = sl;
+            k = &route_keys[i];
+        }
+    }
+    if (!k)
+        return fail(err, errlen,
+                    "%s: no route key at the end of the name (HOOKBRIDGE_ROUTE_<NAME>_"
+                    "<KEY>, see hookbridge --help)",
+                    name);
+    char key[192];
+    size_t n = (size_t)snprintf(key, sizeof(key), "route.");
+    for (size_t i = 0; i < rl - best - 1 && n + 1 < sizeof(key); i++)
+        key[n++] = (char)tolower((unsigned char)rest[i]);
+    snprintf(key + n, sizeof(key) - n, ".%s", k->name);
+    return set_route_key(cfg, key, eq + 1, name, err, errlen);
+}
+
 int hb_config_apply_env(hb_config_t *cfg, char **envp, char *err, size_t errlen)
 {
     char name[128];
@@ -465,11 +664,15 @@ int hb_config_apply_env(hb_config_t *cfg, char **envp, char *err, size_t errlen)
         size_t nl = strlen(name);
         for (char **e = envp; *e; e++) {
             if (strncmp(*e, name, nl) == 0 && (*e)[nl] == '=') {
-                if (set_key(cfg, &keys[i], *e + nl + 1, name, err, errlen) < 0)
+                if (set_key(cfg, &keys[i], keys[i].name, *e + nl + 1, name, err, errlen) < 0)
                     return -1;
             }
         }
     }
+    for (char **e = envp; *e; e++)
+        if (strncmp(*e, "HOOKBRIDGE_ROUTE_", 17) == 0 && strchr(*e, '=') &&
+            apply_route_env(cfg, *e, err, errlen) < 0)
+            return -1;
     /* librdkafka pass-through: HOOKBRIDGE_KAFKA_COMPRESSION_TYPE -> compression.type */
     for (char **e = envp; *e; e++) {
         if (strncmp(*e, "HOOKBRIDGE_KAFKA_", 17) != 0)
@@ -561,13 +764,15 @@ static int check_tls_ciphers(const hb_config_t *cfg, char *err, size_t errlen)
  * the record header and a commit record on each side. */
 static int check_journal_room(const hb_config_t *cfg, char *err, size_t errlen)
 {
-    int64_t fields = cfg->max_body < 3 * 65535 ? cfg->max_body : 3 * 65535;
-    int64_t need = cfg->max_body + fields + HB_RECORD_HEADER + HB_RECORD_FIXED + 2 * HB_COMMIT_SIZE;
+    int64_t max_body = hb_config_max_body(cfg);
+    int64_t fields = max_body < 3 * 65535 ? max_body : 3 * 65535;
+    int64_t need = max_body + fields + HB_RECORD_HEADER + HB_RECORD_FIXED + 2 * HB_COMMIT_SIZE;
     if (cfg->journal_max_bytes < need)
         return fail(err, errlen,
-                    "journal.max_bytes: %" PRId64 " cannot hold one delivery of limits.max_body "
-                    "(%" PRId64 ") with its record overhead; at least %" PRId64 " is needed",
-                    cfg->journal_max_bytes, cfg->max_body, need);
+                    "journal.max_bytes: %" PRId64 " cannot hold one delivery of the largest body "
+                    "a route accepts (limits.max_body or a route's max_body: %" PRId64 ") with its "
+                    "record overhead; at least %" PRId64 " is needed",
+                    cfg->journal_max_bytes, max_body, need);
     return 0;
 }
 
@@ -621,6 +826,161 @@ static int check_keys(const hb_config_t *cfg, char *err, size_t errlen)
     return check_tls_ciphers(cfg, err, errlen);
 }
 
+static void replace_str(char **field, const char *v)
+{
+    free(*field);
+    *field = hb_strdup(v);
+}
+
+/* The Intercom route, first, from the intercom.* keys and the global
+ * templates and limits: a configuration without routes means exactly
+ * what it meant before routes existed. */
+static void add_intercom_route(hb_config_t *cfg)
+{
+    cfg->routes = hb_realloc(cfg->routes, (cfg->n_routes + 1) * sizeof(*cfg->routes));
+    memmove(cfg->routes + 1, cfg->routes, cfg->n_routes * sizeof(*cfg->routes));
+    cfg->n_routes++;
+    hb_route_cfg_t *rc = &cfg->routes[0];
+    route_init(rc, HB_RECORD_DEFAULT_ROUTE, strlen(HB_RECORD_DEFAULT_ROUTE));
+    replace_str(&rc->path, cfg->intercom_path);
+    replace_str(&rc->scheme, "intercom");
+    replace_str(&rc->secret, cfg->intercom_secret);
+    replace_str(&rc->kafka_topic, cfg->kafka_topic);
+    replace_str(&rc->kafka_key, cfg->kafka_key);
+    replace_str(&rc->redis_stream, cfg->redis_stream);
+    rc->verify = cfg->intercom_verify;
+    rc->max_body = cfg->max_body;
+}
+
+/* A scheme's reason names its key ("route.github.header: ..."); one that
+ * does not gets the route's name in front. */
+static int route_fail(char *err, size_t errlen, const hb_route_cfg_t *rc, const char *key,
+                      const char *why)
+{
+    char prefix[160];
+    snprintf(prefix, sizeof(prefix), "route.%s", rc->name);
+    if (strstr(why, prefix))
+        return fail(err, errlen, "%s", why);
+    return fail(err, errlen, "%s%s%s: %s", prefix, key ? "." : "", key ? key : "", why);
+}
+
+/* A path as a request line carries it and the gate matches it: visible
+ * ASCII (no blank, no control character), no query or fragment. */
+static int path_ok(const char *p)
+{
+    if (p[0] != '/')
+        return 0;
+    for (; *p; p++)
+        if (*p <= ' ' || *p > '~' || *p == '?' || *p == '#')
+            return 0;
+    return 1;
+}
+
+/* Route i against its own rules and the routes before it. The Intercom
+ * route's own keys are checked by hb_config_finish under their names. */
+static int check_route(hb_config_t *cfg, size_t i, char *err, size_t errlen)
+{
+    hb_route_cfg_t *rc = &cfg->routes[i];
+    const char *n = rc->name;
+    int user = strcmp(n, HB_RECORD_DEFAULT_ROUTE) != 0;
+    char why[256] = "", key[160];
+    snprintf(key, sizeof(key), user ? "route.%s.path" : "intercom.path", n);
+    if (user && !rc->path[0])
+        return fail(err, errlen, "%s: required", key);
+    if (!path_ok(rc->path))
+        return fail(err, errlen,
+                    "%s: must start with '/' and hold only visible ASCII, no '?' or '#'", key);
+    if (user) {
+        if (!rc->scheme[0] && !enum_has(SCHEMES, n))
+            return fail(err, errlen, "route.%s.scheme: required (one of %s)", n, SCHEMES);
+        if (!rc->scheme[0])
+            replace_str(&rc->scheme, n);
+        if (!rc->max_body)
+            rc->max_body = cfg->max_body;
+        snprintf(key, sizeof(key), "route.%s.secret", n);
+        if (rc->secret[0] && check_list(key, "secret", rc->secret, err, errlen) < 0)
+            return -1;
+        static const struct {
+            const char *key;
+            size_t off;
+            int sink;
+        } templates[] = {
+            {"kafka.topic", ROFF(kafka_topic), HB_SINK_KAFKA},
+            {"redis.stream", ROFF(redis_stream), HB_SINK_REDIS},
+        };
+        for (size_t t = 0; t < sizeof(templates) / sizeof(templates[0]); t++)
+            if ((cfg->sinks & templates[t].sink) &&
+                !trim_len(*(char **)((char *)rc + templates[t].off)))
+                return fail(err, errlen, "route.%s.%s: must not be empty", n, templates[t].key);
+    }
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(cfg->routes[j].path, rc->path) == 0)
+            return fail(err, errlen, "route.%s.path: %s is also the path of %s%s", n, rc->path,
+                        strcmp(cfg->routes[j].name, HB_RECORD_DEFAULT_ROUTE) ? "route " : "",
+                        strcmp(cfg->routes[j].name, HB_RECORD_DEFAULT_ROUTE)
+                            ? cfg->routes[j].name
+                            : "the Intercom route (intercom.path)");
+    hb_scheme_t *s = hb_scheme_new(rc, why, sizeof(why));
+    if (!s)
+        return route_fail(err, errlen, rc, NULL, why[0] ? why : "scheme refused its options");
+    int rc_ = 0;
+    if (user && rc->verify && !rc->secret[0] && hb_scheme_needs_secret(s))
+        rc_ = fail(err, errlen,
+                   "route.%s.secret: required (or set route.%s.verify = off to accept unsigned "
+                   "deliveries)",
+                   n, n);
+    else if (user && rc->verify && rc->secret[0]) {
+        hb_keyset_t *ks = hb_scheme_keyset(s, rc->secret, why, sizeof(why));
+        if (!ks)
+            rc_ = route_fail(err, errlen, rc, "secret", why[0] ? why : "malformed");
+        hb_keyset_unref(ks);
+    }
+    hb_scheme_free(s);
+    return rc_;
+}
+
+/* Every route: the Intercom route first (unless intercom.path is empty),
+ * then the route.<name>.* ones, each checked. */
+static int finish_routes(hb_config_t *cfg, char *err, size_t errlen)
+{
+    int has_intercom = cfg->n_routes && !strcmp(cfg->routes[0].name, HB_RECORD_DEFAULT_ROUTE);
+    for (size_t i = has_intercom; i < cfg->n_routes; i++) {
+        char key[160], *v;
+        snprintf(key, sizeof(key), "route.%s.secret", cfg->routes[i].name);
+        if (resolve_secret(cfg->routes[i].secret, &v, err, errlen, "config", key) < 0)
+            return -1;
+        free(cfg->routes[i].secret);
+        cfg->routes[i].secret = v;
+    }
+    if (cfg->intercom_path[0] && !has_intercom)
+        add_intercom_route(cfg);
+    if (!cfg->n_routes)
+        return fail(err, errlen,
+                    "intercom.path: empty, and no route.<name>.path is set: no "
+                    "endpoint would accept anything");
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        if (check_route(cfg, i, err, errlen) < 0)
+            return -1;
+    return 0;
+}
+
+int64_t hb_config_max_body(const hb_config_t *cfg)
+{
+    int64_t m = cfg->max_body;
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        if (cfg->routes[i].max_body > m)
+            m = cfg->routes[i].max_body;
+    return m;
+}
+
+const hb_route_cfg_t *hb_config_route(const hb_config_t *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        if (strcmp(cfg->routes[i].name, name) == 0)
+            return &cfg->routes[i];
+    return NULL;
+}
+
 int hb_config_finish(hb_config_t *cfg, char *err, size_t errlen)
 {
     for (size_t i = 0; i < NKEYS; i++) {
@@ -672,12 +1032,17 @@ int hb_config_finish(hb_config_t *cfg, char *err, size_t errlen)
     cfg->ack = !strcmp(cfg->ack_str, "durable")   ? HB_ACK_DURABLE
                : !strcmp(cfg->ack_str, "written") ? HB_ACK_WRITTEN
                                                   : HB_ACK_PUBLISHED;
-    if (cfg->intercom_verify && cfg->intercom_secret[0] == '\0')
+    /* intercom.path empty: no Intercom route, and so no secret for it */
+    if (cfg->intercom_path[0] && cfg->intercom_verify && cfg->intercom_secret[0] == '\0')
         return fail(err, errlen,
                     "intercom.secret: required (or set intercom.verify = off to accept unsigned "
-                    "deliveries)");
-    if (cfg->intercom_path[0] != '/')
+                    "deliveries, or intercom.path = (empty) for no Intercom route)");
+    if (cfg->intercom_path[0] && cfg->intercom_path[0] != '/')
         return fail(err, errlen, "intercom.path: must start with '/'");
+    if (!cfg->intercom_path[0] && cfg->intercom_allow_ips[0])
+        return fail(err, errlen,
+                    "intercom.allow_ips: applies to the Intercom route, which an "
+                    "empty intercom.path turns off");
     if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0'))
         return fail(err, errlen, "%s: tls.cert and tls.key must be set together",
                     cfg->tls_cert[0] ? "tls.key" : "tls.cert");
@@ -687,15 +1052,18 @@ int hb_config_finish(hb_config_t *cfg, char *err, size_t errlen)
         return fail(err, errlen,
                     "redis.url: required as redis://host:port[/db] when sinks "
                     "includes redis");
+    if (finish_routes(cfg, err, errlen) < 0)
+        return -1;
     /* large bodies may use 3/4 of the budget, a chunked one reserves up to
      * twice limits.max_body (at least 64k more): below this the largest
      * bodies would be refused for ever */
+    int64_t max_body = hb_config_max_body(cfg);
     if (cfg->max_inflight_bytes &&
-        (cfg->max_inflight_bytes < 4 * cfg->max_body || cfg->max_inflight_bytes < 262144))
+        (cfg->max_inflight_bytes < 4 * max_body || cfg->max_inflight_bytes < 262144))
         return fail(err, errlen,
-                    "limits.max_inflight_bytes: %" PRId64 " is below 4 x limits.max_body (%" PRId64
-                    ") or 256k: the largest bodies would be refused for ever",
-                    cfg->max_inflight_bytes, cfg->max_body);
+                    "limits.max_inflight_bytes: %" PRId64 " is below 4 x the largest body a route "
+                    "accepts (%" PRId64 ") or 256k: the largest bodies would be refused for ever",
+                    cfg->max_inflight_bytes, max_body);
     char why[256];
     hb_allowlist_t *al = hb_allowlist_load(cfg->intercom_allow_ips, why, sizeof(why));
     hb_allowlist_free(al);
@@ -731,8 +1099,20 @@ void hb_config_print_help(FILE *out)
     }
     fprintf(out,
             "  kafka.<property>           any librdkafka producer property, passed as is\n"
-            "  %-26s env: HOOKBRIDGE_KAFKA_<PROPERTY with _ for .>\n",
+            "  %-26s env: HOOKBRIDGE_KAFKA_<PROPERTY with _ for .>\n\n",
             "");
+    fprintf(out,
+            "Routes: route.<name>.<key>, name [a-z][a-z0-9_]* (not intercom: the intercom.*\n"
+            "keys above are the route intercom); environment: HOOKBRIDGE_ROUTE_<NAME>_<KEY>\n\n");
+    for (size_t i = 0; i < NROUTEKEYS; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "route.<name>.%s", route_keys[i].name);
+        hb_config_env_name(route_keys[i].name, env, sizeof(env));
+        fprintf(out, "  %-26s %s\n  %-26s default: %s%s%s   env: HOOKBRIDGE_ROUTE_<NAME>_%s\n\n",
+                name, route_keys[i].help, "", route_keys[i].def[0] ? route_keys[i].def : "(none)",
+                route_keys[i].choices ? "   one of: " : "",
+                route_keys[i].choices ? route_keys[i].choices : "", env + 11);
+    }
 }
 
 void hb_config_print_template(FILE *out)
@@ -754,4 +1134,23 @@ void hb_config_print_template(FILE *out)
     fprintf(out, "\n# Any librdkafka producer property, passed to librdkafka as is; a property\n"
                  "# librdkafka rejects stops start-up. env: HOOKBRIDGE_KAFKA_<PROPERTY, _ for .>\n"
                  "#kafka.compression.type = zstd\n#kafka.linger.ms = 5\n");
+    fprintf(out,
+            "\n# Routes: more providers on their own paths, each with its own signature\n"
+            "# scheme, secrets, templates and limits: route.<name>.<key>, the name made of\n"
+            "# [a-z0-9_] and starting with a letter. The intercom.* keys above are the\n"
+            "# route intercom (set intercom.path empty for none). Every route key, shown\n"
+            "# for an example route " EXAMPLE_ROUTE " (uncomment path, scheme and secret for a\n"
+            "# GitHub route; the others are shown at their defaults).\n");
+    for (size_t i = 0; i < NROUTEKEYS; i++) {
+        const char *v = route_keys[i].def;
+        for (size_t e = 0; e < sizeof(route_example) / sizeof(route_example[0]); e++)
+            if (!strcmp(route_example[e].key, route_keys[i].name))
+                v = route_example[e].value;
+        hb_config_env_name(route_keys[i].name, env, sizeof(env));
+        fprintf(out, "\n# %s\n", route_keys[i].help);
+        if (route_keys[i].choices)
+            fprintf(out, "# one of: %s\n", route_keys[i].choices);
+        fprintf(out, "# env: HOOKBRIDGE_ROUTE_%s_%s\n#route.%s.%s = %s\n", "GITHUB", env + 11,
+                EXAMPLE_ROUTE, route_keys[i].name, v);
+    }
 }

@@ -42,6 +42,8 @@
 
 struct hb_edge {
     int64_t max_body, chunked_hold, budget;
+    hb_edge_path_t *paths; /* the routes' own limits (hb_edge_set_paths) */
+    size_t n_paths;
     atomic_int_fast64_t inflight;
     pthread_mutex_t al_lock; /* held only to match or swap */
     hb_allowlist_t *al;
@@ -65,7 +67,7 @@ struct hb_conn {
     int64_t held; /* budget reserved by this connection's requests */
     size_t scan;  /* hold: start of the first line not yet scanned */
     unsigned lines;
-    int peer_checked, rewriting;
+    int peer_checked, peer_ok, rewriting;
     struct event *deadline;
     int64_t timeout_ms;
     unsigned requests, seen; /* requests read in full; value at the last tick */
@@ -101,6 +103,14 @@ void hb_edge_set_allowlist(hb_edge_t *e, hb_allowlist_t *al)
     hb_allowlist_free(old);
 }
 
+void hb_edge_set_paths(hb_edge_t *e, const hb_edge_path_t *paths, size_t n)
+{
+    free(e->paths);
+    e->paths = hb_calloc(n ? n : 1, sizeof(*paths));
+    memcpy(e->paths, paths, n * sizeof(*paths));
+    e->n_paths = n;
+}
+
 int64_t hb_edge_inflight(const hb_edge_t *e)
 {
     return atomic_load(&((hb_edge_t *)e)->inflight);
@@ -112,6 +122,7 @@ void hb_edge_free(hb_edge_t *e)
         return;
     hb_allowlist_free(e->al);
     pthread_mutex_destroy(&e->al_lock);
+    free(e->paths);
     free(e);
 }
 
@@ -148,6 +159,8 @@ typedef struct {
     char detail[96];
     int64_t body; /* Content-Length, 0 without one */
     int chunked;
+    const hb_edge_path_t *route; /* the request's route, NULL when none is known */
+    int64_t max_body;            /* its limit */
 } verdict_t;
 
 static int refuse_head(verdict_t *v, int code, const char *error)
@@ -164,8 +177,7 @@ static int is_tchar(unsigned char ch)
 }
 
 /* One header line (without its line end); -1 with v filled to refuse. */
-static int check_header(const char *l, size_t n, const hb_edge_t *e, verdict_t *v, int *seen_cl,
-                        int *seen_te)
+static int check_header(const char *l, size_t n, verdict_t *v, int *seen_cl, int *seen_te)
 {
     if (l[0] == ' ' || l[0] == '\t')
         return refuse_head(v, 400, "folded header line");
@@ -196,9 +208,9 @@ static int check_header(const char *l, size_t n, const hb_edge_t *e, verdict_t *
             cl = cl * 10 + (val[i] - '0');
         }
         v->body = cl;
-        if (cl > e->max_body) {
+        if (cl > v->max_body) {
             snprintf(v->detail, sizeof(v->detail), "Content-Length %" PRId64 ", limit %" PRId64, cl,
-                     e->max_body);
+                     v->max_body);
             return refuse_head(v, 413, "body too large");
         }
     } else if (nl == 17 && !strncasecmp(l, "Transfer-Encoding", 17)) {
@@ -209,6 +221,30 @@ static int check_header(const char *l, size_t n, const hb_edge_t *e, verdict_t *
         v->chunked = 1;
     }
     return 0;
+}
+
+/* The route of the request line l[0..n): its path (before any '?') matched
+ * exactly against the routes' paths, as the route module matches them. An
+ * absolute-form or unknown target has no route: limits.max_body and the
+ * allowlist apply to it. */
+static void find_route(const hb_edge_t *e, const char *l, size_t n, verdict_t *v)
+{
+    const char *t = memchr(l, ' ', n), *end;
+    v->max_body = e->max_body;
+    if (!t)
+        return;
+    t++;
+    end = memchr(t, ' ', n - (size_t)(t - l));
+    end = end ? end : l + n;
+    const char *q = memchr(t, '?', (size_t)(end - t));
+    size_t tl = (size_t)((q ? q : end) - t);
+    for (size_t i = 0; i < e->n_paths; i++) {
+        if (strlen(e->paths[i].path) == tl && memcmp(e->paths[i].path, t, tl) == 0) {
+            v->route = &e->paths[i];
+            v->max_body = e->paths[i].max_body;
+            return;
+        }
+    }
 }
 
 /* The head h[0..len) ends with its empty line. 0 to let it through, -1
@@ -228,7 +264,9 @@ static int check_head(const char *h, size_t len, const hb_edge_t *e, verdict_t *
                 return refuse_head(v, 400, "empty request line");
             break;
         }
-        if (no > 0 && check_header(h + pos, n, e, v, &seen_cl, &seen_te) < 0)
+        if (no == 0)
+            find_route(e, h + pos, n, v);
+        if (no > 0 && check_header(h + pos, n, v, &seen_cl, &seen_te) < 0)
             return -1;
         pos = (size_t)(nl - h) + 1;
     }
@@ -243,10 +281,13 @@ static int check_head(const char *h, size_t len, const hb_edge_t *e, verdict_t *
 static void gate_refuse(hb_conn_t *c, const verdict_t *v)
 {
     evbuffer_drain(c->hold, evbuffer_get_length(c->hold));
+    /* the stand-in asks for the route's path, so its answer is counted
+     * and logged under that route */
     evbuffer_add_printf(c->in,
-                        "GET / HTTP/1.1\r\nHost: -\r\nConnection: close\r\n" HB_CONN_REFUSAL_HEADER
+                        "GET %s HTTP/1.1\r\nHost: -\r\nConnection: close\r\n" HB_CONN_REFUSAL_HEADER
                         ": %d %s%s%s\r\n\r\n",
-                        v->code, v->error, v->detail[0] ? "; " : "", v->detail);
+                        v->route ? v->route->path : "/", v->code, v->error,
+                        v->detail[0] ? "; " : "", v->detail);
     c->state = G_DRAIN;
 }
 
@@ -279,15 +320,6 @@ static void gate_run(hb_conn_t *c)
             continue;
         }
         verdict_t v;
-        if (!c->peer_checked) {
-            c->peer_checked = 1;
-            if (!edge_allows(c->edge, bufferevent_getfd(c->bev))) {
-                memset(&v, 0, sizeof(v));
-                refuse_head(&v, 403, "source address not in intercom.allow_ips");
-                gate_refuse(c, &v);
-                continue;
-            }
-        }
         size_t len = evbuffer_get_length(c->hold);
         size_t avail = len < HB_CONN_HEAD_MAX ? len : HB_CONN_HEAD_MAX;
         const char *h = (const char *)evbuffer_pullup(c->hold, (ev_ssize_t)avail);
@@ -327,7 +359,20 @@ static void gate_run(hb_conn_t *c)
         }
         c->scan = 0;
         c->lines = 0;
-        if (check_head(h, end, c->edge, &v) < 0) {
+        int bad = check_head(h, end, c->edge, &v) < 0;
+        /* intercom.allow_ips guards the Intercom route (and any path no
+         * route has), not the other providers on the same listener */
+        if ((!v.route || v.route->allowlisted) && !c->peer_checked) {
+            c->peer_checked = 1;
+            c->peer_ok = edge_allows(c->edge, bufferevent_getfd(c->bev));
+        }
+        if ((!v.route || v.route->allowlisted) && !c->peer_ok) {
+            const hb_edge_path_t *route = v.route;
+            memset(&v, 0, sizeof(v));
+            v.route = route;
+            refuse_head(&v, 403, "source address not in intercom.allow_ips");
+        }
+        if (bad || v.code) {
             gate_refuse(c, &v);
             continue;
         }

@@ -8,6 +8,7 @@
 
 #include "hb/dedup.h"
 #include "hb/log.h"
+#include "hb/record.h"
 #include "hb/util.h"
 
 #include <errno.h>
@@ -272,6 +273,24 @@ size_t hb_dedup_count(hb_dedup_t *d)
         pthread_mutex_unlock(&d->shards[i].lock);
     }
     return n;
+}
+
+const char *hb_dedup_key(const char *route, size_t route_len, const char *id, size_t id_len,
+                         char *buf, size_t cap, char **heap, size_t *key_len)
+{
+    *heap = NULL;
+    if (!route || (route_len == sizeof(HB_RECORD_DEFAULT_ROUTE) - 1 &&
+                   memcmp(route, HB_RECORD_DEFAULT_ROUTE, route_len) == 0)) {
+        *key_len = id_len;
+        return id;
+    }
+    size_t n = route_len + 1 + id_len;
+    char *k = n <= cap ? buf : (*heap = hb_malloc(n));
+    memcpy(k, route, route_len);
+    k[route_len] = '\0';
+    memcpy(k + route_len + 1, id, id_len);
+    *key_len = n;
+    return k;
 }
 
 int hb_dedup_save(hb_dedup_t *d, const char *path)

@@ -101,20 +101,28 @@ static void *snapshot_main(void *arg)
     return NULL;
 }
 
+/* The journal's ids, each in its route's id space as route.c adds them. */
 static void dedup_from_journal(const hb_record_t *r, void *arg)
 {
     app_t *app = arg;
-    if (r->id)
-        hb_dedup_add(app->dedup, r->id, r->id_len, r->received_at_ms, r->seq);
+    char buf[256], *heap;
+    size_t len;
+    if (!r->id)
+        return;
+    const char *key =
+        hb_dedup_key(r->route, r->route_len, r->id, r->id_len, buf, sizeof(buf), &heap, &len);
+    hb_dedup_add(app->dedup, key, len, r->received_at_ms, r->seq);
+    free(heap);
 }
 
 static void usage(FILE *out)
 {
     fprintf(out, "Usage: hookbridge [-c|--config FILE] [--check-config] [--health] [--version] "
                  "[--help]\n\n"
-                 "Receives Intercom webhooks over HTTPS, verifies X-Hub-Signature, makes each\n"
-                 "delivery durable in a local journal, answers 200, and publishes it to Kafka,\n"
-                 "Redis Streams and/or a JSON-lines file.\n\n"
+                 "Receives webhooks over HTTPS (Intercom, and on routes GitHub, Stripe, Shopify,\n"
+                 "Slack, Standard Webhooks or any HMAC scheme), verifies each signature, makes\n"
+                 "each delivery durable in a local journal, answers 200, and publishes it to\n"
+                 "Kafka, Redis Streams and/or a JSON-lines file.\n\n"
                  "  -c, --config FILE   read configuration from FILE (key = value lines)\n"
                  "      --check-config  validate the configuration and exit 0 or 1\n"
                  "      --health        ask the running instance's /healthz on admin.listen\n"
@@ -144,13 +152,14 @@ static void reload(app_t *app)
         hb_config_free(&fresh);
         return;
     }
-    if (fresh.intercom_verify) {
-        hb_keyset_t *ks = hb_keyset_new(fresh.intercom_secret);
-        if (ks) {
-            size_t n = hb_keyset_count(ks);
-            hb_route_set_keyset(app->route, ks);
-            hb_info(C, "SIGHUP: reloaded %zu intercom secret(s)", n);
-        }
+    for (size_t i = 0; i < fresh.n_routes; i++) {
+        const hb_route_cfg_t *rc = &fresh.routes[i];
+        ssize_t n = hb_route_set_secrets(app->route, rc, err, sizeof(err));
+        if (n < 0)
+            hb_error(C, "SIGHUP: route %s: secrets not reloaded (keeping the old ones): %s",
+                     rc->name, err);
+        else if (rc->verify)
+            hb_info(C, "SIGHUP: reloaded %zd %s secret(s)", n, rc->name);
     }
     hb_allowlist_t *al = hb_allowlist_load(fresh.intercom_allow_ips, err, sizeof(err));
     if (!al && err[0]) {
@@ -304,11 +313,15 @@ int main(int argc, char **argv)
     }
     hb_info(C,
             "hookbridge %s starting: sinks=%s ack=%s journal=%s max_bytes=%lld workers=%lld "
-            "verify=%s secrets=%s",
+            "routes=%zu",
             HB_VERSION, app.cfg.sinks_str, app.cfg.ack_str, app.cfg.journal_dir,
-            (long long)app.cfg.journal_max_bytes, (long long)app.cfg.workers,
-            app.cfg.intercom_verify ? "on" : "off",
-            app.cfg.intercom_secret[0] ? "(set)" : "(none)");
+            (long long)app.cfg.journal_max_bytes, (long long)app.cfg.workers, app.cfg.n_routes);
+    for (size_t i = 0; i < app.cfg.n_routes; i++) {
+        const hb_route_cfg_t *r = &app.cfg.routes[i];
+        hb_info(C, "route %s: %s scheme=%s verify=%s secrets=%s max_body=%lld", r->name, r->path,
+                r->scheme, r->verify ? "on" : "off", r->secret[0] ? "(set)" : "(none)",
+                (long long)r->max_body);
+    }
 
     struct event *sigs[3] = {NULL, NULL, NULL};
     app.base = event_base_new();
@@ -317,7 +330,6 @@ int main(int argc, char **argv)
     app.tls = hb_tls_new(&app.cfg, err, sizeof(err));
     if (!app.tls)
         goto fail;
-    hb_keyset_t *ks = app.cfg.intercom_verify ? hb_keyset_new(app.cfg.intercom_secret) : NULL;
     if (app.cfg.dedup) {
         app.dedup = hb_dedup_new((uint64_t)app.cfg.dedup_window_ms, (size_t)app.cfg.dedup_max_ids);
         snprintf(app.dedup_path, sizeof(app.dedup_path), "%s/dedup.snapshot", app.cfg.journal_dir);
@@ -325,7 +337,9 @@ int main(int argc, char **argv)
             hb_warn(C, "cannot read %s: %s (starting with journal ids only)", app.dedup_path,
                     strerror(errno));
     }
-    app.route = hb_route_new(&app.cfg, ks, app.dedup);
+    app.route = hb_route_new(&app.cfg, app.dedup, err, sizeof(err));
+    if (!app.route)
+        goto fail;
     app.dedup_shared = hb_dedup_shared_new(&app.cfg, err, sizeof(err));
     if (!app.dedup_shared && err[0])
         goto fail;
@@ -364,7 +378,9 @@ int main(int argc, char **argv)
         sigs[i] = evsignal_new(app.base, signums[i], on_signal, &app);
         event_add(sigs[i], NULL);
     }
-    hb_info(C, "ready: POST https://%s%s", app.cfg.listen, app.cfg.intercom_path);
+    for (size_t i = 0; i < app.cfg.n_routes; i++)
+        hb_info(C, "ready: POST https://%s%s (route %s)", app.cfg.listen, app.cfg.routes[i].path,
+                app.cfg.routes[i].name);
     event_base_dispatch(app.base);
     rc = 0;
     goto shutdown;

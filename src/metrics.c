@@ -18,15 +18,18 @@
 
 static const int statuses[] = {200, 400, 401, 404, 405, 413, 500, 503, 0};
 #define NSTATUS (sizeof(statuses) / sizeof(statuses[0]))
-static const char *const route_names[HB_EP_N] = {"intercom", "other"};
+/* index HB_METRICS_MAX_ROUTES: requests to no route */
+#define OTHER HB_METRICS_MAX_ROUTES
+static const char *route_names[HB_METRICS_MAX_ROUTES + 1] = {[0] = "intercom", [OTHER] = "other"};
+static size_t n_routes = 1;
 
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                  0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 #define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
 _Static_assert(NBUCKETS == HB_METRICS_BUCKETS, "HB_METRICS_BUCKETS must match the buckets");
 
-static atomic_ullong requests[HB_EP_N][NSTATUS];
-static hb_histogram_t request_latency;
+static atomic_ullong requests[HB_METRICS_MAX_ROUTES + 1][NSTATUS];
+static hb_histogram_t request_latency[HB_METRICS_MAX_ROUTES];
 static atomic_ullong verify_failures, duplicates;
 static atomic_ullong shared[HB_SHARED_N];
 
@@ -39,14 +42,23 @@ void hb_histogram_observe(hb_histogram_t *h, double s)
     atomic_fetch_add_explicit(&h->sum_us, (unsigned long long)(s * 1e6), memory_order_relaxed);
 }
 
-void hb_metrics_request(hb_endpoint_t route, int status, double seconds)
+void hb_metrics_set_routes(const char *const *names, size_t n)
+{
+    n_routes = n < HB_METRICS_MAX_ROUTES ? n : HB_METRICS_MAX_ROUTES;
+    for (size_t i = 0; i < n_routes; i++)
+        route_names[i] = names[i];
+}
+
+void hb_metrics_request(size_t route, int status, double seconds)
 {
     size_t i = 0;
     while (statuses[i] && statuses[i] != status)
         i++;
+    if (route >= n_routes)
+        route = OTHER;
     atomic_fetch_add_explicit(&requests[route][i], 1, memory_order_relaxed);
-    if (route == HB_EP_INTERCOM && seconds >= 0)
-        hb_histogram_observe(&request_latency, seconds);
+    if (route != OTHER && seconds >= 0)
+        hb_histogram_observe(&request_latency[route], seconds);
 }
 
 void hb_metrics_verify_failure(void)
@@ -158,10 +170,13 @@ void hb_metrics_render(struct evbuffer *o, struct hb_journal *j,
                         HB_VERSION);
     evbuffer_add_printf(o, "# HELP hookbridge_requests_total HTTP requests answered, by route "
                            "and status.\n# TYPE hookbridge_requests_total counter\n");
-    for (int r = 0; r < HB_EP_N; r++) {
+    for (size_t r = 0; r <= OTHER; r++) {
+        if (r >= n_routes && r != OTHER)
+            continue;
         for (size_t i = 0; i < NSTATUS; i++) {
             unsigned long long v = atomic_load(&requests[r][i]);
-            if (!v && (statuses[i] != 200 || r != HB_EP_INTERCOM))
+            /* every route shows its 200s, at 0 too: a rate is defined */
+            if (!v && (statuses[i] != 200 || r == OTHER))
                 continue;
             if (statuses[i])
                 evbuffer_add_printf(o,
@@ -176,7 +191,11 @@ void hb_metrics_render(struct evbuffer *o, struct hb_journal *j,
     evbuffer_add_printf(o, "# HELP hookbridge_request_duration_seconds Time from a webhook's "
                            "arrival to its answer.\n"
                            "# TYPE hookbridge_request_duration_seconds histogram\n");
-    render_histogram(o, "hookbridge_request_duration_seconds", "", &request_latency);
+    for (size_t r = 0; r < n_routes; r++) {
+        char labels[96];
+        snprintf(labels, sizeof(labels), "route=\"%s\"", route_names[r]);
+        render_histogram(o, "hookbridge_request_duration_seconds", labels, &request_latency[r]);
+    }
     evbuffer_add_printf(o,
                         "# HELP hookbridge_verification_failures_total Deliveries refused "
                         "for a missing or wrong signature.\n"

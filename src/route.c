@@ -1,10 +1,14 @@
-/* Request handling for the webhook endpoint. See include/hb/route.h.
+/* Request handling for the webhook routes. See include/hb/route.h.
  *
- * Order of checks for a POST, cheapest and least revealing first: path,
- * method, journal state, body size, signature (before parsing, so that an
- * unauthenticated client cannot make us parse anything), envelope, room in
- * the journal. Only then is the record prepared (CRC computed here, on the
- * HTTP thread, in parallel) and queued for the writer.
+ * Order of checks for a POST, cheapest and least revealing first: path
+ * (which route), method, journal state, the route's body size, signature
+ * (before parsing, so that an unauthenticated client cannot make us parse
+ * anything) and replay window, the delivery's fields, room in the journal.
+ * Only then is the record prepared (CRC computed here, on the HTTP thread,
+ * in parallel) and queued for the writer. The scheme (hb/scheme.h) does the
+ * signature and the fields; the Intercom route is the first path compared
+ * and its scheme keeps the envelope scanner, so it costs what it did before
+ * routes.
  *
  * An accepted request is owned by one pending_t until it is answered; the
  * writer thread hands it back through the loop's queue, never answering
@@ -13,6 +17,7 @@
 
 #include "hb/route.h"
 #include "hb/conn.h"
+#include "hb/scheme.h"
 #include "hb/dedup.h"
 #include "hb/dedup_shared.h"
 #include "hb/event.h"
@@ -38,15 +43,26 @@
 #define C "http"
 #define PUBLISHED_WAIT_MS 4000 /* below Intercom's 5 s answer deadline */
 
-struct hb_route {
-    const hb_config_t *cfg;
-    const hb_verifier_ops_t *verifier;
+/* One route: its configuration, its scheme and its key set. */
+typedef struct route_ent {
+    const hb_route_cfg_t *rc;
+    hb_scheme_t *scheme;
+    /* the route as records carry it: NULL for the Intercom route, whose
+     * records stay byte for byte what they were before routes */
+    const char *rec_route;
+    size_t rec_route_len;
     /* The key set: swapped under ks_lock on SIGHUP, with ks_gen bumped. A
      * loop reads ks_gen (one atomic load) per request and takes the lock
      * only when it changed, to build its own key context. */
     pthread_mutex_t ks_lock;
-    hb_keyset_t *ks;
+    hb_keyset_t *ks; /* NULL when verify = off or the scheme needs no secret */
     atomic_uint ks_gen;
+} route_ent_t;
+
+struct hb_route {
+    const hb_config_t *cfg;
+    route_ent_t *routes; /* cfg->routes' order: the Intercom route first */
+    size_t n_routes;
     _Atomic(hb_journal_t *) journal;
     hb_stage_t stage;
     hb_dedup_t *dedup;           /* NULL when dedup = off */
@@ -65,7 +81,8 @@ typedef struct pending {
     uint64_t t0_us;
     uint64_t deadline_ms; /* ack = published */
     uint64_t received_at_ms;
-    size_t id_off, id_len; /* notification id inside a.buf; id_len 0 = none */
+    size_t id_off, id_len; /* dedup key inside a.buf; id_len 0 = none */
+    size_t route;          /* index into hb_route_t.routes */
     int repeat;            /* a repeated id waiting for its first record (a.seq) */
 } pending_t;
 
@@ -78,8 +95,9 @@ struct hb_route_loop {
     pending_t *wait_head, *wait_tail; /* ack = published, in seq order */
     pending_t *rep_head, *rep_tail;   /* repeats waiting, in deadline order */
     atomic_size_t pending;
-    hb_keyctx_t *kc; /* this thread's HMAC contexts for the key set ks_gen */
-    unsigned ks_gen;
+    /* per route: this thread's key context for the key set of ks_gen */
+    hb_keyctx_t **kc;
+    unsigned *ks_gen;
     hb_dedup_shared_loop_t *shared; /* this thread's connection to the shared store */
 };
 
@@ -114,11 +132,13 @@ static void send_answer(struct evhttp_request *req, int code, const char *reason
         evbuffer_pullup(out, -1);
 }
 
-/* Answer with a short JSON body. `field` is "status" or "error". The body
- * goes straight into the request's own output buffer: nothing is allocated
- * per answer beyond what evhttp allocates anyway. */
-static void reply(struct evhttp_request *req, int code, const char *field, const char *text,
-                  uint64_t t0_us)
+/* Answer with a short JSON body. `field` is "status" or "error"; text
+ * holds no '"', '\\' or control character (see json_safe). The body goes
+ * straight into the request's own output buffer: nothing is allocated per
+ * answer beyond what evhttp allocates anyway. `route` labels the metrics
+ * (HB_METRICS_NO_ROUTE: none). */
+static void reply(struct evhttp_request *req, size_t route, int code, const char *field,
+                  const char *text, uint64_t t0_us)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD && field) {
@@ -141,11 +161,21 @@ static void reply(struct evhttp_request *req, int code, const char *field, const
                          : code == 503 ? "Service Unavailable"
                                        : "Error";
     send_answer(req, code, reason);
-    hb_metrics_request(HB_EP_INTERCOM, code, (double)(now_us() - t0_us) / 1e6);
+    hb_metrics_request(route, code, (double)(now_us() - t0_us) / 1e6);
 }
 
-static void refuse(struct evhttp_request *req, int code, const char *error, const char *detail,
-                   uint64_t t0_us)
+/* A scheme's reason, fit for a JSON string: it may quote what the client
+ * sent, so '"', '\\' and control characters become '\''. */
+static void json_safe(const char *in, char *out, size_t len)
+{
+    size_t n = 0;
+    for (; *in && n + 1 < len; in++)
+        out[n++] = *in == '"' || *in == '\\' || (unsigned char)*in < 0x20 ? '\'' : *in;
+    out[n] = '\0';
+}
+
+static void refuse(struct evhttp_request *req, size_t route, const hb_route_t *r, int code,
+                   const char *error, const char *detail, uint64_t t0_us)
 {
     /* a client causes these at will: at most a few lines per status and
      * interval, the rest counted into one "more like this" line */
@@ -160,24 +190,42 @@ static void refuse(struct evhttp_request *req, int code, const char *error, cons
     if (HB_LOG_WARN >= hb_log_level && hb_log_allow(C, reason)) {
         char who[64];
         peer(req, who, sizeof(who));
-        hb_warn(C, "%d to %s: %s%s%s", code, who, error, detail ? ": " : "", detail ? detail : "");
+        hb_warn(C, "%d to %s%s%s: %s%s%s", code, who, route < r->n_routes ? " on route " : "",
+                route < r->n_routes ? r->routes[route].rc->name : "", error, detail ? ": " : "",
+                detail ? detail : "");
     }
-    reply(req, code, "error", error, t0_us);
+    reply(req, route, code, "error", error, t0_us);
 }
 
 static void answer_pending(hb_route_loop_t *l, pending_t *p, int code, const char *field,
                            const char *text)
 {
     if (code == 200)
-        reply(p->req, code, field, text, p->t0_us);
+        reply(p->req, p->route, code, field, text, p->t0_us);
     else
-        refuse(p->req, code, text, NULL, p->t0_us);
+        refuse(p->req, p->route, l->r, code, text, NULL, p->t0_us);
     atomic_fetch_sub(&l->pending, 1);
     if (p->conn) {
         hb_conn_release(p->conn, p->body_len);
         hb_conn_done(p->conn);
     }
     free(p);
+}
+
+/* The route name and the provider's id of a pending request, for the
+ * shared store, whose keys name the route themselves: the local dedup key
+ * of a route other than Intercom's is "route NUL id" (hb_dedup_key). */
+static const char *shared_id(const hb_route_t *r, const pending_t *p, const char **id,
+                             size_t *id_len)
+{
+    const route_ent_t *e = &r->routes[p->route];
+    *id = (const char *)p->a.buf + p->id_off;
+    *id_len = p->id_len;
+    if (e->rec_route) {
+        *id += e->rec_route_len + 1;
+        *id_len -= e->rec_route_len + 1;
+    }
+    return e->rc->name;
 }
 
 /* Writer thread: hand the request back to its own loop. */
@@ -279,9 +327,12 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
         if (p->id_len && l->r->dedup)
             hb_dedup_add(l->r->dedup, (const char *)p->a.buf + p->id_off, p->id_len,
                          p->received_at_ms, p->a.seq);
-        if (p->id_len && l->shared)
-            hb_dedup_shared_claim(l->shared, "intercom", (const char *)p->a.buf + p->id_off,
-                                  p->id_len);
+        if (p->id_len && l->shared) {
+            const char *id;
+            size_t id_len;
+            const char *name = shared_id(l->r, p, &id, &id_len);
+            hb_dedup_shared_claim(l->shared, name, id, id_len);
+        }
         if (l->r->cfg->ack == HB_ACK_PUBLISHED) {
             wait_push(&l->wait_head, &l->wait_tail, p);
         } else {
@@ -306,20 +357,21 @@ static void journal_progress(void *arg)
     event_active(l->progress_ev, EV_READ, 0);
 }
 
-/* This thread's key context, rebuilt when SIGHUP swapped the key set. */
-static hb_keyctx_t *loop_keyctx(hb_route_loop_t *l)
+/* This thread's key context for route i, rebuilt when SIGHUP swapped the
+ * route's key set. */
+static hb_keyctx_t *loop_keyctx(hb_route_loop_t *l, size_t i)
 {
-    hb_route_t *r = l->r;
-    if (l->kc && atomic_load_explicit(&r->ks_gen, memory_order_acquire) == l->ks_gen)
-        return l->kc;
-    pthread_mutex_lock(&r->ks_lock);
-    hb_keyset_t *ks = hb_keyset_ref(r->ks);
-    l->ks_gen = atomic_load(&r->ks_gen);
-    pthread_mutex_unlock(&r->ks_lock);
-    hb_keyctx_free(l->kc);
-    l->kc = hb_keyctx_new(r->verifier, ks);
+    route_ent_t *e = &l->r->routes[i];
+    if (l->kc[i] && atomic_load_explicit(&e->ks_gen, memory_order_acquire) == l->ks_gen[i])
+        return l->kc[i];
+    pthread_mutex_lock(&e->ks_lock);
+    hb_keyset_t *ks = hb_keyset_ref(e->ks);
+    l->ks_gen[i] = atomic_load(&e->ks_gen);
+    pthread_mutex_unlock(&e->ks_lock);
+    hb_keyctx_free(l->kc[i]);
+    l->kc[i] = hb_scheme_keyctx(e->scheme, ks);
     hb_keyset_unref(ks);
-    return l->kc;
+    return l->kc[i];
 }
 
 /* ack = published: a repeat of an id whose record is durable but not yet
@@ -327,10 +379,11 @@ static hb_keyctx_t *loop_keyctx(hb_route_loop_t *l)
  * once it is published, 503 after the same wait), rather than being
  * journaled and published a second time. */
 static void wait_for_first(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *conn,
-                           uint64_t t0, uint64_t seq, size_t body_len)
+                           uint64_t t0, uint64_t seq, size_t body_len, size_t route)
 {
     pending_t *p = hb_calloc(1, sizeof(*p));
     p->a.seq = seq;
+    p->route = route;
     p->body_len = body_len;
     p->repeat = 1;
     p->loop = l;
@@ -369,91 +422,107 @@ static void on_shared_checked(hb_dedup_shared_verdict_t v, const char *owner, vo
     }
 }
 
-/* 1 when the request is left pending (answered later), 0 when answered. */
-static int handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *conn, uint64_t t0)
+static const char *input_header(void *arg, const char *name)
+{
+    return evhttp_find_header(arg, name);
+}
+
+/* A delivery whose id was seen on this route: 1 when left pending (ack =
+ * published, its first record not yet published), 0 when answered. */
+static int answer_repeat(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *conn,
+                         uint64_t t0, size_t ri, const hb_delivery_t *d, uint64_t first_seq,
+                         size_t len)
 {
     hb_route_t *r = l->r;
-    const hb_config_t *cfg = r->cfg;
     hb_journal_t *j = atomic_load(&r->journal);
-    char why[256];
-    if (!j) {
-        refuse(req, 503, "journal not open yet", NULL, t0);
-        return 0;
-    }
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    size_t len = evbuffer_get_length(in);
-    if ((int64_t)len > cfg->max_body) {
-        snprintf(why, sizeof(why), "%zu bytes, limit %" PRId64, len, cfg->max_body);
-        refuse(req, 413, "body too large", why, t0);
-        return 0;
-    }
-    const unsigned char *body = len ? evbuffer_pullup(in, -1) : (const unsigned char *)"";
-    if (cfg->intercom_verify) {
-        const char *sig =
-            evhttp_find_header(evhttp_request_get_input_headers(req), r->verifier->header);
-        hb_verify_result_t v = r->verifier->verify(loop_keyctx(l), sig, body, len);
-        if (v != HB_VERIFY_OK) {
-            hb_metrics_verify_failure();
-            refuse(req, 401, hb_verify_result_str(v), r->verifier->header, t0);
-            return 0;
-        }
-    }
-    hb_envelope_t env;
-    if (hb_envelope_parse((const char *)body, len, &env, why, sizeof(why)) < 0) {
-        refuse(req, 400, "body is not a JSON object with a string topic", why, t0);
-        return 0;
-    }
-    uint64_t first_seq = 0;
-    if (env.id && r->dedup &&
-        hb_dedup_seen(r->dedup, env.id, strlen(env.id), hb_now_ms(), &first_seq)) {
-        char who[64];
-        peer(req, who, sizeof(who));
-        if (cfg->ack == HB_ACK_PUBLISHED && first_seq > hb_journal_min_cursor(j)) {
-            hb_info(C,
-                    "notification %s from %s already received, not yet published: waiting "
-                    "for that record",
-                    env.id, who);
-            hb_envelope_clear(&env);
-            wait_for_first(l, req, conn, t0, first_seq, len);
-            return 1;
-        }
+    const char *name = r->routes[ri].rc->name;
+    char who[64];
+    peer(req, who, sizeof(who));
+    if (r->cfg->ack == HB_ACK_PUBLISHED && first_seq > hb_journal_min_cursor(j)) {
         hb_info(C,
-                "200 to %s: notification %s already received within dedup.window; not "
-                "published again",
-                who, env.id);
-        hb_metrics_duplicate();
-        hb_envelope_clear(&env);
-        reply(req, 200, "status", "duplicate", t0);
-        return 0;
+                "delivery %s from %s on route %s already received, not yet published: waiting "
+                "for that record",
+                d->id, who, name);
+        wait_for_first(l, req, conn, t0, first_seq, len, ri);
+        return 1;
+    }
+    hb_info(C,
+            "200 to %s on route %s: delivery %s already received within dedup.window; not "
+            "published again",
+            who, name, d->id);
+    hb_metrics_duplicate();
+    reply(req, ri, 200, "status", "duplicate", t0);
+    return 0;
+}
+
+/* A verified handshake (Slack's url_verification): its reply, nothing
+ * journaled or published. */
+static void answer_handshake(struct evhttp_request *req, size_t ri, const hb_delivery_t *d,
+                             uint64_t t0)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      d->reply_type ? d->reply_type : "text/plain");
+    if (d->reply)
+        evbuffer_add(evhttp_request_get_output_buffer(req), d->reply, strlen(d->reply));
+    send_answer(req, 200, "OK");
+    hb_metrics_request(ri, 200, (double)(now_us() - t0) / 1e6);
+}
+
+/* Journal the verified delivery d of route ri; 1: pending until durable. */
+static int journal_delivery(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *conn,
+                            uint64_t t0, size_t ri, const hb_delivery_t *d,
+                            const unsigned char *body, size_t len)
+{
+    hb_route_t *r = l->r;
+    const route_ent_t *e = &r->routes[ri];
+    hb_journal_t *j = atomic_load(&r->journal);
+    uint64_t first_seq = 0;
+    char kbuf[256], *kheap = NULL;
+    size_t klen = 0;
+    const char *key = d->id && r->dedup ? hb_dedup_key(e->rec_route, e->rec_route_len, d->id,
+                                                       d->id_len, kbuf, sizeof(kbuf), &kheap, &klen)
+                                        : NULL;
+    int rc = 0;
+    if (key && hb_dedup_seen(r->dedup, key, klen, hb_now_ms(), &first_seq)) {
+        rc = answer_repeat(l, req, conn, t0, ri, d, first_seq, len);
+        goto out;
     }
     /* A failing disk is not refused here: each append finds out for itself
      * (503 if it cannot be made durable), so acceptance resumes by itself
      * as soon as a write succeeds again. */
     if (hb_journal_full(j)) {
-        hb_envelope_clear(&env);
-        refuse(req, 503, "journal full", NULL, t0);
-        return 0;
+        refuse(req, ri, r, 503, "journal full", NULL, t0);
+        goto out;
     }
+    hb_record_hdr_t hdrs[HB_DELIVERY_MAX_HEADERS];
+    for (size_t i = 0; i < d->n_headers; i++)
+        hdrs[i] = (hb_record_hdr_t){d->headers[i].name, strlen(d->headers[i].name),
+                                    d->headers[i].value, strlen(d->headers[i].value)};
     hb_record_t rec = {
         .received_at_ms = hb_now_ms(),
-        .delivery_attempts = env.delivery_attempts,
-        .created_at = env.created_at,
-        .topic = env.topic,
-        .topic_len = strlen(env.topic),
-        .app_id = env.app_id,
-        .app_id_len = env.app_id ? strlen(env.app_id) : 0,
-        .id = env.id,
-        .id_len = env.id ? strlen(env.id) : 0,
+        .delivery_attempts = d->delivery_attempts,
+        .created_at = d->created_at,
+        .topic = d->topic,
+        .topic_len = d->topic_len,
+        .app_id = d->source,
+        .app_id_len = d->source_len,
+        .id = d->id,
+        .id_len = d->id_len,
         .body = body,
         .body_len = len,
+        .route = e->rec_route,
+        .route_len = e->rec_route_len,
+        .headers = hdrs,
+        .n_headers = d->n_headers,
     };
-    if (rec.app_id_len > 0xffff || rec.id_len > 0xffff) {
-        hb_envelope_clear(&env);
-        refuse(req, 400, "app_id or id longer than 65535 bytes", NULL, t0);
-        return 0;
+    if (rec.topic_len > 0xffff || rec.app_id_len > 0xffff || rec.id_len > 0xffff) {
+        refuse(req, ri, r, 400, "topic, source or id longer than 65535 bytes", NULL, t0);
+        goto out;
     }
     size_t size = hb_record_size(&rec);
-    pending_t *p = hb_malloc(sizeof(*p) + size);
+    /* the dedup key of another route than Intercom's follows the record */
+    size_t extra = key && key != d->id ? klen : 0;
+    pending_t *p = hb_malloc(sizeof(*p) + size + extra);
     memset(p, 0, sizeof(*p));
     p->a.buf = (unsigned char *)(p + 1);
     p->a.len = hb_record_prepare(&rec, p->a.buf);
@@ -466,27 +535,99 @@ static int handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t
         hb_conn_busy(p->conn);
     p->t0_us = t0;
     p->body_len = len;
+    p->route = ri;
     p->received_at_ms = rec.received_at_ms;
-    if (rec.id) {
+    if (key && extra) {
+        memcpy(p->a.buf + size, key, klen);
+        p->id_off = size;
+        p->id_len = klen;
+    } else if (key) { /* the id inside the record, as before routes */
         p->id_off = HB_RECORD_HEADER + HB_RECORD_FIXED + rec.topic_len + rec.app_id_len;
         p->id_len = rec.id_len;
     }
-    hb_envelope_clear(&env);
     atomic_fetch_add(&l->pending, 1);
-    if (p->id_len && l->shared &&
-        hb_dedup_shared_check(l->shared, "intercom", (const char *)p->a.buf + p->id_off, p->id_len,
-                              on_shared_checked, p) == 0)
-        return 1; /* journaled by on_shared_checked unless another replica has it */
+    if (p->id_len && l->shared) {
+        const char *id;
+        size_t id_len;
+        const char *name = shared_id(r, p, &id, &id_len);
+        if (hb_dedup_shared_check(l->shared, name, id, id_len, on_shared_checked, p) == 0) {
+            rc = 1; /* journaled by on_shared_checked unless another replica has it */
+            goto out;
+        }
+    }
     hb_journal_append(j, &p->a);
-    return 1;
+    rc = 1;
+out:
+    free(kheap);
+    return rc;
+}
+
+/* 1 when the request is left pending (answered later), 0 when answered. */
+static int handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *conn, uint64_t t0,
+                       size_t ri)
+{
+    hb_route_t *r = l->r;
+    const route_ent_t *e = &r->routes[ri];
+    const hb_route_cfg_t *rc = e->rc;
+    char why[256], text[256];
+    if (!atomic_load(&r->journal)) {
+        refuse(req, ri, r, 503, "journal not open yet", NULL, t0);
+        return 0;
+    }
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    if ((int64_t)len > rc->max_body) {
+        snprintf(why, sizeof(why), "%zu bytes, limit %" PRId64, len, rc->max_body);
+        refuse(req, ri, r, 413, "body too large", why, t0);
+        return 0;
+    }
+    const unsigned char *body = len ? evbuffer_pullup(in, -1) : (const unsigned char *)"";
+    hb_headers_t h = {input_header, evhttp_request_get_input_headers(req)};
+    hb_delivery_t d;
+    hb_scheme_status_t st =
+        hb_scheme_read(e->scheme, rc->verify ? loop_keyctx(l, ri) : NULL, rc->verify, &h, body, len,
+                       (int64_t)(hb_now_ms() / 1000), &d, why, sizeof(why));
+    int pending = 0;
+    switch (st) {
+    case HB_SCHEME_UNAUTHORIZED:
+        hb_metrics_verify_failure();
+        json_safe(why, text, sizeof(text));
+        refuse(req, ri, r, 401, text, NULL, t0);
+        return 0;
+    case HB_SCHEME_BAD_REQUEST:
+        json_safe(why, text, sizeof(text));
+        refuse(req, ri, r, 400, text, NULL, t0);
+        return 0;
+    case HB_SCHEME_HANDSHAKE:
+        answer_handshake(req, ri, &d, t0);
+        break;
+    case HB_SCHEME_OK:
+        pending = journal_delivery(l, req, conn, t0, ri, &d, body, len);
+        break;
+    }
+    hb_delivery_clear(&d);
+    return pending;
+}
+
+/* The route serving path, or -1. The Intercom route is compared first. */
+static ssize_t find_route(const hb_route_t *r, const char *path)
+{
+    for (size_t i = 0; i < r->n_routes; i++)
+        if (strcmp(path, r->routes[i].rc->path) == 0)
+            return (ssize_t)i;
+    return -1;
 }
 
 /* A request the gate refused before its body (see hb/conn.h): its
- * stand-in carries "CODE error; detail". */
-static void answer_refusal(struct evhttp_request *req, const char *v, uint64_t t0)
+ * stand-in carries "CODE error; detail", and the path of its route. */
+static void answer_refusal(hb_route_loop_t *l, struct evhttp_request *req, const char *v,
+                           uint64_t t0)
 {
     char error[160];
     const char *detail = NULL;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    ssize_t ri = path ? find_route(l->r, path) : -1;
     int code = (int)strtol(v, (char **)&v, 10);
     if (code < 400 || code > 599)
         code = 400;
@@ -496,7 +637,7 @@ static void answer_refusal(struct evhttp_request *req, const char *v, uint64_t t
     snprintf(error, sizeof(error), "%.*s", (int)n, v);
     if (v[n] == ';')
         detail = v + n + 1 + (v[n + 1] == ' ');
-    refuse(req, code, error, detail, t0);
+    refuse(req, ri < 0 ? HB_METRICS_NO_ROUTE : (size_t)ri, l->r, code, error, detail, t0);
 }
 
 static int dispatch(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *conn, uint64_t t0);
@@ -509,7 +650,7 @@ void hb_route_handle(struct evhttp_request *req, void *arg)
     struct evkeyvalq *in = evhttp_request_get_input_headers(req);
     const char *refusal = evhttp_find_header(in, HB_CONN_REFUSAL_HEADER);
     if (refusal) {
-        answer_refusal(req, refusal, t0); /* the stand-in asked to close */
+        answer_refusal(l, req, refusal, t0); /* the stand-in asked to close */
         return;
     }
     /* After a chunked body the gate no longer frames the connection's
@@ -526,47 +667,77 @@ void hb_route_handle(struct evhttp_request *req, void *arg)
 /* 1 when the request is left pending (answered later), 0 when answered. */
 static int dispatch(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *conn, uint64_t t0)
 {
-    const hb_config_t *cfg = l->r->cfg;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-    if (!path || strcmp(path, cfg->intercom_path) != 0) {
+    ssize_t ri = path ? find_route(l->r, path) : -1;
+    if (ri < 0) {
         if (HB_LOG_INFO >= hb_log_level && hb_log_allow(C, "404")) {
             char who[64];
             peer(req, who, sizeof(who));
-            hb_info(C, "404 to %s: no endpoint at %s", who, path ? path : "(bad uri)");
+            hb_info(C, "404 to %s: no route at %s", who, path ? path : "(bad uri)");
         }
         static const char notfound[] = "{\"error\":\"not found\"}\n";
         evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                           "application/json");
         evbuffer_add(evhttp_request_get_output_buffer(req), notfound, sizeof(notfound) - 1);
         send_answer(req, 404, "Not Found");
-        hb_metrics_request(HB_EP_OTHER, 404, -1);
+        hb_metrics_request(HB_METRICS_NO_ROUTE, 404, -1);
         return 0;
     }
     switch (evhttp_request_get_command(req)) {
     case EVHTTP_REQ_HEAD:
-        /* Intercom's URL validation */
+        /* Intercom's URL validation; any route's path answers it alike */
         send_answer(req, 200, "OK");
-        hb_metrics_request(HB_EP_INTERCOM, 200, -1);
+        hb_metrics_request((size_t)ri, 200, -1);
         return 0;
     case EVHTTP_REQ_POST:
-        return handle_post(l, req, conn, t0);
+        return handle_post(l, req, conn, t0, (size_t)ri);
     default:
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST, HEAD");
-        refuse(req, 405, "method not allowed", "use POST", t0);
+        refuse(req, (size_t)ri, l->r, 405, "method not allowed", "use POST", t0);
         return 0;
     }
 }
 
-hb_route_t *hb_route_new(const hb_config_t *cfg, hb_keyset_t *ks, hb_dedup_t *dedup)
+/* Route i's key set from its secrets; *ks NULL when it verifies without
+ * one. -1 with the reason in err. */
+static int route_keyset(const route_ent_t *e, hb_keyset_t **ks, char *err, size_t errlen)
 {
+    *ks = NULL;
+    if (!e->rc->verify || !e->rc->secret[0])
+        return 0;
+    *ks = hb_scheme_keyset(e->scheme, e->rc->secret, err, errlen);
+    return *ks ? 0 : -1;
+}
+
+hb_route_t *hb_route_new(const hb_config_t *cfg, hb_dedup_t *dedup, char *err, size_t errlen)
+{
+    _Static_assert(HB_CONFIG_MAX_ROUTES <= HB_METRICS_MAX_ROUTES, "a metrics label per route");
     hb_route_t *r = hb_calloc(1, sizeof(*r));
+    const char *names[HB_CONFIG_MAX_ROUTES];
     r->cfg = cfg;
     r->dedup = dedup;
-    r->verifier = &hb_verifier_intercom;
-    r->ks = ks;
     r->stage = cfg->ack == HB_ACK_WRITTEN ? HB_STAGE_WRITTEN : HB_STAGE_DURABLE;
-    pthread_mutex_init(&r->ks_lock, NULL);
+    r->routes = hb_calloc(cfg->n_routes ? cfg->n_routes : 1, sizeof(*r->routes));
+    for (size_t i = 0; i < cfg->n_routes && i < HB_CONFIG_MAX_ROUTES; i++) {
+        route_ent_t *e = &r->routes[i];
+        char why[256];
+        e->rc = &cfg->routes[i];
+        pthread_mutex_init(&e->ks_lock, NULL);
+        r->n_routes++;
+        names[i] = e->rc->name;
+        if (strcmp(e->rc->name, HB_RECORD_DEFAULT_ROUTE) != 0) {
+            e->rec_route = e->rc->name;
+            e->rec_route_len = strlen(e->rc->name);
+        }
+        e->scheme = hb_scheme_new(e->rc, why, sizeof(why));
+        if (!e->scheme || route_keyset(e, &e->ks, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "route %s: %s", e->rc->name, why);
+            hb_route_free(r);
+            return NULL;
+        }
+    }
+    hb_metrics_set_routes(names, r->n_routes);
     return r;
 }
 
@@ -574,8 +745,12 @@ void hb_route_free(hb_route_t *r)
 {
     if (!r)
         return;
-    hb_keyset_unref(r->ks);
-    pthread_mutex_destroy(&r->ks_lock);
+    for (size_t i = 0; i < r->n_routes; i++) {
+        hb_keyset_unref(r->routes[i].ks);
+        hb_scheme_free(r->routes[i].scheme);
+        pthread_mutex_destroy(&r->routes[i].ks_lock);
+    }
+    free(r->routes);
     free(r);
 }
 
@@ -596,21 +771,43 @@ static void on_keys(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    loop_keyctx(arg);
+    hb_route_loop_t *l = arg;
+    for (size_t i = 0; i < l->r->n_routes; i++)
+        if (l->kc[i])
+            loop_keyctx(l, i);
 }
 
-void hb_route_set_keyset(hb_route_t *r, hb_keyset_t *ks)
+ssize_t hb_route_set_secrets(hb_route_t *r, const hb_route_cfg_t *fresh, char *err, size_t errlen)
 {
-    pthread_mutex_lock(&r->ks_lock);
-    hb_keyset_t *old = r->ks;
-    r->ks = ks;
-    atomic_fetch_add_explicit(&r->ks_gen, 1, memory_order_release);
-    pthread_mutex_unlock(&r->ks_lock);
+    route_ent_t *e = NULL;
+    for (size_t i = 0; i < r->n_routes && !e; i++)
+        if (strcmp(r->routes[i].rc->name, fresh->name) == 0)
+            e = &r->routes[i];
+    if (!e) {
+        snprintf(err, errlen, "a new route: it is served after a restart");
+        return -1;
+    }
+    if (!e->rc->verify)
+        return 0;
+    hb_keyset_t *ks = NULL;
+    if (fresh->secret[0] && !(ks = hb_scheme_keyset(e->scheme, fresh->secret, err, errlen)))
+        return -1;
+    if (!ks && hb_scheme_needs_secret(e->scheme)) {
+        snprintf(err, errlen, "no secret");
+        return -1;
+    }
+    size_t n = hb_keyset_count(ks);
+    pthread_mutex_lock(&e->ks_lock);
+    hb_keyset_t *old = e->ks;
+    e->ks = ks;
+    atomic_fetch_add_explicit(&e->ks_gen, 1, memory_order_release);
+    pthread_mutex_unlock(&e->ks_lock);
     hb_keyset_unref(old);
     /* each loop drops its contexts of the old secrets now, not at its next
      * request: a revoked secret should not linger in an idle thread */
     for (size_t i = 0; i < r->n_loops; i++)
         event_active(r->loops[i]->keys_ev, EV_READ, 0);
+    return (ssize_t)n;
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -627,6 +824,8 @@ hb_route_loop_t *hb_route_loop_new(hb_route_t *r, struct event_base *base)
     hb_route_loop_t *l = hb_calloc(1, sizeof(*l));
     l->r = r;
     l->base = base;
+    l->kc = hb_calloc(r->n_routes ? r->n_routes : 1, sizeof(*l->kc));
+    l->ks_gen = hb_calloc(r->n_routes ? r->n_routes : 1, sizeof(*l->ks_gen));
     pthread_mutex_init(&l->lock, NULL);
     l->done_ev = event_new(base, -1, 0, on_done, l);
     l->progress_ev = event_new(base, -1, 0, on_progress_ev, l);
@@ -667,7 +866,10 @@ void hb_route_loop_free(hb_route_loop_t *l)
     event_free(l->progress_ev);
     event_free(l->tick_ev);
     event_free(l->keys_ev);
-    hb_keyctx_free(l->kc);
+    for (size_t i = 0; i < l->r->n_routes; i++)
+        hb_keyctx_free(l->kc[i]);
+    free(l->kc);
+    free(l->ks_gen);
     pthread_mutex_destroy(&l->lock);
     free(l);
 }

@@ -11,6 +11,7 @@
 #include "hb/allowlist.h"
 #include "hb/conn.h"
 #include "hb/log.h"
+#include "hb/record.h"
 #include "hb/util.h"
 
 #include <arpa/inet.h>
@@ -176,7 +177,8 @@ static void *worker_main(void *arg)
  * answers 413 itself up to there. */
 static int64_t chunked_hold(const hb_config_t *cfg)
 {
-    return cfg->max_body + (cfg->max_body > 65536 ? cfg->max_body : 65536);
+    int64_t m = hb_config_max_body(cfg);
+    return m + (m > 65536 ? m : 65536);
 }
 
 /* limits.max_inflight_bytes, or sized to the machine: min(256 MiB, RAM/8),
@@ -268,6 +270,11 @@ hb_server_t *hb_server_new(const hb_config_t *cfg, hb_tls_t *tls, hb_route_t *ro
     }
     hb_server_t *s = hb_calloc(1, sizeof(*s));
     s->edge = hb_edge_new(cfg->max_body, chunked_hold(cfg), inflight_budget(cfg), al);
+    hb_edge_path_t paths[HB_CONFIG_MAX_ROUTES];
+    for (size_t i = 0; i < cfg->n_routes && i < HB_CONFIG_MAX_ROUTES; i++)
+        paths[i] = (hb_edge_path_t){cfg->routes[i].path, cfg->routes[i].max_body,
+                                    !strcmp(cfg->routes[i].name, HB_RECORD_DEFAULT_ROUTE)};
+    hb_edge_set_paths(s->edge, paths, cfg->n_routes);
     if (al)
         hb_info(C, "intercom.allow_ips: %zu block(s); other sources are refused",
                 hb_allowlist_count(al));

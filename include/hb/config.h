@@ -27,6 +27,8 @@ typedef struct hb_kv {
  * route named "intercom" and keep their meaning. Strings are owned by the
  * config; "" means "not set" where a key has no default of its own. The
  * scheme module (hb/scheme.h) parses and checks the scheme options. */
+#define HB_CONFIG_MAX_ROUTES 64
+
 typedef struct hb_route_cfg {
     char *name;        /* [a-z][a-z0-9_]*, unique */
     char *path;        /* begins with '/', unique across routes */
@@ -36,7 +38,7 @@ typedef struct hb_route_cfg {
     char *kafka_topic; /* templates ({route}, {source}, {topic}, {id}, ...) */
     char *kafka_key;
     char *redis_stream;
-    int64_t max_body;     /* 0 = limits.max_body */
+    int64_t max_body;     /* 0 in the file = limits.max_body; finish fills it in */
     int64_t tolerance_ms; /* replay window of timestamped schemes */
     /* scheme options (hb/scheme.h says which scheme reads which) */
     int allow_sha1;       /* github: also accept X-Hub-Signature (SHA-1) */
@@ -136,12 +138,20 @@ int hb_config_secret(const char *key, const char *value, char **out, char *err, 
 /* Everything in one call: defaults, file (if path), env, finish. */
 int hb_config_load(hb_config_t *cfg, const char *path, char *err, size_t errlen);
 
+/* The largest body any route accepts (limits.max_body or a route's
+ * max_body): what the listener's budgets and the journal must hold. */
+int64_t hb_config_max_body(const hb_config_t *cfg);
+/* The route of that name, or NULL (after hb_config_finish). */
+const hb_route_cfg_t *hb_config_route(const hb_config_t *cfg, const char *name);
+
 /* Print every key with its default and help (for --help). */
 void hb_config_print_help(FILE *out);
 /* Print config/hookbridge.conf: every key, commented out at its default. */
 void hb_config_print_template(FILE *out);
 /* Name of key i, or NULL past the end (tests check config/hookbridge.conf). */
 const char *hb_config_key_name(size_t i);
+/* Name of route key i (the part after route.<name>.), or NULL past the end. */
+const char *hb_config_route_key_name(size_t i);
 /* The environment variable for a key: HOOKBRIDGE_ + upper, '.'/'-' -> '_'. */
 void hb_config_env_name(const char *key, char *buf, size_t len);
 

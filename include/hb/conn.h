@@ -8,14 +8,16 @@
  * come first are made here, on the bytes as they arrive: the connection's
  * input buffer is watched, and evhttp only ever sees a request head once the
  * gate has read all of it and let it through. A head is refused when
- *   - the source is outside intercom.allow_ips (403),
+ *   - it is for the Intercom route (or a path of no route) and its source
+ *     is outside intercom.allow_ips (403),
  *   - it is larger than HB_CONN_HEAD_MAX bytes or has more than
  *     HB_CONN_HEAD_LINES lines (431),
  *   - its framing is ambiguous: several Content-Length headers, both
  *     Content-Length and Transfer-Encoding, a Transfer-Encoding other than
  *     chunked, a folded or malformed header line (400: the raw material of
  *     request smuggling behind a proxy),
- *   - its Content-Length is over limits.max_body (413),
+ *   - its Content-Length is over its route's max_body (413; a path of no
+ *     route: limits.max_body),
  *   - its body would not fit in limits.max_inflight_bytes (503).
  * A refused head never reaches evhttp: the gate hands it a stand-in request
  * that carries HB_CONN_REFUSAL_HEADER (which no client may send) and
@@ -63,6 +65,15 @@ typedef struct hb_conn hb_conn_t;
  * body may grow to (evhttp's own limit), reserved for it; budget: bytes of
  * bodies held at once; al: the allowlist or NULL (takes ownership). */
 hb_edge_t *hb_edge_new(int64_t max_body, int64_t chunked_hold, int64_t budget, hb_allowlist_t *al);
+/* The routes' paths as the gate matches them (exact, before any '?'):
+ * each with its body limit, and whether intercom.allow_ips applies. */
+typedef struct hb_edge_path {
+    const char *path; /* must outlive the edge */
+    int64_t max_body;
+    int allowlisted;
+} hb_edge_path_t;
+/* Set once, before the first connection (the array is copied). */
+void hb_edge_set_paths(hb_edge_t *e, const hb_edge_path_t *paths, size_t n);
 /* Swap the allowlist (takes ownership; NULL = every source); new
  * connections are checked against the new one. Any thread. */
 void hb_edge_set_allowlist(hb_edge_t *e, hb_allowlist_t *al);

@@ -40,6 +40,15 @@ int hb_dedup_seen(hb_dedup_t *d, const char *id, size_t len, uint64_t now_ms, ui
 void hb_dedup_add(hb_dedup_t *d, const char *id, size_t len, uint64_t at_ms, uint64_t seq);
 size_t hb_dedup_count(hb_dedup_t *d);
 
+/* Each route has its own id space. The Intercom route's ids (route NULL or
+ * "intercom") are keys as they are, so snapshots written before routes
+ * stay valid; another route's id is the key "<route>\0<id>" (no id holds
+ * a NUL, so spaces never meet). hb_dedup_key returns the key: id itself
+ * for the Intercom route, else built in buf when it fits (cap bytes), else
+ * malloc'd into *heap (free it after use). */
+const char *hb_dedup_key(const char *route, size_t route_len, const char *id, size_t id_len,
+                         char *buf, size_t cap, char **heap, size_t *key_len);
+
 /* SipHash-2-4 of msg under key: the set's keyed hash, exposed for the
  * published test vectors. */
 uint64_t hb_siphash24(const unsigned char key[16], const void *msg, size_t len);

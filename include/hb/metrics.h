@@ -16,9 +16,17 @@
 struct evbuffer;
 struct hb_journal;
 
-typedef enum { HB_EP_INTERCOM = 0, HB_EP_OTHER, HB_EP_N } hb_endpoint_t;
+/* The request counters and latency are labelled by route: name the routes
+ * once at start-up, before the first request, in the order of their
+ * indexes (the Intercom route first keeps the label "intercom"; names
+ * must outlive the process's metrics). A request to no route is counted
+ * under "other". */
+#define HB_METRICS_MAX_ROUTES 64
+#define HB_METRICS_NO_ROUTE ((size_t)-1)
+void hb_metrics_set_routes(const char *const *names, size_t n);
 
-void hb_metrics_request(hb_endpoint_t ep, int status, double seconds);
+/* seconds < 0: not timed (answers that never reached a route's work) */
+void hb_metrics_request(size_t route, int status, double seconds);
 void hb_metrics_verify_failure(void);
 void hb_metrics_duplicate(void);
 

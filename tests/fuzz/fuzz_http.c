@@ -106,7 +106,11 @@ static void setup(void)
      * connection gives its bodies back only when it closes) */
     F.edge = hb_edge_new(F.cfg.max_body, 2 * F.cfg.max_body + 65536, 2 * F.cfg.max_body, NULL);
     F.dedup = hb_dedup_new(60000, 1000);
-    F.route = hb_route_new(&F.cfg, NULL, F.dedup);
+    F.route = hb_route_new(&F.cfg, F.dedup, err, sizeof(err));
+    if (!F.route) {
+        fprintf(stderr, "fuzz_http: %s\n", err);
+        abort();
+    }
     F.loop = hb_route_loop_new(F.route, F.base);
     const char *names[] = {"fuzz"};
     hb_journal_opts_t o = {.dir = dir, .max_bytes = 16 << 20, .sinks = names, .n_sinks = 1};

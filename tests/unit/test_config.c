@@ -589,6 +589,166 @@ static void test_finish(void)
     hb_config_free(&c);
 }
 
+/* issue 11: route.<name>.<key>: the Intercom route first from the intercom.*
+ * keys, the others in the order their first key appeared, with their
+ * defaults; errors name the route; HOOKBRIDGE_ROUTE_<NAME>_<KEY>. */
+static void test_routes(void)
+{
+    char err[512] = "";
+    hb_config_t c;
+    int rc = finish_text("intercom.secret = s\n", err, sizeof(err), &c);
+    ok(rc == 0 && c.n_routes == 1, "no route keys: one route, Intercom's (%s)", err);
+    if (rc == 0 && c.n_routes == 1) {
+        const hb_route_cfg_t *r = &c.routes[0];
+        is_str(r->name, "intercom", "the Intercom route is named intercom");
+        is_str(r->path, "/webhooks/intercom", "... at intercom.path");
+        is_str(r->scheme, "intercom", "... with the scheme intercom");
+        is_str(r->secret, "s", "... and intercom.secret");
+        is_str(r->kafka_topic, "intercom.{topic}", "... and the global kafka.topic");
+        is_str(r->kafka_key, "{app_id}", "... and the global kafka.key");
+        is_str(r->redis_stream, "intercom:{app_id}:{topic}", "... and the global redis.stream");
+        is_int(r->max_body, 1048576, "... and limits.max_body");
+        is_int(r->verify, 1, "... verifying");
+    }
+    hb_config_free(&c);
+
+    rc = finish_text("intercom.secret = s\n"
+                     "route.shop.scheme = shopify\n"
+                     "route.github.path = /webhooks/github\n"
+                     "route.github.secret = gh1, gh2\n"
+                     "route.shop.path = /webhooks/shop\n"
+                     "route.shop.secret = sh\n"
+                     "route.shop.max_body = 64k\n"
+                     "route.shop.kafka.topic = shop.{topic}\n"
+                     "route.github.tolerance = 30s\n",
+                     err, sizeof(err), &c);
+    ok(rc == 0 && c.n_routes == 3, "three routes (%s)", err);
+    if (rc == 0 && c.n_routes == 3) {
+        is_str(c.routes[0].name, "intercom", "Intercom first");
+        is_str(c.routes[1].name, "shop", "then in the order of their first key: shop");
+        is_str(c.routes[2].name, "github", "... github");
+        is_str(c.routes[2].scheme, "github", "scheme unset = the route's name when a scheme");
+        is_str(c.routes[2].secret, "gh1, gh2", "route secret list");
+        is_str(c.routes[2].kafka_topic, "{route}.{topic}", "default route kafka.topic");
+        is_str(c.routes[2].kafka_key, "{source}", "default route kafka.key");
+        is_str(c.routes[2].redis_stream, "{route}:{source}:{topic}", "default route redis.stream");
+        is_int(c.routes[2].tolerance_ms, 30000, "route tolerance 30s");
+        is_int(c.routes[1].tolerance_ms, 300000, "default tolerance 5m");
+        is_int(c.routes[2].max_body, 1048576, "max_body unset = limits.max_body");
+        is_int(c.routes[1].max_body, 65536, "route max_body 64k");
+        is_str(c.routes[1].kafka_topic, "shop.{topic}", "route kafka.topic set");
+        ok(hb_config_route(&c, "github") == &c.routes[2], "hb_config_route finds github");
+        ok(hb_config_route(&c, "nope") == NULL, "hb_config_route: unknown name -> NULL");
+    }
+    hb_config_free(&c);
+
+    rc = finish_text("intercom.path =\nroute.github.path = /gh\nroute.github.secret = g\n", err,
+                     sizeof(err), &c);
+    ok(rc == 0 && c.n_routes == 1 && !strcmp(c.routes[0].name, "github"),
+       "intercom.path empty: no Intercom route, and no intercom.secret needed (%s)", err);
+    hb_config_free(&c);
+
+    rc = finish_text("intercom.secret = s\nroute.big.path = /big\nroute.big.scheme = hmac\n"
+                     "route.big.secret = x\nroute.big.header = X-Sig\nroute.big.algorithm = "
+                     "sha256\nroute.big.encoding = hex\nroute.big.max_body = 8m\n"
+                     "route.big.topic = /type\n",
+                     err, sizeof(err), &c);
+    ok(rc == 0 && hb_config_max_body(&c) == 8 << 20,
+       "hb_config_max_body: the largest route body (%s)", err);
+    hb_config_free(&c);
+
+    static const struct {
+        const char *text, *want1, *want2;
+    } bad[] = {
+        {"route.github.pth = /x\n", "route.github", "pth"},
+        {"route.Github.path = /x\n", "route.Github", "route name"},
+        {"route.9x.path = /x\n", "route.9x", "route name"},
+        {"route.github = /x\n", "route.github", "unknown route key"},
+        {"route.intercom.path = /x\n", "route.intercom", "intercom.*"},
+        {"route.github.scheme = gitlab\n", "route.github.scheme", "gitlab"},
+        {"route.github.verify = maybe\n", "route.github.verify", "maybe"},
+        {"route.github.max_body = 61m\n", "route.github.max_body", "range"},
+        {"route.github.kafka.topic = x.{nope}\n", "route.github.kafka.topic", "nope"},
+        {"route.github.secret = g\n", "route.github.path", "required"},
+        {"route.github.path = gh\nroute.github.secret = g\n", "route.github.path", "'/'"},
+        {"route.github.path = /a b\nroute.github.secret = g\n", "route.github.path", "ASCII"},
+        {"route.github.path = /a?b=1\nroute.github.secret = g\n", "route.github.path", "'?'"},
+        {"intercom.path = /hooks?x\n", "intercom.path", "'?'"},
+        {"route.github.path = /webhooks/intercom\nroute.github.secret = g\n", "route.github.path",
+         "Intercom"},
+        {"route.a.path = /x\nroute.a.scheme = github\nroute.a.secret = g\n"
+         "route.b.path = /x\nroute.b.scheme = stripe\nroute.b.secret = g\n",
+         "route.b.path", "route a"},
+        {"route.custom.path = /c\nroute.custom.secret = g\n", "route.custom.scheme", "required"},
+        {"route.github.path = /gh\n", "route.github.secret", "required"},
+        {"route.github.path = /gh\nroute.github.secret = a,,b\n", "route.github.secret", "empty"},
+        {"route.github.path = /gh\nroute.github.secret = file:/nonexistent/hb/x\n",
+         "route.github.secret", "cannot read"},
+        {"route.std.path = /std\nroute.std.scheme = standard\nroute.std.secret = "
+         "whsec_!!not-base64!!\n",
+         "route.std", ""},
+        {"route.h.path = /h\nroute.h.scheme = hmac\nroute.h.secret = x\n", "route.h", ""},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[1024];
+        snprintf(text, sizeof(text), "intercom.secret = s\n%s", bad[i].text);
+        err[0] = '\0';
+        rc = finish_text(text, err, sizeof(err), &c);
+        ok(rc != 0 && has(err, bad[i].want1) && has(err, bad[i].want2),
+           "refused naming %s (%s): %s", bad[i].want1, bad[i].want2, err);
+        hb_config_free(&c);
+    }
+    err[0] = '\0';
+    rc = finish_text("intercom.path =\n", err, sizeof(err), &c);
+    ok(rc == -1 && has(err, "intercom.path"), "no route at all -> error (%s)", err);
+    hb_config_free(&c);
+    rc = finish_text("intercom.path =\nintercom.allow_ips = 10.0.0.0/8\nroute.github.path = /g\n"
+                     "route.github.secret = g\n",
+                     err, sizeof(err), &c);
+    ok(rc == -1 && has(err, "intercom.allow_ips"), "allow_ips without an Intercom route (%s)", err);
+    hb_config_free(&c);
+    rc = finish_text("intercom.secret = s\nroute.github.path = /gh\nroute.github.verify = off\n",
+                     err, sizeof(err), &c);
+    ok(rc == 0, "verify = off needs no route secret (%s)", err);
+    hb_config_free(&c);
+
+    /* the environment: the longest route key ends the variable's name */
+    hb_config_init(&c);
+    char *envp[] = {
+        "HOOKBRIDGE_ROUTE_GITHUB_KAFKA_TOPIC=gh.{topic}",
+        "HOOKBRIDGE_ROUTE_GITHUB_PATH=/gh",
+        "HOOKBRIDGE_ROUTE_GITHUB_SECRET=env-secret",
+        "HOOKBRIDGE_ROUTE_MY_SHOP_SCHEME=shopify",
+        "HOOKBRIDGE_ROUTE_MY_SHOP_PATH=/shop",
+        "HOOKBRIDGE_ROUTE_MY_SHOP_SECRET=x",
+        "HOOKBRIDGE_ROUTE_MY_SHOP_REDIS_STREAM=shop:{topic}",
+        "HOOKBRIDGE_INTERCOM_SECRET=s",
+        NULL,
+    };
+    rc = hb_config_apply_env(&c, envp, err, sizeof(err));
+    if (rc == 0)
+        rc = hb_config_finish(&c, err, sizeof(err));
+    ok(rc == 0 && c.n_routes == 3, "routes from the environment (%s)", err);
+    const hb_route_cfg_t *gh = hb_config_route(&c, "github"),
+                         *shop = hb_config_route(&c, "my_shop");
+    ok(gh && !strcmp(gh->kafka_topic, "gh.{topic}") && !strcmp(gh->path, "/gh"),
+       "HOOKBRIDGE_ROUTE_GITHUB_KAFKA_TOPIC is route github's kafka.topic");
+    ok(shop && !strcmp(shop->scheme, "shopify") && !strcmp(shop->redis_stream, "shop:{topic}"),
+       "HOOKBRIDGE_ROUTE_MY_SHOP_*: route my_shop");
+    hb_config_free(&c);
+    hb_config_init(&c);
+    char *badenv[] = {"HOOKBRIDGE_ROUTE_GITHUB_COLOUR=red", NULL};
+    rc = hb_config_apply_env(&c, badenv, err, sizeof(err));
+    ok(rc == -1 && has(err, "HOOKBRIDGE_ROUTE_GITHUB_COLOUR"),
+       "an unknown route key in the environment names the variable (%s)", err);
+    hb_config_free(&c);
+    hb_config_init(&c);
+    char *noname[] = {"HOOKBRIDGE_ROUTE_PATH=/x", NULL};
+    rc = hb_config_apply_env(&c, noname, err, sizeof(err));
+    ok(rc == -1 && has(err, "HOOKBRIDGE_ROUTE_PATH"), "a route variable without a name (%s)", err);
+    hb_config_free(&c);
+}
+
 /* A line of the file that sets (or shows, commented out) `key`: optional
  * '#' and blanks, the key, then blanks or '='. */
 static int mentions_key(const char *text, const char *key)
@@ -674,6 +834,16 @@ static void test_shipped_conf(void)
     }
     ok(missing == 0, "config/hookbridge.conf mentions every one of the %zu keys (%zu missing)",
        nkeys, missing);
+    missing = 0;
+    for (size_t i = 0; hb_config_route_key_name(i); i++) {
+        char key[128];
+        snprintf(key, sizeof(key), "route.github.%s", hb_config_route_key_name(i));
+        if (!mentions_key(text, key)) {
+            diag("config/hookbridge.conf does not mention %s", key);
+            missing++;
+        }
+    }
+    ok(missing == 0, "config/hookbridge.conf shows every route key in its example route");
     free(text);
 }
 
@@ -788,6 +958,7 @@ int main(void)
     test_env();
     test_secrets();
     test_finish();
+    test_routes();
     test_misleading_values();
     test_shipped_conf();
     cleanup();

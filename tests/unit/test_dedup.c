@@ -123,11 +123,52 @@ static void test_keyed_set(void)
     hb_dedup_free(d);
 }
 
+/* issue 11: each route its own id space; the Intercom route's ids stay
+ * plain (old snapshots stay valid) and a route's keys survive a snapshot */
+static void test_route_keys(void)
+{
+    char buf[16], *heap;
+    size_t len;
+    const char *id = "evt_1";
+    const char *k = hb_dedup_key(NULL, 0, ID(id), buf, sizeof(buf), &heap, &len);
+    ok(k == id && len == 5 && !heap, "no route: the id itself");
+    k = hb_dedup_key(ID("intercom"), ID(id), buf, sizeof(buf), &heap, &len);
+    ok(k == id && len == 5 && !heap, "the Intercom route: the id itself");
+    k = hb_dedup_key(ID("github"), ID(id), buf, sizeof(buf), &heap, &len);
+    ok(k == buf && len == 12 && !heap && memcmp(k, "github\0evt_1", 12) == 0,
+       "another route: route NUL id, in the buffer");
+    k = hb_dedup_key(ID("a_long_route_name"), ID(id), buf, sizeof(buf), &heap, &len);
+    ok(heap && k == heap && len == 23 && memcmp(k, "a_long_route_name\0evt_1", 23) == 0,
+       "a key longer than the buffer is allocated");
+    free(heap);
+
+    char dir[] = "/tmp/hb-test-dedup-XXXXXX", path[256];
+    ok(mkdtemp(dir) != NULL, "temp dir");
+    snprintf(path, sizeof(path), "%s/dedup.snapshot", dir);
+    hb_dedup_t *d = hb_dedup_new(60000, 1000);
+    k = hb_dedup_key(ID("github"), ID(id), buf, sizeof(buf), &heap, &len);
+    hb_dedup_add(d, k, len, 5000, 3);
+    ok(!hb_dedup_seen(d, ID(id), 5001, NULL), "the same id on the Intercom route is new");
+    k = hb_dedup_key(ID("stripe"), ID(id), buf, sizeof(buf), &heap, &len);
+    ok(!hb_dedup_seen(d, k, len, 5001, NULL), "the same id on another route is new");
+    is_int(hb_dedup_save(d, path), 0, "save");
+    hb_dedup_free(d);
+    d = hb_dedup_new(60000, 1000);
+    is_int(hb_dedup_load(d, path), 0, "load");
+    k = hb_dedup_key(ID("github"), ID(id), buf, sizeof(buf), &heap, &len);
+    ok(hb_dedup_seen(d, k, len, 5002, NULL), "a route's key comes back from the snapshot");
+    ok(!hb_dedup_seen(d, ID(id), 5002, NULL), "... in its own space only");
+    hb_dedup_free(d);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     test_seq();
     test_snapshot();
     test_siphash_vectors();
     test_keyed_set();
+    test_route_keys();
     return done_testing();
 }
