@@ -25,6 +25,14 @@ static const struct {
     size_t len;
 } algorithms[] = {{"sha1", "SHA1", 20}, {"sha256", "SHA256", 32}, {"sha512", "SHA512", 64}};
 
+static int uses(const hb_scheme_t *s, hb_part_kind_t kind)
+{
+    for (size_t i = 0; i < s->n_parts; i++)
+        if (s->parts[i].kind == kind)
+            return 1;
+    return 0;
+}
+
 static int parse_payload(hb_scheme_t *s, char *err, size_t errlen)
 {
     const char *name = s->rc->name;
@@ -74,6 +82,15 @@ static int parse_payload(hb_scheme_t *s, char *err, size_t errlen)
     }
     if (bodies != 1) {
         snprintf(err, errlen, "route.%s.signed_payload: must hold {body} exactly once", name);
+        return -1;
+    }
+    /* a window on a header that no signature covers stops no replay: the
+     * replayer sends a fresh one (a body field is signed with the body) */
+    if (s->timestamp.kind == HB_FIELD_HEADER && !uses(s, HB_PART_TIMESTAMP)) {
+        snprintf(err, errlen,
+                 "route.%s.timestamp_field: header:%s is not signed; add {timestamp} to "
+                 "signed_payload, or leave timestamp_field unset",
+                 name, s->timestamp.text);
         return -1;
     }
     return 0;
@@ -139,14 +156,6 @@ static size_t payload_parts(const hb_scheme_t *s, const char *ts, const char *id
         }
     }
     return s->n_parts;
-}
-
-static int uses(const hb_scheme_t *s, hb_part_kind_t kind)
-{
-    for (size_t i = 0; i < s->n_parts; i++)
-        if (s->parts[i].kind == kind)
-            return 1;
-    return 0;
 }
 
 static hb_scheme_status_t hmac_verify(const hb_scheme_t *s, hb_keyctx_t *kc, const hb_headers_t *h,

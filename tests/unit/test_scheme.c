@@ -1048,6 +1048,40 @@ static void test_config_errors(void)
     hb_scheme_free(NULL); /* accepted */
 }
 
+/* ---- regressions ---- */
+
+/* hmac with timestamp = header:X but a signed payload without {timestamp}:
+ * the window was checked on a header the signature does not cover, so a
+ * captured delivery replayed with a fresh timestamp header was accepted
+ * whenever it arrived. Such a route is refused when built. */
+static void test_hmac_unsigned_timestamp_header_replayed(void)
+{
+    hb_route_cfg_t rc = route("hmac");
+    rc.header = "X-Signature";
+    rc.topic_field = "/event";
+    rc.timestamp_field = "header:X-Timestamp";
+    ok(strstr(new_error(&rc), "route.r.timestamp_field: header:X-Timestamp is not signed") != NULL,
+       "a timestamp header outside the signed payload is refused: %s", new_error(&rc));
+    hb_scheme_t *s = hb_scheme_new(&rc, why, sizeof(why));
+    if (s) { /* what it allowed: a week-old delivery, replayed with a fresh header */
+        char sig[160];
+        oneshot(EVP_sha256(), 0, "generic-secret", HMAC_BODY, sig);
+        req_t r = {0};
+        hb_delivery_t d;
+        hset(&r, "X-Signature", sig);
+        hset(&r, "X-Timestamp", "1700604800");
+        diag("replayed a week later: %d", rds(s, "generic-secret", &r, HMAC_BODY, 1700604800, &d));
+        hb_delivery_clear(&d);
+        hb_scheme_free(s);
+    }
+    /* signed, or inside the signed body: built */
+    rc.signed_payload = "{timestamp}.{body}";
+    is_str(new_error(&rc), "(built)", "header timestamp in the signed payload builds");
+    rc.signed_payload = NULL;
+    rc.timestamp_field = "/ts";
+    is_str(new_error(&rc), "(built)", "a timestamp inside the signed body builds");
+}
+
 int main(void)
 {
     test_github();
@@ -1058,5 +1092,6 @@ int main(void)
     test_hmac();
     test_intercom();
     test_config_errors();
+    test_hmac_unsigned_timestamp_header_replayed();
     return done_testing();
 }
