@@ -86,7 +86,9 @@ hb_scheme_t *hb_scheme_new(const hb_route_cfg_t *rc, char *err, size_t errlen)
     hb_scheme_t *s = hb_calloc(1, sizeof(*s));
     s->ops = ops;
     s->rc = rc;
-    s->tolerance_s = rc->tolerance_ms > 0 ? (rc->tolerance_ms + 999) / 1000 : DEFAULT_TOLERANCE_S;
+    /* rounded up without overflow: tolerance_ms may be INT64_MAX */
+    s->tolerance_s = rc->tolerance_ms > 0 ? rc->tolerance_ms / 1000 + (rc->tolerance_ms % 1000 != 0)
+                                          : DEFAULT_TOLERANCE_S;
     s->digests[0] = "SHA256";
     s->n_digests = 1;
     if (ops->init && ops->init(s, err, errlen) != 0) {

@@ -1082,6 +1082,35 @@ static void test_hmac_unsigned_timestamp_header_replayed(void)
     is_str(new_error(&rc), "(built)", "a timestamp inside the signed body builds");
 }
 
+/* tolerance = INT64_MAX ms (the key's maximum) overflowed rounding up to
+ * seconds: a negative window that refused every delivery (and undefined
+ * behaviour). */
+static void test_tolerance_max_overflow(void)
+{
+    hb_route_cfg_t rc = route("stripe");
+    rc.tolerance_ms = INT64_MAX;
+    hb_scheme_t *s = scheme_new(&rc);
+    req_t r = {0};
+    char out[4][2][256];
+    hb_delivery_t d;
+    sign_into(s, STRIPE_SECRET, STRIPE_BODY, 1700000000, NULL, out, &r);
+    is_int(rds(s, STRIPE_SECRET, &r, STRIPE_BODY, 1700000000, &d), HB_SCHEME_OK,
+           "tolerance INT64_MAX ms: a fresh delivery -> OK (%s)", why);
+    hb_delivery_clear(&d);
+    is_int(rds(s, STRIPE_SECRET, &r, STRIPE_BODY, 1700000000 + 86400 * 365, &d), HB_SCHEME_OK,
+           "and a year-old one too (%s)", why);
+    hb_delivery_clear(&d);
+    hb_scheme_free(s);
+    rc.tolerance_ms = 1001; /* still rounded up */
+    s = scheme_new(&rc);
+    is_int(rds(s, STRIPE_SECRET, &r, STRIPE_BODY, 1700000002, &d), HB_SCHEME_OK,
+           "tolerance 1001 ms: 2 s -> OK (%s)", why);
+    hb_delivery_clear(&d);
+    is_int(rds(s, STRIPE_SECRET, &r, STRIPE_BODY, 1700000003, &d), HB_SCHEME_UNAUTHORIZED,
+           "tolerance 1001 ms: 3 s -> UNAUTHORIZED");
+    hb_scheme_free(s);
+}
+
 int main(void)
 {
     test_github();
@@ -1093,5 +1122,6 @@ int main(void)
     test_intercom();
     test_config_errors();
     test_hmac_unsigned_timestamp_header_replayed();
+    test_tolerance_max_overflow();
     return done_testing();
 }
