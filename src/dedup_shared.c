@@ -10,7 +10,7 @@
  * marked, until its reply (or hiredis' NULL for a lost connection) comes.
  * A connection whose oldest reply is overdue by STUCK_MS is dropped; every
  * lost connection is made again with backoff. No command is sent before
- * the setup replies (AUTH, SELECT) were OK: a GET behind a refused SELECT
+ * the setup replies (AUTH, SELECT, PING) were OK: a GET behind a refused SELECT
  * would read another database.
  *
  * hiredis resolves a host name with a blocking getaddrinfo, so a name is
@@ -271,6 +271,10 @@ static void connect_addr(hb_dedup_shared_loop_t *l, const char *addr)
     if (u->db)
         l->setup_left +=
             redisAsyncCommand(ac, on_setup_reply, NULL, "SELECT %d", u->db) == REDIS_OK;
+    /* a reply, not the TCP connect, says Redis is there: a proxy with no
+     * Redis behind it (or Redis at maxclients) accepts, then closes, and
+     * taken as working it would reset the backoff on every connection */
+    l->setup_left += redisAsyncCommand(ac, on_setup_reply, NULL, "PING") == REDIS_OK;
 }
 
 static void on_resolved(int err, struct evutil_addrinfo *ai, void *arg)

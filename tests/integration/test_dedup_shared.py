@@ -16,6 +16,7 @@ Needs redis-server (private servers, started and stopped by the test).
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -247,6 +248,40 @@ class DedupShared(BridgeTestCase):
         t.join(scaled(30))
         self.assertEqual(out, [None], "the waiting delivery got no answer")
         self.assertNotIn("waiting-" + prefix, self.ids_in(a))
+
+    def test_reconnect_storm_when_closed_on_connect(self):
+        """Regression: a server that accepts and closes at once (haproxy with
+        no Redis behind it, or Redis at maxclients) was taken for a working
+        store as soon as TCP connected: the backoff was reset on every
+        connection, so each worker reconnected every 100 ms forever and
+        logged "lost" and "is back" each time. A connection counts as
+        working once Redis answered on it (PING)."""
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(64)
+        self.addCleanup(srv.close)
+        accepted = []
+
+        def serve():
+            while True:
+                try:
+                    c, _ = srv.accept()
+                except OSError:
+                    return
+                accepted.append(time.monotonic())
+                c.close()
+        threading.Thread(target=serve, daemon=True).start()
+        url = "redis://127.0.0.1:%d" % srv.getsockname()[1]
+        a = self.start_bridge(**{"dedup.store": "redis", "dedup.redis.url": url,
+                                 "dedup.redis.prefix": "hb:storm:", "workers": 1})
+        self.assertTrue(hbsinks.wait_until(lambda: len(accepted) >= 6, 60),
+                        "the worker stopped reconnecting (%d)\n%s" % (len(accepted), a.log_tail()))
+        self.post(a, notification("storm-1"), "accepted", "no shared store: the local set")
+        log = a.log_text()
+        self.assertFalse(back(log), "a connection closed unanswered was taken as working\n%s"
+                         % a.log_tail())
+        self.assertEqual(log.count("deduplicating with the local set alone"), 1,
+                         "one outage, logged once\n%s" % a.log_tail())
 
     @staticmethod
     def try_post(b, nid):
