@@ -283,6 +283,36 @@ class DedupShared(BridgeTestCase):
         self.assertEqual(log.count("deduplicating with the local set alone"), 1,
                          "one outage, logged once\n%s" % a.log_tail())
 
+    def test_setup_never_answered_is_retried(self):
+        """Regression: a server that accepts and then answers nothing (a
+        half-open connection, a hung proxy) while AUTH is outstanding left
+        the worker on that connection for good: not ready, so no check was
+        sent and no timer ran to drop it. Now an unanswered setup is dropped
+        like an overdue reply, and connecting starts again."""
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(64)
+        self.addCleanup(srv.close)
+        held = []
+
+        def serve():
+            while True:
+                try:
+                    c, _ = srv.accept()
+                except OSError:
+                    return
+                held.append(c)  # read nothing, answer nothing, close nothing
+        threading.Thread(target=serve, daemon=True).start()
+        self.addCleanup(lambda: [c.close() for c in held])
+        url = "redis://:%s@127.0.0.1:%d" % (PASSWORD, srv.getsockname()[1])
+        a = self.start_bridge(**{"dedup.store": "redis", "dedup.redis.url": url,
+                                 "dedup.redis.prefix": "hb:silent:", "workers": 1})
+        self.post(a, notification("silent-1"), "accepted", "setup unanswered: the local set")
+        self.assertTrue(hbsinks.wait_until(lambda: len(held) >= 2, 60),
+                        "the unanswered connection was never replaced\n%s" % a.log_tail())
+        self.post(a, notification("silent-2"), "accepted", "still the local set")
+        self.assertNotIn(PASSWORD, a.log_text(), "the Redis password reached the log")
+
     @staticmethod
     def try_post(b, nid):
         try:
