@@ -249,18 +249,13 @@ class DedupShared(BridgeTestCase):
         self.assertEqual(out, [None], "the waiting delivery got no answer")
         self.assertNotIn("waiting-" + prefix, self.ids_in(a))
 
-    def test_reconnect_storm_when_closed_on_connect(self):
-        """Regression: a server that accepts and closes at once (haproxy with
-        no Redis behind it, or Redis at maxclients) was taken for a working
-        store as soon as TCP connected: the backoff was reset on every
-        connection, so each worker reconnected every 100 ms forever and
-        logged "lost" and "is back" each time. A connection counts as
-        working once Redis answered on it (PING)."""
+    def fake_server(self, on_accept):
+        """A loopback port whose connections are given to on_accept (a
+        stand-in for a broken Redis or proxy); returns the port."""
         srv = socket.socket()
         srv.bind(("127.0.0.1", 0))
         srv.listen(64)
         self.addCleanup(srv.close)
-        accepted = []
 
         def serve():
             while True:
@@ -268,10 +263,19 @@ class DedupShared(BridgeTestCase):
                     c, _ = srv.accept()
                 except OSError:
                     return
-                accepted.append(time.monotonic())
-                c.close()
+                on_accept(c)
         threading.Thread(target=serve, daemon=True).start()
-        url = "redis://127.0.0.1:%d" % srv.getsockname()[1]
+        return srv.getsockname()[1]
+
+    def test_reconnect_storm_when_closed_on_connect(self):
+        """Regression: a server that accepts and closes at once (haproxy with
+        no Redis behind it, or Redis at maxclients) was taken for a working
+        store as soon as TCP connected: the backoff was reset on every
+        connection, so each worker reconnected every 100 ms forever and
+        logged "lost" and "is back" each time. A connection counts as
+        working once Redis answered on it (PING)."""
+        accepted = []
+        url = "redis://127.0.0.1:%d" % self.fake_server(lambda c: (accepted.append(c), c.close()))
         a = self.start_bridge(**{"dedup.store": "redis", "dedup.redis.url": url,
                                  "dedup.redis.prefix": "hb:storm:", "workers": 1})
         self.assertTrue(hbsinks.wait_until(lambda: len(accepted) >= 6, 60),
@@ -289,22 +293,9 @@ class DedupShared(BridgeTestCase):
         the worker on that connection for good: not ready, so no check was
         sent and no timer ran to drop it. Now an unanswered setup is dropped
         like an overdue reply, and connecting starts again."""
-        srv = socket.socket()
-        srv.bind(("127.0.0.1", 0))
-        srv.listen(64)
-        self.addCleanup(srv.close)
-        held = []
-
-        def serve():
-            while True:
-                try:
-                    c, _ = srv.accept()
-                except OSError:
-                    return
-                held.append(c)  # read nothing, answer nothing, close nothing
-        threading.Thread(target=serve, daemon=True).start()
+        held = []  # read nothing, answer nothing, close nothing
         self.addCleanup(lambda: [c.close() for c in held])
-        url = "redis://:%s@127.0.0.1:%d" % (PASSWORD, srv.getsockname()[1])
+        url = "redis://:%s@127.0.0.1:%d" % (PASSWORD, self.fake_server(held.append))
         a = self.start_bridge(**{"dedup.store": "redis", "dedup.redis.url": url,
                                  "dedup.redis.prefix": "hb:silent:", "workers": 1})
         self.post(a, notification("silent-1"), "accepted", "setup unanswered: the local set")
