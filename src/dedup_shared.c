@@ -10,7 +10,7 @@
  * marked, until its reply (or hiredis' NULL for a lost connection) comes.
  * A connection whose oldest reply is overdue by STUCK_MS is dropped; every
  * lost connection is made again with backoff. No command is sent before
- * the setup replies (AUTH, SELECT) were OK: a GET behind a refused SELECT
+ * the setup replies (AUTH, SELECT, PING) were OK: a GET behind a refused SELECT
  * would read another database.
  *
  * hiredis resolves a host name with a blocking getaddrinfo, so a name is
@@ -78,9 +78,19 @@ struct hb_dedup_shared_loop {
     size_t in_flight;
     struct event *timeout_ev, *reconnect_ev;
     int backoff_ms;
+    uint64_t setup_ms; /* when connecting began: the setup's deadline counts from it */
 };
 
 static void schedule_reconnect(hb_dedup_shared_loop_t *l);
+
+/* on_timeout just after the setup's deadline (a fresh connection has no
+ * check waiting, so the timer is free). */
+static void arm_setup_deadline(hb_dedup_shared_loop_t *l, uint64_t now)
+{
+    uint64_t due = l->setup_ms + STUCK_MS + l->s->timeout_ms + 1;
+    struct timeval tv = hb_ms_timeval((int64_t)(due > now ? due - now : 0));
+    evtimer_add(l->timeout_ev, &tv);
+}
 
 static void went_down(hb_dedup_shared_loop_t *l, const char *what, const char *why)
 {
@@ -177,7 +187,10 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
         hb_metrics_dedup_shared(HB_SHARED_CHECK_UNAVAILABLE);
         answer(e, HB_DEDUP_SHARED_NEW, NULL);
     }
-    if (l->ac && l->head && now - l->head->sent_ms > STUCK_MS + t) {
+    /* a connect or setup (AUTH, SELECT, PING) unanswered: no check runs
+     * on that connection, so nothing else would ever replace it */
+    int setup_late = !l->ready && l->setup_left > 0 && now - l->setup_ms > STUCK_MS + t;
+    if (l->ac && ((l->head && now - l->head->sent_ms > STUCK_MS + t) || setup_late)) {
         redisAsyncContext *ac = l->ac;
         went_down(l, "no reply from", "dropping the connection");
         redisAsyncFree(ac); /* waiting commands get NULL, then on_disconnect */
@@ -190,11 +203,15 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     if (next_wait) {
         struct timeval tv = hb_ms_timeval((int64_t)(next_wait->sent_ms + t - now));
         evtimer_add(l->timeout_ev, &tv);
+    } else if (l->ac && !l->ready && l->setup_left > 0) {
+        arm_setup_deadline(l, now);
     }
 }
 
 static void setup_done(hb_dedup_shared_loop_t *l)
 {
+    /* the setup deadline, if armed: the next check arms its own */
+    evtimer_del(l->timeout_ev);
     l->ready = 1;
     l->backoff_ms = 0;
     if (l->down)
@@ -271,6 +288,13 @@ static void connect_addr(hb_dedup_shared_loop_t *l, const char *addr)
     if (u->db)
         l->setup_left +=
             redisAsyncCommand(ac, on_setup_reply, NULL, "SELECT %d", u->db) == REDIS_OK;
+    /* a reply, not the TCP connect, says Redis is there: a proxy with no
+     * Redis behind it (or Redis at maxclients) accepts, then closes, and
+     * taken as working it would reset the backoff on every connection */
+    l->setup_left += redisAsyncCommand(ac, on_setup_reply, NULL, "PING") == REDIS_OK;
+    l->setup_ms = hb_mono_ms();
+    if (l->setup_left > 0)
+        arm_setup_deadline(l, l->setup_ms);
 }
 
 static void on_resolved(int err, struct evutil_addrinfo *ai, void *arg)

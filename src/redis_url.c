@@ -45,7 +45,8 @@ int hb_redis_url_parse(hb_redis_url_t *u, const char *url, const char *key, char
         char *end;
         long port = strtol(colon + 1, &end, 10);
         if (*end || port <= 0 || port > 65535) {
-            snprintf(err, errlen, "%s: bad port '%s'", key, colon + 1);
+            /* not quoted: without "@host" it is the password */
+            snprintf(err, errlen, "%s: bad port (want 1-65535 after the last ':')", key);
             return -1;
         }
         u->port = (int)port;
@@ -55,7 +56,7 @@ int hb_redis_url_parse(hb_redis_url_t *u, const char *url, const char *key, char
         char *end;
         long db = strtol(slash + 1, &end, 10);
         if (*end || db < 0 || db > 1000000) {
-            snprintf(err, errlen, "%s: bad database number '%s'", key, slash + 1);
+            snprintf(err, errlen, "%s: bad database number (want 0-1000000 after '/')", key);
             return -1;
         }
         u->db = (int)db;

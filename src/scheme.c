@@ -49,11 +49,11 @@ static const struct {
     {HB_OPT_ALGORITHM, "algorithm", offsetof(hb_route_cfg_t, algorithm)},
     {HB_OPT_ENCODING, "encoding", offsetof(hb_route_cfg_t, encoding)},
     {HB_OPT_PREFIX, "prefix", offsetof(hb_route_cfg_t, prefix)},
-    {HB_OPT_SIGNED_PAYLOAD, "signed_payload", offsetof(hb_route_cfg_t, signed_payload)},
-    {HB_OPT_ID_FIELD, "id_field", offsetof(hb_route_cfg_t, id_field)},
-    {HB_OPT_TOPIC_FIELD, "topic_field", offsetof(hb_route_cfg_t, topic_field)},
-    {HB_OPT_SOURCE_FIELD, "source_field", offsetof(hb_route_cfg_t, source_field)},
-    {HB_OPT_TIMESTAMP_FIELD, "timestamp_field", offsetof(hb_route_cfg_t, timestamp_field)},
+    {HB_OPT_SIGNED_PAYLOAD, "signed", offsetof(hb_route_cfg_t, signed_payload)},
+    {HB_OPT_ID_FIELD, "id", offsetof(hb_route_cfg_t, id_field)},
+    {HB_OPT_TOPIC_FIELD, "topic", offsetof(hb_route_cfg_t, topic_field)},
+    {HB_OPT_SOURCE_FIELD, "source", offsetof(hb_route_cfg_t, source_field)},
+    {HB_OPT_TIMESTAMP_FIELD, "timestamp", offsetof(hb_route_cfg_t, timestamp_field)},
 };
 
 hb_scheme_t *hb_scheme_new(const hb_route_cfg_t *rc, char *err, size_t errlen)
@@ -86,7 +86,9 @@ hb_scheme_t *hb_scheme_new(const hb_route_cfg_t *rc, char *err, size_t errlen)
     hb_scheme_t *s = hb_calloc(1, sizeof(*s));
     s->ops = ops;
     s->rc = rc;
-    s->tolerance_s = rc->tolerance_ms > 0 ? (rc->tolerance_ms + 999) / 1000 : DEFAULT_TOLERANCE_S;
+    /* rounded up without overflow: tolerance_ms may be INT64_MAX */
+    s->tolerance_s = rc->tolerance_ms > 0 ? rc->tolerance_ms / 1000 + (rc->tolerance_ms % 1000 != 0)
+                                          : DEFAULT_TOLERANCE_S;
     s->digests[0] = "SHA256";
     s->n_digests = 1;
     if (ops->init && ops->init(s, err, errlen) != 0) {

@@ -25,6 +25,14 @@ static const struct {
     size_t len;
 } algorithms[] = {{"sha1", "SHA1", 20}, {"sha256", "SHA256", 32}, {"sha512", "SHA512", 64}};
 
+static int uses(const hb_scheme_t *s, hb_part_kind_t kind)
+{
+    for (size_t i = 0; i < s->n_parts; i++)
+        if (s->parts[i].kind == kind)
+            return 1;
+    return 0;
+}
+
 static int parse_payload(hb_scheme_t *s, char *err, size_t errlen)
 {
     const char *name = s->rc->name;
@@ -33,7 +41,7 @@ static int parse_payload(hb_scheme_t *s, char *err, size_t errlen)
     int bodies = 0;
     while (*p) {
         if (s->n_parts == HB_SCHEME_MAX_PARTS) {
-            snprintf(err, errlen, "route.%s.signed_payload: more than %d pieces", name,
+            snprintf(err, errlen, "route.%s.signed: more than %d pieces", name,
                      HB_SCHEME_MAX_PARTS);
             return -1;
         }
@@ -57,23 +65,32 @@ static int parse_payload(hb_scheme_t *s, char *err, size_t errlen)
             needs = &s->id;
         } else {
             snprintf(err, errlen,
-                     "route.%s.signed_payload: unknown placeholder at '%.20s' (use {body}, "
+                     "route.%s.signed: unknown placeholder at '%.20s' (use {body}, "
                      "{timestamp}, {id})",
                      name, p);
             return -1;
         }
         if (needs && needs->kind != HB_FIELD_HEADER) {
             snprintf(err, errlen,
-                     "route.%s.signed_payload: {%s} needs %s = header:<Name> (the body is read "
+                     "route.%s.signed: {%s} needs %s = header:<Name> (the body is read "
                      "only after the signature matched)",
                      name, part->kind == HB_PART_ID ? "id" : "timestamp",
-                     part->kind == HB_PART_ID ? "id_field" : "timestamp_field");
+                     part->kind == HB_PART_ID ? "id" : "timestamp");
             return -1;
         }
         p = strchr(p, '}') + 1;
     }
     if (bodies != 1) {
-        snprintf(err, errlen, "route.%s.signed_payload: must hold {body} exactly once", name);
+        snprintf(err, errlen, "route.%s.signed: must hold {body} exactly once", name);
+        return -1;
+    }
+    /* a window on a header that no signature covers stops no replay: the
+     * replayer sends a fresh one (a body field is signed with the body) */
+    if (s->timestamp.kind == HB_FIELD_HEADER && !uses(s, HB_PART_TIMESTAMP)) {
+        snprintf(err, errlen,
+                 "route.%s.timestamp: header:%s is not signed; add {timestamp} to "
+                 "signed, or leave timestamp unset",
+                 name, s->timestamp.text);
         return -1;
     }
     return 0;
@@ -105,13 +122,13 @@ static int hmac_init(hb_scheme_t *s, char *err, size_t errlen)
         return -1;
     }
     s->prefix_len = rc->prefix ? strlen(rc->prefix) : 0;
-    if (hb_field_parse(&s->id, rc, "id_field", rc->id_field, err, errlen) ||
-        hb_field_parse(&s->topic, rc, "topic_field", rc->topic_field, err, errlen) ||
-        hb_field_parse(&s->source, rc, "source_field", rc->source_field, err, errlen) ||
-        hb_field_parse(&s->timestamp, rc, "timestamp_field", rc->timestamp_field, err, errlen))
+    if (hb_field_parse(&s->id, rc, "id", rc->id_field, err, errlen) ||
+        hb_field_parse(&s->topic, rc, "topic", rc->topic_field, err, errlen) ||
+        hb_field_parse(&s->source, rc, "source", rc->source_field, err, errlen) ||
+        hb_field_parse(&s->timestamp, rc, "timestamp", rc->timestamp_field, err, errlen))
         return -1;
     if (s->topic.kind == HB_FIELD_NONE) {
-        snprintf(err, errlen, "route.%s.topic_field: required by scheme hmac", rc->name);
+        snprintf(err, errlen, "route.%s.topic: required by scheme hmac", rc->name);
         return -1;
     }
     return parse_payload(s, err, errlen);
@@ -139,14 +156,6 @@ static size_t payload_parts(const hb_scheme_t *s, const char *ts, const char *id
         }
     }
     return s->n_parts;
-}
-
-static int uses(const hb_scheme_t *s, hb_part_kind_t kind)
-{
-    for (size_t i = 0; i < s->n_parts; i++)
-        if (s->parts[i].kind == kind)
-            return 1;
-    return 0;
 }
 
 static hb_scheme_status_t hmac_verify(const hb_scheme_t *s, hb_keyctx_t *kc, const hb_headers_t *h,

@@ -25,9 +25,9 @@
 static int standard_init(hb_scheme_t *s, char *err, size_t errlen)
 {
     const hb_route_cfg_t *rc = s->rc;
-    if (hb_field_parse(&s->id, rc, "id_field", rc->id_field, err, errlen) ||
-        hb_field_parse(&s->topic, rc, "topic_field", rc->topic_field, err, errlen) ||
-        hb_field_parse(&s->source, rc, "source_field", rc->source_field, err, errlen))
+    if (hb_field_parse(&s->id, rc, "id", rc->id_field, err, errlen) ||
+        hb_field_parse(&s->topic, rc, "topic", rc->topic_field, err, errlen) ||
+        hb_field_parse(&s->source, rc, "source", rc->source_field, err, errlen))
         return -1;
     if (s->id.kind == HB_FIELD_NONE)
         s->id = (hb_field_t){HB_FIELD_HEADER, "webhook-id"};

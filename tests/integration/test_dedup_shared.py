@@ -16,6 +16,7 @@ Needs redis-server (private servers, started and stopped by the test).
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -100,7 +101,10 @@ class DedupShared(BridgeTestCase):
         a.wait_ids([nid])
         self.assertNotIn(nid, self.ids_in(b), "B published the duplicate")
         self.assertEqual(self.ids_in(a).count(nid), 1)
-        self.assertEqual(metric(b, "hookbridge_dedup_shared_claims_total", result="claimed"), 1)
+        # the claim's reply may come after the event reached the file sink
+        self.assertTrue(hbsinks.wait_until(
+            lambda: metric(b, "hookbridge_dedup_shared_claims_total", result="claimed") == 1, 30),
+            "B's claim of its own id\n%s" % b.log_tail())
 
         # the same id on another route is another notification
         same = "s-" + prefix
@@ -247,6 +251,61 @@ class DedupShared(BridgeTestCase):
         t.join(scaled(30))
         self.assertEqual(out, [None], "the waiting delivery got no answer")
         self.assertNotIn("waiting-" + prefix, self.ids_in(a))
+
+    def fake_server(self, on_accept):
+        """A loopback port whose connections are given to on_accept (a
+        stand-in for a broken Redis or proxy); returns the port."""
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(64)
+        self.addCleanup(srv.close)
+
+        def serve():
+            while True:
+                try:
+                    c, _ = srv.accept()
+                except OSError:
+                    return
+                on_accept(c)
+        threading.Thread(target=serve, daemon=True).start()
+        return srv.getsockname()[1]
+
+    def test_reconnect_storm_when_closed_on_connect(self):
+        """Regression: a server that accepts and closes at once (haproxy with
+        no Redis behind it, or Redis at maxclients) was taken for a working
+        store as soon as TCP connected: the backoff was reset on every
+        connection, so each worker reconnected every 100 ms forever and
+        logged "lost" and "is back" each time. A connection counts as
+        working once Redis answered on it (PING)."""
+        accepted = []
+        url = "redis://127.0.0.1:%d" % self.fake_server(lambda c: (accepted.append(c), c.close()))
+        a = self.start_bridge(**{"dedup.store": "redis", "dedup.redis.url": url,
+                                 "dedup.redis.prefix": "hb:storm:", "workers": 1})
+        self.assertTrue(hbsinks.wait_until(lambda: len(accepted) >= 6, 60),
+                        "the worker stopped reconnecting (%d)\n%s" % (len(accepted), a.log_tail()))
+        self.post(a, notification("storm-1"), "accepted", "no shared store: the local set")
+        log = a.log_text()
+        self.assertFalse(back(log), "a connection closed unanswered was taken as working\n%s"
+                         % a.log_tail())
+        self.assertEqual(log.count("deduplicating with the local set alone"), 1,
+                         "one outage, logged once\n%s" % a.log_tail())
+
+    def test_setup_never_answered_is_retried(self):
+        """Regression: a server that accepts and then answers nothing (a
+        half-open connection, a hung proxy) while AUTH is outstanding left
+        the worker on that connection for good: not ready, so no check was
+        sent and no timer ran to drop it. Now an unanswered setup is dropped
+        like an overdue reply, and connecting starts again."""
+        held = []  # read nothing, answer nothing, close nothing
+        self.addCleanup(lambda: [c.close() for c in held])
+        url = "redis://:%s@127.0.0.1:%d" % (PASSWORD, self.fake_server(held.append))
+        a = self.start_bridge(**{"dedup.store": "redis", "dedup.redis.url": url,
+                                 "dedup.redis.prefix": "hb:silent:", "workers": 1})
+        self.post(a, notification("silent-1"), "accepted", "setup unanswered: the local set")
+        self.assertTrue(hbsinks.wait_until(lambda: len(held) >= 2, 60),
+                        "the unanswered connection was never replaced\n%s" % a.log_tail())
+        self.post(a, notification("silent-2"), "accepted", "still the local set")
+        self.assertNotIn(PASSWORD, a.log_text(), "the Redis password reached the log")
 
     @staticmethod
     def try_post(b, nid):

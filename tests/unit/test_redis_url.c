@@ -42,5 +42,9 @@ int main(void)
     refuses("redis://:s3cret@host:99999", "bad port");
     refuses("redis://:s3cret@host:1/x", "bad database");
     refuses("redis://:s3cret@/0", "missing host");
+    /* regression: the text after the last ':' or '/' was quoted, which is
+     * the password when "@host" was forgotten, or a query that holds one */
+    refuses("redis://app:s3cret", "bad port");
+    refuses("redis://host:1/0?password=s3cret", "bad database");
     return done_testing();
 }

@@ -988,7 +988,7 @@ static void test_config_errors(void)
            "public_key on slack");
     rc = route("shopify");
     rc.source_field = "/x";
-    is_str(new_error(&rc), "route.r.source_field: does not apply to scheme shopify",
+    is_str(new_error(&rc), "route.r.source: does not apply to scheme shopify",
            "source_field on shopify");
     rc = route("intercom");
     rc.header = "";
@@ -1005,27 +1005,27 @@ static void test_config_errors(void)
     is_str(new_error(&rc), "route.r.encoding: 'base32' is not hex or base64", "base32");
     rc.encoding = NULL;
     rc.topic_field = NULL;
-    is_str(new_error(&rc), "route.r.topic_field: required by scheme hmac", "no topic_field");
+    is_str(new_error(&rc), "route.r.topic: required by scheme hmac", "no topic");
     rc.topic_field = "type";
-    ok(strncmp(new_error(&rc), "route.r.topic_field: 'type' is neither", 37) == 0,
+    ok(strncmp(new_error(&rc), "route.r.topic: 'type' is neither", 31) == 0,
        "a field that is neither header: nor a pointer: %s", new_error(&rc));
     rc.topic_field = "/a~2";
     ok(strstr(new_error(&rc), "~0 or ~1") != NULL, "a bad ~ escape: %s", new_error(&rc));
     rc.topic_field = "/type";
     rc.signed_payload = "{timestamp}.{body}";
     rc.timestamp_field = "/ts";
-    ok(strstr(new_error(&rc), "route.r.signed_payload: {timestamp} needs timestamp_field") != NULL,
+    ok(strstr(new_error(&rc), "route.r.signed: {timestamp} needs timestamp") != NULL,
        "{timestamp} from the body is refused: %s", new_error(&rc));
     rc.signed_payload = "{id}.{body}";
-    ok(strstr(new_error(&rc), "{id} needs id_field") != NULL, "{id} without id_field header");
+    ok(strstr(new_error(&rc), "{id} needs id = header:") != NULL, "{id} without an id header");
     rc.signed_payload = "{ts}.{body}";
     ok(strstr(new_error(&rc), "unknown placeholder") != NULL, "unknown placeholder");
     rc.signed_payload = "{timestamp}";
     rc.timestamp_field = "header:X-Ts";
-    is_str(new_error(&rc), "route.r.signed_payload: must hold {body} exactly once",
+    is_str(new_error(&rc), "route.r.signed: must hold {body} exactly once",
            "a payload without the body");
     rc.signed_payload = "{body}{body}";
-    is_str(new_error(&rc), "route.r.signed_payload: must hold {body} exactly once", "twice");
+    is_str(new_error(&rc), "route.r.signed: must hold {body} exactly once", "twice");
     rc.signed_payload = "v0:{timestamp}:{body}";
     is_str(new_error(&rc), "(built)", "v0:{timestamp}:{body} builds");
 
@@ -1048,6 +1048,104 @@ static void test_config_errors(void)
     hb_scheme_free(NULL); /* accepted */
 }
 
+/* ---- regressions ---- */
+
+/* hmac with timestamp = header:X but a signed payload without {timestamp}:
+ * the window was checked on a header the signature does not cover, so a
+ * captured delivery replayed with a fresh timestamp header was accepted
+ * whenever it arrived. Such a route is refused when built. */
+static void test_hmac_unsigned_timestamp_header_replayed(void)
+{
+    hb_route_cfg_t rc = route("hmac");
+    rc.header = "X-Signature";
+    rc.topic_field = "/event";
+    rc.timestamp_field = "header:X-Timestamp";
+    ok(strstr(new_error(&rc), "route.r.timestamp: header:X-Timestamp is not signed") != NULL,
+       "a timestamp header outside the signed payload is refused: %s", new_error(&rc));
+    hb_scheme_t *s = hb_scheme_new(&rc, why, sizeof(why));
+    if (s) { /* what it allowed: a week-old delivery, replayed with a fresh header */
+        char sig[160];
+        oneshot(EVP_sha256(), 0, "generic-secret", HMAC_BODY, sig);
+        req_t r = {0};
+        hb_delivery_t d;
+        hset(&r, "X-Signature", sig);
+        hset(&r, "X-Timestamp", "1700604800");
+        diag("replayed a week later: %d", rds(s, "generic-secret", &r, HMAC_BODY, 1700604800, &d));
+        hb_delivery_clear(&d);
+        hb_scheme_free(s);
+    }
+    /* signed, or inside the signed body: built */
+    rc.signed_payload = "{timestamp}.{body}";
+    is_str(new_error(&rc), "(built)", "header timestamp in the signed payload builds");
+    rc.signed_payload = NULL;
+    rc.timestamp_field = "/ts";
+    is_str(new_error(&rc), "(built)", "a timestamp inside the signed body builds");
+}
+
+/* tolerance = INT64_MAX ms (the key's maximum) overflowed rounding up to
+ * seconds: a negative window that refused every delivery (and undefined
+ * behaviour). */
+static void test_tolerance_max_overflow(void)
+{
+    hb_route_cfg_t rc = route("stripe");
+    rc.tolerance_ms = INT64_MAX;
+    hb_scheme_t *s = scheme_new(&rc);
+    req_t r = {0};
+    char out[4][2][256];
+    hb_delivery_t d;
+    sign_into(s, STRIPE_SECRET, STRIPE_BODY, 1700000000, NULL, out, &r);
+    is_int(rds(s, STRIPE_SECRET, &r, STRIPE_BODY, 1700000000, &d), HB_SCHEME_OK,
+           "tolerance INT64_MAX ms: a fresh delivery -> OK (%s)", why);
+    hb_delivery_clear(&d);
+    is_int(rds(s, STRIPE_SECRET, &r, STRIPE_BODY, 1700000000 + 86400 * 365, &d), HB_SCHEME_OK,
+           "and a year-old one too (%s)", why);
+    hb_delivery_clear(&d);
+    hb_scheme_free(s);
+    rc.tolerance_ms = 1001; /* still rounded up */
+    s = scheme_new(&rc);
+    is_int(rds(s, STRIPE_SECRET, &r, STRIPE_BODY, 1700000002, &d), HB_SCHEME_OK,
+           "tolerance 1001 ms: 2 s -> OK (%s)", why);
+    hb_delivery_clear(&d);
+    is_int(rds(s, STRIPE_SECRET, &r, STRIPE_BODY, 1700000003, &d), HB_SCHEME_UNAUTHORIZED,
+           "tolerance 1001 ms: 3 s -> UNAUTHORIZED");
+    hb_scheme_free(s);
+}
+
+/* Refusals named the struct fields (route.r.topic_field, signed_payload)
+ * where the route keys an operator sets are topic, signed, id, source and
+ * timestamp (src/config.c's route key table): the message sent them to a
+ * key that does not exist. Every key named must be one of the table's. */
+static void test_errors_name_keys_that_do_not_exist(void)
+{
+    static const char *const keys[] = {
+        "scheme",   "secret", "tolerance", "allow_sha1", "public_key", "header", "algorithm",
+        "encoding", "prefix", "signed",    "id",         "topic",      "source", "timestamp",
+    };
+    hb_route_cfg_t cases[8];
+    for (size_t i = 0; i < 8; i++)
+        cases[i] = route("hmac"), cases[i].header = "X-Sig", cases[i].topic_field = "/t";
+    cases[0].topic_field = NULL;                                 /* required */
+    cases[1].signed_payload = "{ts}.{body}";                     /* unknown placeholder */
+    cases[2].signed_payload = "{id}.{body}";                     /* {id} needs a header */
+    cases[3].signed_payload = "{timestamp}";                     /* no body */
+    cases[4].timestamp_field = "header:X-Ts";                    /* unsigned timestamp header */
+    cases[5].id_field = "id";                                    /* neither header: nor a pointer */
+    cases[6] = route("github"), cases[6].source_field = "/x";    /* does not apply */
+    cases[7] = route("standard"), cases[7].topic_field = "/a~2"; /* bad escape */
+    for (size_t i = 0; i < 8; i++) {
+        const char *e = new_error(&cases[i]);
+        char key[64] = "";
+        sscanf(e, "route.r.%63[^:]", key);
+        int known = 0;
+        for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+            known |= strcmp(key, keys[k]) == 0;
+        ok(known, "case %zu names a route key: %s", i, e);
+        if (i == 2 || i == 4)
+            ok(strstr(e, "_field") == NULL && strstr(e, "signed_payload") == NULL,
+               "and its advice too: %s", e);
+    }
+}
+
 int main(void)
 {
     test_github();
@@ -1058,5 +1156,8 @@ int main(void)
     test_hmac();
     test_intercom();
     test_config_errors();
+    test_hmac_unsigned_timestamp_header_replayed();
+    test_tolerance_max_overflow();
+    test_errors_name_keys_that_do_not_exist();
     return done_testing();
 }
