@@ -203,6 +203,12 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     if (next_wait) {
         struct timeval tv = hb_ms_timeval((int64_t)(next_wait->sent_ms + t - now));
         evtimer_add(l->timeout_ev, &tv);
+    } else if (l->ac && l->head) {
+        /* replies still owed (claims, checks answered by their deadline):
+         * come back when the oldest is overdue, even if no new check is
+         * sent meanwhile (none is once MAX_IN_FLIGHT commands wait) */
+        struct timeval tv = hb_ms_timeval((int64_t)(l->head->sent_ms + STUCK_MS + t + 1 - now));
+        evtimer_add(l->timeout_ev, &tv);
     } else if (l->ac && !l->ready && l->setup_left > 0) {
         arm_setup_deadline(l, now);
     }
