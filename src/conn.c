@@ -16,7 +16,29 @@
  * sends nothing for limits.read_timeout_ms, so a client trickling a byte at
  * a time (slowloris) would hold its connection for ever. Here a connection
  * that completes no request within each period, while none of its requests
- * is being answered, is shut down. */
+ * is being answered, is shut down.
+ *
+ * Fewer epoll_ctl calls per request (TLS connections). evhttp 2.1 turns a
+ * connection's read interest off when a request has been read and on again
+ * once its answer is written, and bufferevent_openssl writes an answer only
+ * when epoll next reports the socket writable: three epoll_ctl calls (DEL,
+ * ADD of EPOLLOUT, MOD back to EPOLLIN) and one more loop pass per request,
+ * even with the change list (server.c), since answers come passes after the
+ * request. Two things remove them:
+ *   - write at once: when an answer starts in the output buffer, the
+ *     bufferevent's write event is made active, so the answer is written in
+ *     the same loop pass; the change list then cancels the add and the
+ *     delete of EPOLLOUT against each other;
+ *   - keep read interest: the connection holds its own persistent EV_READ
+ *     event on the socket from its first request on, so evhttp's switching
+ *     of the bufferevent's read event never changes what epoll watches.
+ *     It must never hold a socket that nobody reads: when it fires while
+ *     the bufferevent is not reading (a client that pipelines, or closes,
+ *     while its request is being answered), it steps aside until the next
+ *     read, and it leaves the socket before anything else can reuse the
+ *     descriptor (the SSL is freed right after the socket is closed).
+ * Both look into struct bufferevent (event2/bufferevent_struct.h, stable
+ * within libevent 2.1, which this code is built for). */
 #include "hb/fmacros.h"
 
 #include "hb/conn.h"
@@ -35,6 +57,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 #include <event2/http.h>
 
@@ -58,6 +81,9 @@ struct hb_conn {
     hb_edge_t *edge;
     struct bufferevent *bev; /* NULL until started and once the connection is gone */
     struct evbuffer *in;     /* bev's input, watched by the gate */
+    struct evbuffer *out;    /* bev's output (TLS only), watched to write at once */
+    struct event *keep_read; /* read interest held across requests (TLS only) */
+    int keep_parked;         /* keep_read stepped aside until the next read */
     struct evbuffer *hold;   /* bytes read but not yet judged */
     struct evbuffer *front;  /* scratch for moving bytes aside */
     gate_state_t state;
@@ -349,11 +375,15 @@ static void gate_run(hb_conn_t *c)
     }
 }
 
+static void keep_read_arm(hb_conn_t *c);
+
 static void gate_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     hb_conn_t *c = arg;
     if (c->rewriting || info->n_added == 0 || !c->bev)
         return;
+    if (c->keep_parked)
+        keep_read_arm(c); /* the bufferevent reads again */
     if (c->state == G_PASS)
         return;
     if (c->state == G_BODY && c->body_left >= (int64_t)info->n_added &&
@@ -380,12 +410,63 @@ static void gate_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, v
     c->rewriting = 0;
 }
 
+/* ---- epoll interest (see the top of the file) ---- */
+
+static void keep_read_arm(hb_conn_t *c)
+{
+    c->keep_parked = 0;
+    event_add(c->keep_read, NULL);
+}
+
+/* The socket is readable. While the bufferevent's own read event is
+ * pending it reads the bytes; otherwise nobody would, and a level-triggered
+ * event would fire on every loop pass: step aside. */
+static void on_keep_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    hb_conn_t *c = arg;
+    if (!c->bev || !event_pending(&c->bev->ev_read, EV_READ, NULL)) {
+        event_del(c->keep_read);
+        c->keep_parked = 1;
+    }
+}
+
+/* From the connection's first request on (its socket is known by then). */
+static void keep_read_start(hb_conn_t *c)
+{
+    if (c->keep_read || !c->out)
+        return;
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    if (fd < 0)
+        return;
+    c->keep_read =
+        event_new(bufferevent_get_base(c->bev), fd, EV_READ | EV_PERSIST, on_keep_read, c);
+    if (!c->keep_read)
+        hb_oom("event_new");
+    keep_read_arm(c);
+}
+
+/* An answer starts in the output buffer: write it in this loop pass rather
+ * than after epoll reports the socket writable. evhttp enables writing
+ * right after queueing the answer, before the activated event runs; an
+ * event that finds writing disabled does nothing and deletes itself. */
+static void out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)buf;
+    hb_conn_t *c = arg;
+    if (info->n_added && info->orig_size == 0 && c->bev)
+        event_active(&c->bev->ev_write, EV_WRITE, 1);
+}
+
 /* ---- the connection ---- */
 
 static void conn_unref(hb_conn_t *c)
 {
     if (--c->refs > 0)
         return;
+    if (c->keep_read)
+        event_free(c->keep_read);
     if (c->deadline)
         event_free(c->deadline);
     if (c->hold)
@@ -428,6 +509,10 @@ void hb_conn_closed(hb_conn_t *c)
     if (!c)
         return;
     c->bev = NULL; /* the input buffer went with it: the gate is not called again */
+    /* The socket was closed just before (be_openssl_destruct): leave it
+     * before the loop can accept a connection on the same descriptor. */
+    if (c->keep_read)
+        event_del(c->keep_read);
     if (c->deadline)
         event_del(c->deadline);
     atomic_fetch_sub(&c->edge->inflight, c->held);
@@ -479,6 +564,11 @@ void hb_conn_start(hb_conn_t *c, struct bufferevent *bev)
     c->in = bufferevent_get_input(bev);
     if (!evbuffer_add_cb(c->in, gate_cb, c))
         hb_oom("evbuffer_add_cb");
+    if (bufferevent_openssl_get_ssl(bev)) {
+        c->out = bufferevent_get_output(bev);
+        if (!evbuffer_add_cb(c->out, out_cb, c))
+            hb_oom("evbuffer_add_cb");
+    }
     c->deadline = evtimer_new(bufferevent_get_base(bev), on_deadline, c);
     if (!c->deadline)
         hb_oom("evtimer_new");
@@ -491,8 +581,11 @@ hb_conn_t *hb_conn_of(struct evhttp_request *req)
     struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
     SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
     hb_conn_t *c = ssl ? SSL_get_ex_data(ssl, conn_ex_index) : NULL;
-    if (c)
+    if (c) {
         c->requests++;
+        if (c->bev)
+            keep_read_start(c);
+    }
     return c;
 }
 
