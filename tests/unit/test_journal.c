@@ -1345,20 +1345,36 @@ static void test_open_errors(void)
     rm_tmpdir(dir);
 }
 
+/* A journal in a new directory, with preallocated segments of PRE_SEG
+ * bytes and its spare at `spare`; o is filled for reopening. */
+#define PRE_SEG 8192
+static hb_journal_t *open_prealloc(const char *name, char *dir, size_t dlen, char *spare,
+                                   size_t slen, hb_journal_opts_t *o, char *err, size_t errlen)
+{
+    mk_tmpdir(dir, dlen, name);
+    snprintf(spare, slen, "%s/spare", dir);
+    *o = (hb_journal_opts_t){.dir = dir,
+                             .max_bytes = 1 << 20,
+                             .segment_bytes = PRE_SEG,
+                             .sinks = one_sink,
+                             .n_sinks = 1};
+    err[0] = '\0';
+    hb_journal_t *j = hb_journal_open(o, err, errlen);
+    ok(j != NULL, "open with preallocation (%s)", err);
+    return j;
+}
+
 /* Preallocated segments: the keeper zero-fills a spare ahead of need, the
  * writer rotates into it (the file keeps its size; fdatasync then commits
  * no size change), and recovery reads a zero tail as the end. */
 static void test_prealloc(void)
 {
     char dir[128], err[512], spare[4096], path[4096];
-    mk_tmpdir(dir, sizeof(dir), "prealloc");
-    snprintf(spare, sizeof(spare), "%s/spare", dir);
     const size_t B = 500;
-    const uint64_t SEG = 8192;
-    hb_journal_opts_t o = {
-        .dir = dir, .max_bytes = 1 << 20, .segment_bytes = SEG, .sinks = one_sink, .n_sinks = 1};
-    hb_journal_t *j = hb_journal_open(&o, err, sizeof(err));
-    ok(j != NULL, "open with preallocation (%s)", err);
+    const uint64_t SEG = PRE_SEG;
+    hb_journal_opts_t o;
+    hb_journal_t *j =
+        open_prealloc("prealloc", dir, sizeof(dir), spare, sizeof(spare), &o, err, sizeof(err));
     if (!j)
         goto out;
     int ready = 0;
@@ -1976,14 +1992,11 @@ static int fill_into(hb_journal_t *j, const char *dir, ino_t ino, int *k, size_t
 static void test_recycle(void)
 {
     char dir[128], err[512], spare[4096], path[4096], tmp[4096];
-    mk_tmpdir(dir, sizeof(dir), "recycle");
-    snprintf(spare, sizeof(spare), "%s/spare", dir);
     const size_t B = 500;
-    const uint64_t SEG = 8192;
-    hb_journal_opts_t o = {
-        .dir = dir, .max_bytes = 1 << 20, .segment_bytes = SEG, .sinks = one_sink, .n_sinks = 1};
-    hb_journal_t *j = hb_journal_open(&o, err, sizeof(err));
-    ok(j != NULL, "open with preallocation (%s)", err);
+    const uint64_t SEG = PRE_SEG;
+    hb_journal_opts_t o;
+    hb_journal_t *j =
+        open_prealloc("recycle", dir, sizeof(dir), spare, sizeof(spare), &o, err, sizeof(err));
     if (!j)
         goto out;
 
