@@ -37,8 +37,25 @@
  *     while its request is being answered), it steps aside until the next
  *     read, and it leaves the socket before anything else can reuse the
  *     descriptor (the SSL is freed right after the socket is closed).
- * Both look into struct bufferevent (event2/bufferevent_struct.h, stable
- * within libevent 2.1, which this code is built for). */
+ *
+ * One read(2) per request (TLS connections). Without OpenSSL's read-ahead
+ * every TLS record costs two reads (its 5-byte header, then the rest).
+ * libevent 2.1 does not support read-ahead: it asks SSL_pending, which does
+ * not count records read ahead but not yet decrypted, so such a record
+ * would wait for the socket to become readable again, perhaps for ever.
+ * Here, each time the gate sees decrypted bytes arrive, a connection with
+ * bytes left in OpenSSL's buffer (SSL_has_pending) has its bufferevent's
+ * read event made active again, so that they are read in the same loop
+ * pass. evhttp may stop reading before all are read (a request complete,
+ * a pipelined one behind it): it reads again once the answer is written,
+ * so a connection whose answer has just gone out with bytes still in
+ * OpenSSL's buffer looks again in the next loop pass (a zero timer), by
+ * when evhttp reads again. Read-ahead starts after the first request's
+ * bytes: bytes read ahead with the handshake's last record would be left
+ * in the buffer with no read to follow.
+ *
+ * All of this looks into struct bufferevent (event2/bufferevent_struct.h,
+ * stable within libevent 2.1, which this code is built for). */
 #include "hb/fmacros.h"
 
 #include "hb/conn.h"
@@ -82,7 +99,9 @@ struct hb_conn {
     struct bufferevent *bev; /* NULL until started and once the connection is gone */
     struct evbuffer *in;     /* bev's input, watched by the gate */
     struct evbuffer *out;    /* bev's output (TLS only), watched to write at once */
+    SSL *ssl;                /* NULL for a plain connection */
     struct event *keep_read; /* read interest held across requests (TLS only) */
+    struct event *recheck;   /* bytes left in OpenSSL's buffer: look again */
     int keep_parked;         /* keep_read stepped aside until the next read */
     struct evbuffer *hold;   /* bytes read but not yet judged */
     struct evbuffer *front;  /* scratch for moving bytes aside */
@@ -376,6 +395,7 @@ static void gate_run(hb_conn_t *c)
 }
 
 static void keep_read_arm(hb_conn_t *c);
+static void read_ahead(hb_conn_t *c);
 
 static void gate_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
@@ -384,6 +404,8 @@ static void gate_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, v
         return;
     if (c->keep_parked)
         keep_read_arm(c); /* the bufferevent reads again */
+    if (c->ssl && c->out)
+        read_ahead(c);
     if (c->state == G_PASS)
         return;
     if (c->state == G_BODY && c->body_left >= (int64_t)info->n_added &&
@@ -447,16 +469,49 @@ static void keep_read_start(hb_conn_t *c)
     keep_read_arm(c);
 }
 
+/* Read what OpenSSL holds if the bufferevent is reading. */
+static void read_pending(hb_conn_t *c)
+{
+    if (c->bev && SSL_has_pending(c->ssl) && (bufferevent_get_enabled(c->bev) & EV_READ))
+        event_active(&c->bev->ev_read, EV_READ, 1);
+}
+
+static void on_recheck(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    read_pending(arg);
+}
+
+/* Decrypted bytes arrived (see the top of the file). */
+static void read_ahead(hb_conn_t *c)
+{
+    if (!SSL_get_read_ahead(c->ssl)) {
+        SSL_set_read_ahead(c->ssl, 1);
+        c->recheck = evtimer_new(bufferevent_get_base(c->bev), on_recheck, c);
+        if (!c->recheck)
+            hb_oom("evtimer_new");
+    } else {
+        read_pending(c);
+    }
+}
+
 /* An answer starts in the output buffer: write it in this loop pass rather
  * than after epoll reports the socket writable. evhttp enables writing
  * right after queueing the answer, before the activated event runs; an
  * event that finds writing disabled does nothing and deletes itself. */
 static void out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
-    (void)buf;
     hb_conn_t *c = arg;
-    if (info->n_added && info->orig_size == 0 && c->bev)
+    if (!c->bev)
+        return;
+    if (info->n_added && info->orig_size == 0)
         event_active(&c->bev->ev_write, EV_WRITE, 1);
+    else if (info->n_deleted && evbuffer_get_length(buf) == 0 && c->recheck &&
+             SSL_has_pending(c->ssl)) {
+        static const struct timeval now = {0, 0};
+        evtimer_add(c->recheck, &now); /* an answer went out: evhttp reads again */
+    }
 }
 
 /* ---- the connection ---- */
@@ -467,6 +522,8 @@ static void conn_unref(hb_conn_t *c)
         return;
     if (c->keep_read)
         event_free(c->keep_read);
+    if (c->recheck)
+        event_free(c->recheck);
     if (c->deadline)
         event_free(c->deadline);
     if (c->hold)
@@ -509,10 +566,13 @@ void hb_conn_closed(hb_conn_t *c)
     if (!c)
         return;
     c->bev = NULL; /* the input buffer went with it: the gate is not called again */
+    c->ssl = NULL;
     /* The socket was closed just before (be_openssl_destruct): leave it
      * before the loop can accept a connection on the same descriptor. */
     if (c->keep_read)
         event_del(c->keep_read);
+    if (c->recheck)
+        event_del(c->recheck);
     if (c->deadline)
         event_del(c->deadline);
     atomic_fetch_sub(&c->edge->inflight, c->held);
@@ -553,6 +613,7 @@ hb_conn_t *hb_conn_new(hb_edge_t *edge, SSL *ssl, int64_t read_timeout_ms,
     c->front = evbuffer_new();
     if (!c->hold || !c->front)
         hb_oom("evbuffer_new");
+    c->ssl = ssl;
     if (ssl)
         SSL_set_ex_data(ssl, conn_ex_index, c);
     return c;

@@ -10,6 +10,7 @@ Run: python3 -m unittest -v tests/integration/test_conn_io.py
 
 import os
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -18,7 +19,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import hbtest  # noqa: E402
-from hbtest import BridgeTestCase, notification, scaled, sign  # noqa: E402
+from hbtest import BridgeTestCase, client_ssl_context, notification, scaled, sign  # noqa: E402
 
 
 def uid(prefix="io"):
@@ -56,6 +57,78 @@ def read_answers(s, n, timeout=30.0):
             codes.append(int(head[0].split()[1]))
             data = data[end + 4 + length:]
     return codes
+
+
+class RecordClient:
+    """A TLS client over a memory BIO, so that the test decides which TLS
+    records travel together in one TCP send: tls(data) returns the records
+    for data (one per call) without sending them."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=scaled(30))
+        self.inc, self.outg = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = client_ssl_context().wrap_bio(self.inc, self.outg, server_hostname="localhost")
+
+    def handshake(self, hold_last=False):
+        """Run the handshake; with hold_last, the client's last flight
+        (its Finished) is returned instead of sent."""
+        while True:
+            try:
+                self.obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._flush()
+                self._fill()
+        last = self.outg.read()
+        if not hold_last:
+            self.sock.sendall(last)
+            return b""
+        return last
+
+    def tls(self, data):
+        self.obj.write(data)
+        return self.outg.read()
+
+    def _flush(self):
+        pending = self.outg.read()
+        if pending:
+            self.sock.sendall(pending)
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        self.inc.write(chunk)
+
+    def answers(self, n):
+        """The status codes of the next n answers."""
+        data, codes = b"", []
+        while len(codes) < n:
+            try:
+                data += self.obj.read(65536)
+            except ssl.SSLWantReadError:
+                self._fill()
+                continue
+            except ssl.SSLZeroReturnError:
+                break
+            while True:
+                end = data.find(b"\r\n\r\n")
+                if end < 0:
+                    break
+                head = data[:end].decode("latin-1").split("\r\n")
+                length = 0
+                for line in head[1:]:
+                    k, _, v = line.partition(":")
+                    if k.strip().lower() == "content-length":
+                        length = int(v.strip())
+                if len(data) < end + 4 + length:
+                    break
+                codes.append(int(head[0].split()[1]))
+                data = data[end + 4 + length:]
+        return codes
+
+    def close(self):
+        self.sock.close()
 
 
 def cpu_seconds(pid):
@@ -162,6 +235,32 @@ class ConnIoTest(BridgeTestCase):
         for t in threads:
             t.join(scaled(300))
         self.assertEqual(errors, [])
+        b.wait_ids(ids)
+
+    def test_records_that_arrive_together_are_all_read(self):
+        """With OpenSSL's read-ahead one read(2) takes every TLS record the
+        socket holds: a record left in OpenSSL's buffer must still be read
+        at once, since the socket will not become readable for it."""
+        b = self.start_bridge()
+        ids = [uid("together") for _ in range(5)]
+        c = RecordClient(b.port)
+        self.addCleanup(c.close)
+        # the client's Finished and the first request in one send
+        post = signed_post(b.intercom_path, notification(ids[0]))
+        c.sock.sendall(c.handshake(hold_last=True) + c.tls(post))
+        self.assertEqual(c.answers(1), [200], "Finished and a request in one segment")
+        # a head and its body as two records in one send
+        post = signed_post(b.intercom_path, notification(ids[1]))
+        split = post.index(b"\r\n\r\n") + 4
+        c.sock.sendall(c.tls(post[:split]) + c.tls(post[split:]))
+        self.assertEqual(c.answers(1), [200], "a head and its body as two records")
+        # a request cut into many small records, then two pipelined
+        # requests of one record each, all in one send
+        post = signed_post(b.intercom_path, notification(ids[2]))
+        pieces = b"".join(c.tls(post[i:i + 100]) for i in range(0, len(post), 100))
+        c.sock.sendall(pieces + c.tls(signed_post(b.intercom_path, notification(ids[3]))) +
+                       c.tls(signed_post(b.intercom_path, notification(ids[4]))))
+        self.assertEqual(c.answers(3), [200, 200, 200], "many records, three requests")
         b.wait_ids(ids)
 
 
