@@ -33,6 +33,25 @@ def signed_post(path, body, extra=()):
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+def take_answers(data, codes):
+    """Move the status codes of the whole answers at the start of data to
+    codes; returns the rest of data."""
+    while True:
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            return data
+        head = data[:end].decode("latin-1").split("\r\n")
+        length = 0
+        for line in head[1:]:
+            k, _, v = line.partition(":")
+            if k.strip().lower() == "content-length":
+                length = int(v.strip())
+        if len(data) < end + 4 + length:
+            return data
+        codes.append(int(head[0].split()[1]))
+        data = data[end + 4 + length:]
+
+
 def read_answers(s, n, timeout=30.0):
     """The status codes of the first n answers on s (bounded wait)."""
     s.settimeout(scaled(timeout))
@@ -41,21 +60,7 @@ def read_answers(s, n, timeout=30.0):
         chunk = s.recv(65536)
         if not chunk:
             break
-        data += chunk
-        while True:
-            end = data.find(b"\r\n\r\n")
-            if end < 0:
-                break
-            head = data[:end].decode("latin-1").split("\r\n")
-            length = 0
-            for line in head[1:]:
-                k, _, v = line.partition(":")
-                if k.strip().lower() == "content-length":
-                    length = int(v.strip())
-            if len(data) < end + 4 + length:
-                break
-            codes.append(int(head[0].split()[1]))
-            data = data[end + 4 + length:]
+        data = take_answers(data + chunk, codes)
     return codes
 
 
@@ -111,20 +116,7 @@ class RecordClient:
                 continue
             except ssl.SSLZeroReturnError:
                 break
-            while True:
-                end = data.find(b"\r\n\r\n")
-                if end < 0:
-                    break
-                head = data[:end].decode("latin-1").split("\r\n")
-                length = 0
-                for line in head[1:]:
-                    k, _, v = line.partition(":")
-                    if k.strip().lower() == "content-length":
-                        length = int(v.strip())
-                if len(data) < end + 4 + length:
-                    break
-                codes.append(int(head[0].split()[1]))
-                data = data[end + 4 + length:]
+            data = take_answers(data, codes)
         return codes
 
     def close(self):
