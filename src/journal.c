@@ -1628,6 +1628,20 @@ int hb_journal_reader_next(hb_journal_reader_t *r, hb_record_t *rec)
         if (want > limit - pos)
             want = (size_t)(limit - pos);
         ssize_t n = hb_pread_full(r->fd, r->buf + r->end, want, (off_t)pos);
+        /* A segment leaves the list before its file is recycled, and only a
+         * recycled file is written again: if it is still listed now, what
+         * was read is its own; if not, it may be a later life's. Then the
+         * segment is done with, as when it is found deleted (every sink is
+         * past it; a replay says what the journal no longer holds). */
+        pthread_mutex_lock(&r->j->lock);
+        int listed = seg_find(r->j, r->seg_first) != NULL;
+        pthread_mutex_unlock(&r->j->lock);
+        if (!listed) {
+            close(r->fd);
+            r->fd = -1;
+            r->start = r->end = 0;
+            continue;
+        }
         if (n <= 0) {
             hb_error(C, "reader: segment %020" PRIu64 ": %s", r->seg_first,
                      n < 0 ? strerror(errno) : "shorter than its durable size");
