@@ -16,7 +16,46 @@
  * sends nothing for limits.read_timeout_ms, so a client trickling a byte at
  * a time (slowloris) would hold its connection for ever. Here a connection
  * that completes no request within each period, while none of its requests
- * is being answered, is shut down. */
+ * is being answered, is shut down.
+ *
+ * Fewer epoll_ctl calls per request (TLS connections). evhttp 2.1 turns a
+ * connection's read interest off when a request has been read and on again
+ * once its answer is written, and bufferevent_openssl writes an answer only
+ * when epoll next reports the socket writable: three epoll_ctl calls (DEL,
+ * ADD of EPOLLOUT, MOD back to EPOLLIN) and one more loop pass per request,
+ * even with the change list (server.c), since answers come passes after the
+ * request. Two things remove them:
+ *   - write at once: when an answer starts in the output buffer, the
+ *     bufferevent's write event is made active, so the answer is written in
+ *     the same loop pass; the change list then cancels the add and the
+ *     delete of EPOLLOUT against each other;
+ *   - keep read interest: the connection holds its own persistent EV_READ
+ *     event on the socket from its first request on, so evhttp's switching
+ *     of the bufferevent's read event never changes what epoll watches.
+ *     It must never hold a socket that nobody reads: when it fires while
+ *     the bufferevent is not reading (a client that pipelines, or closes,
+ *     while its request is being answered), it steps aside until the next
+ *     read, and it leaves the socket before anything else can reuse the
+ *     descriptor (the SSL is freed right after the socket is closed).
+ *
+ * One read(2) per request (TLS connections). Without OpenSSL's read-ahead
+ * every TLS record costs two reads (its 5-byte header, then the rest).
+ * libevent 2.1 does not support read-ahead: it asks SSL_pending, which does
+ * not count records read ahead but not yet decrypted, so such a record
+ * would wait for the socket to become readable again, perhaps for ever.
+ * Here, each time the gate sees decrypted bytes arrive, a connection with
+ * bytes left in OpenSSL's buffer (SSL_has_pending) has its bufferevent's
+ * read event made active again, so that they are read in the same loop
+ * pass. evhttp may stop reading before all are read (a request complete,
+ * a pipelined one behind it): it reads again once the answer is written,
+ * so a connection whose answer has just gone out with bytes still in
+ * OpenSSL's buffer looks again in the next loop pass (a zero timer), by
+ * when evhttp reads again. Read-ahead starts after the first request's
+ * bytes: bytes read ahead with the handshake's last record would be left
+ * in the buffer with no read to follow.
+ *
+ * All of this looks into struct bufferevent (event2/bufferevent_struct.h,
+ * stable within libevent 2.1, which this code is built for). */
 #include "hb/fmacros.h"
 
 #include "hb/conn.h"
@@ -35,6 +74,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 #include <event2/http.h>
 
@@ -60,6 +100,11 @@ struct hb_conn {
     hb_edge_t *edge;
     struct bufferevent *bev; /* NULL until started and once the connection is gone */
     struct evbuffer *in;     /* bev's input, watched by the gate */
+    struct evbuffer *out;    /* bev's output (TLS only), watched to write at once */
+    SSL *ssl;                /* NULL for a plain connection */
+    struct event *keep_read; /* read interest held across requests (TLS only) */
+    struct event *recheck;   /* bytes left in OpenSSL's buffer: look again */
+    int keep_parked;         /* keep_read stepped aside until the next read */
     struct evbuffer *hold;   /* bytes read but not yet judged */
     struct evbuffer *front;  /* scratch for moving bytes aside */
     gate_state_t state;
@@ -394,11 +439,18 @@ static void gate_run(hb_conn_t *c)
     }
 }
 
+static void keep_read_arm(hb_conn_t *c);
+static void read_ahead(hb_conn_t *c);
+
 static void gate_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     hb_conn_t *c = arg;
     if (c->rewriting || info->n_added == 0 || !c->bev)
         return;
+    if (c->keep_parked)
+        keep_read_arm(c); /* the bufferevent reads again */
+    if (c->ssl && c->out)
+        read_ahead(c);
     if (c->state == G_PASS)
         return;
     if (c->state == G_BODY && c->body_left >= (int64_t)info->n_added &&
@@ -425,12 +477,98 @@ static void gate_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, v
     c->rewriting = 0;
 }
 
+/* ---- epoll interest (see the top of the file) ---- */
+
+static void keep_read_arm(hb_conn_t *c)
+{
+    c->keep_parked = 0;
+    event_add(c->keep_read, NULL);
+}
+
+/* The socket is readable. While the bufferevent's own read event is
+ * pending it reads the bytes; otherwise nobody would, and a level-triggered
+ * event would fire on every loop pass: step aside. */
+static void on_keep_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    hb_conn_t *c = arg;
+    if (!c->bev || !event_pending(&c->bev->ev_read, EV_READ, NULL)) {
+        event_del(c->keep_read);
+        c->keep_parked = 1;
+    }
+}
+
+/* From the connection's first request on (its socket is known by then). */
+static void keep_read_start(hb_conn_t *c)
+{
+    if (c->keep_read || !c->out)
+        return;
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    if (fd < 0)
+        return;
+    c->keep_read =
+        event_new(bufferevent_get_base(c->bev), fd, EV_READ | EV_PERSIST, on_keep_read, c);
+    if (!c->keep_read)
+        hb_oom("event_new");
+    keep_read_arm(c);
+}
+
+/* Read what OpenSSL holds if the bufferevent is reading. */
+static void read_pending(hb_conn_t *c)
+{
+    if (c->bev && SSL_has_pending(c->ssl) && (bufferevent_get_enabled(c->bev) & EV_READ))
+        event_active(&c->bev->ev_read, EV_READ, 1);
+}
+
+static void on_recheck(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    read_pending(arg);
+}
+
+/* Decrypted bytes arrived (see the top of the file). */
+static void read_ahead(hb_conn_t *c)
+{
+    if (!SSL_get_read_ahead(c->ssl)) {
+        SSL_set_read_ahead(c->ssl, 1);
+        c->recheck = evtimer_new(bufferevent_get_base(c->bev), on_recheck, c);
+        if (!c->recheck)
+            hb_oom("evtimer_new");
+    } else {
+        read_pending(c);
+    }
+}
+
+/* An answer starts in the output buffer: write it in this loop pass rather
+ * than after epoll reports the socket writable. evhttp enables writing
+ * right after queueing the answer, before the activated event runs; an
+ * event that finds writing disabled does nothing and deletes itself. */
+static void out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    hb_conn_t *c = arg;
+    if (!c->bev)
+        return;
+    if (info->n_added && info->orig_size == 0)
+        event_active(&c->bev->ev_write, EV_WRITE, 1);
+    else if (info->n_deleted && evbuffer_get_length(buf) == 0 && c->recheck &&
+             SSL_has_pending(c->ssl)) {
+        static const struct timeval now = {0, 0};
+        evtimer_add(c->recheck, &now); /* an answer went out: evhttp reads again */
+    }
+}
+
 /* ---- the connection ---- */
 
 static void conn_unref(hb_conn_t *c)
 {
     if (--c->refs > 0)
         return;
+    if (c->keep_read)
+        event_free(c->keep_read);
+    if (c->recheck)
+        event_free(c->recheck);
     if (c->deadline)
         event_free(c->deadline);
     if (c->hold)
@@ -473,6 +611,13 @@ void hb_conn_closed(hb_conn_t *c)
     if (!c)
         return;
     c->bev = NULL; /* the input buffer went with it: the gate is not called again */
+    c->ssl = NULL;
+    /* The socket was closed just before (be_openssl_destruct): leave it
+     * before the loop can accept a connection on the same descriptor. */
+    if (c->keep_read)
+        event_del(c->keep_read);
+    if (c->recheck)
+        event_del(c->recheck);
     if (c->deadline)
         event_del(c->deadline);
     atomic_fetch_sub(&c->edge->inflight, c->held);
@@ -513,6 +658,7 @@ hb_conn_t *hb_conn_new(hb_edge_t *edge, SSL *ssl, int64_t read_timeout_ms,
     c->front = evbuffer_new();
     if (!c->hold || !c->front)
         hb_oom("evbuffer_new");
+    c->ssl = ssl;
     if (ssl)
         SSL_set_ex_data(ssl, conn_ex_index, c);
     return c;
@@ -524,6 +670,11 @@ void hb_conn_start(hb_conn_t *c, struct bufferevent *bev)
     c->in = bufferevent_get_input(bev);
     if (!evbuffer_add_cb(c->in, gate_cb, c))
         hb_oom("evbuffer_add_cb");
+    if (bufferevent_openssl_get_ssl(bev)) {
+        c->out = bufferevent_get_output(bev);
+        if (!evbuffer_add_cb(c->out, out_cb, c))
+            hb_oom("evbuffer_add_cb");
+    }
     c->deadline = evtimer_new(bufferevent_get_base(bev), on_deadline, c);
     if (!c->deadline)
         hb_oom("evtimer_new");
@@ -536,8 +687,11 @@ hb_conn_t *hb_conn_of(struct evhttp_request *req)
     struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
     SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
     hb_conn_t *c = ssl ? SSL_get_ex_data(ssl, conn_ex_index) : NULL;
-    if (c)
+    if (c) {
         c->requests++;
+        if (c->bev)
+            keep_read_start(c);
+    }
     return c;
 }
 

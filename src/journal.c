@@ -3,7 +3,7 @@
  * Layout of journal.dir:
  *   00000000000000000001.seg   records, named by the first sequence number
  *   cursors                    "<sink> <seq>" lines, replaced atomically
- *   spare                      a zero-filled segment made ahead of need
+ *   spare                      the next segment, made ahead of need
  *
  * Two threads, so that the path from append to answer holds nothing but
  * a write and an fdatasync (Redis aof.c, PostgreSQL's WAL writer):
@@ -19,10 +19,17 @@
  *  - the keeper persists sink cursors, deletes published segments (once
  *    journal.retain / retain_bytes let them go: retained bytes count as
  *    free room, and over the low-water mark nothing is retained) and
- *    zero-fills the next segment ahead of time, all off that path. A
+ *    prepares the next segment ahead of time, all off that path. A
  *    preallocated segment means fdatasync flushes data pages only: the
  *    file's size and extents do not change, so no file-system journal
- *    commit rides on every batch.
+ *    commit rides on every batch. The next segment is a published one
+ *    recycled (its blocks are written already) or, when none is coming,
+ *    a new file zero-filled: copying those zeros into the page cache cost
+ *    as much per request as writing the record itself. A recycled file
+ *    keeps its earlier lives' bytes past what is written in this one; its
+ *    header mark says so (HB_JOURNAL_RECYCLED), and recovery ignores
+ *    records and marks from before the segment's first sequence number
+ *    there, as it ignores a zero tail.
  *
  * Failure: a batch whose write or sync fails is answered 503; the writer
  * goes back to the durable end and writes over the failed bytes. Nothing is
@@ -55,6 +62,10 @@
 #define C "journal"
 #define CURSOR_PERSIST_MS 200
 #define SPARE_RETRY_MS 10000
+/* how long the keeper waits for a published segment to recycle before it
+ * zero-fills a new spare (sinks publish a segment within a few hundred ms
+ * of its rotation unless they are down) */
+#define SPARE_WAIT_MS 1000
 #define MAX_BATCH_BYTES (4u << 20) /* a batch bigger than this is split */
 #define ZERO_CHUNK (1u << 20)
 
@@ -154,7 +165,7 @@ struct hb_journal {
     size_t wcap;
 
     /* keeper thread only */
-    uint64_t last_persist_ms, spare_fail_ms, retain_seen;
+    uint64_t last_persist_ms, spare_fail_ms, spare_need_ms, retain_seen;
     uint64_t retain_ms, retain_bytes; /* journal.retain, journal.retain_bytes */
     uint64_t retained_first;          /* segment that retained_oldest_ms was read from */
     _Atomic uint64_t retained_bytes, retained_oldest_ms;
@@ -369,10 +380,21 @@ static uint64_t first_received_ms(const char *path)
     return v;
 }
 
+static int spare_recycle(hb_journal_t *j, const char *seg);
+
+/* A published segment can become the spare (see spare_recycle) when one is
+ * wanted and the file is whole: at least segment_bytes, all written.
+ * Caller holds j->lock. */
+static int recyclable(const hb_journal_t *j, const segment_t *s)
+{
+    return j->prealloc && !s->legacy && s->durable_size >= j->segment_bytes;
+}
+
 /* Delete every segment but the newest whose records all sinks have
  * published according to the persisted cursors, unless retention keeps
  * it: after a crash the cursors file must never point before the oldest
- * segment left. Then publish the retained span. Keeper thread. */
+ * segment left. The first one while a spare is wanted is recycled
+ * instead. Then publish the retained span. Keeper thread. */
 static void delete_published(hb_journal_t *j)
 {
     uint64_t min = UINT64_MAX;
@@ -399,8 +421,9 @@ static void delete_published(hb_journal_t *j)
         pthread_mutex_lock(&j->lock);
         memmove(j->segs, j->segs + 1, (j->nsegs - 1) * sizeof(*j->segs));
         j->nsegs--;
+        int recycle = !j->spare_ready && recyclable(j, &s);
         pthread_mutex_unlock(&j->lock);
-        if (unlink(s.path) < 0 && errno != ENOENT)
+        if ((!recycle || spare_recycle(j, s.path) < 0) && unlink(s.path) < 0 && errno != ENOENT)
             hb_error(C, "cannot delete published segment %s: %s", s.path, strerror(errno));
         atomic_fetch_sub(&j->bytes, s.durable_size);
         hb_debug(C, "deleted segment %s (records %" PRIu64 "..%" PRIu64 ")", s.path, s.first_seq,
@@ -430,14 +453,30 @@ static int cmp_u64(const void *a, const void *b)
 /* What lies after the last committed byte, read from `from` to the end:
  * all zeros (a preallocated segment's unused part), and the highest
  * synced_end that any valid commit mark claims there; legacy segments
- * (no commit marks) ask instead whether any record decodes there. */
+ * (no commit marks) ask instead whether any record decodes there. For a
+ * recycled segment: whether any record or mark there belongs to the
+ * segment's own range (seq >= first_seq), and the highest claim of those. */
 typedef struct tail_info {
     int all_zero;
     uint64_t claim;
     int record_after;
+    int fresh;
+    uint64_t fresh_claim;
 } tail_info_t;
 
-static int scan_tail(int fd, uint64_t from, int legacy, tail_info_t *t)
+/* Whether a record or a commit mark may begin at p: decoding is tried only
+ * there (both magics begin with the same byte, found with memchr). */
+static int magic_at(const unsigned char *p, size_t avail)
+{
+    if (avail < 4)
+        return 0;
+    uint32_t m = p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+    return m == HB_RECORD_MAGIC || m == HB_COMMIT_MAGIC;
+}
+
+_Static_assert((HB_RECORD_MAGIC & 0xff) == (HB_COMMIT_MAGIC & 0xff), "magics share a first byte");
+
+static int scan_tail(int fd, uint64_t from, int legacy, uint64_t first_seq, tail_info_t *t)
 {
     memset(t, 0, sizeof(*t));
     t->all_zero = 1;
@@ -455,19 +494,38 @@ static int scan_tail(int fd, uint64_t from, int legacy, tail_info_t *t)
             free(buf);
             return -1;
         }
-        ssize_t scan = n > (ssize_t)chunk ? (ssize_t)chunk : n;
-        for (ssize_t i = 0; i < scan; i++) {
-            if (buf[i] == 0)
+        ssize_t scan = n > (ssize_t)chunk ? (ssize_t)chunk : n, i = 0;
+        if (t->all_zero) {
+            while (i < scan && buf[i] == 0)
+                i++;
+            t->all_zero = i == scan;
+        }
+        for (; i < scan; i++) {
+            const unsigned char *h =
+                memchr(buf + i, (int)(HB_RECORD_MAGIC & 0xff), (size_t)(scan - i));
+            if (!h)
+                break;
+            i = h - buf;
+            if (!magic_at(h, (size_t)(n - i)))
                 continue;
-            t->all_zero = 0;
             hb_record_t r;
             hb_commit_t c;
             size_t used;
-            hb_decode_t d = hb_record_decode_any(buf + i, (size_t)(n - i), &r, &c, &used);
-            if (d == HB_DECODE_COMMIT && c.synced_end > t->claim)
-                t->claim = c.synced_end;
-            else if (d == HB_DECODE_OK && (off > from || i > 0))
-                t->record_after = 1;
+            hb_decode_t d = hb_record_decode_any(h, (size_t)(n - i), &r, &c, &used);
+            if (d == HB_DECODE_COMMIT) {
+                if (c.synced_end > t->claim)
+                    t->claim = c.synced_end;
+                if (c.first_seq >= first_seq) {
+                    t->fresh = 1;
+                    if (c.synced_end > t->fresh_claim)
+                        t->fresh_claim = c.synced_end;
+                }
+            } else if (d == HB_DECODE_OK) {
+                if (off > from || i > 0)
+                    t->record_after = 1;
+                if (r.seq >= first_seq)
+                    t->fresh = 1;
+            }
         }
         if (n <= (ssize_t)chunk)
             break;
@@ -551,6 +609,7 @@ static int scan_segment(hb_journal_t *j, segment_t *s, int last, const hb_journa
     uint64_t committed_end = 0, claim = 0;
     uint32_t bcrc = 0;
     int legacy = -1; /* unknown until the first record */
+    int recycled = 0;
     const char *why = NULL;
     for (;;) {
         hb_record_t r;
@@ -587,6 +646,8 @@ static int scan_segment(hb_journal_t *j, segment_t *s, int last, const hb_journa
                 why = "commit mark that does not match its batch";
                 break;
             }
+            if (header)
+                recycled = c.batch_crc == HB_JOURNAL_RECYCLED;
             replay_batch(&sc, anchor, cur, o);
             cur += used;
             anchor = cur;
@@ -613,9 +674,15 @@ static int scan_segment(hb_journal_t *j, segment_t *s, int last, const hb_journa
         }
     }
     tail_info_t t;
-    if (scan_tail(sc.fd, committed_end, legacy > 0, &t) < 0) {
+    if (scan_tail(sc.fd, committed_end, legacy > 0, s->first_seq, &t) < 0) {
         snprintf(err, errlen, "%s: read: %s", s->path, strerror(errno));
         goto cleanup;
+    }
+    if (recycled) {
+        /* only this life's records and marks are a tail; the rest are
+         * an earlier life's, as good as zeros */
+        t.all_zero = !t.fresh;
+        t.claim = t.fresh_claim;
     }
     if (t.claim > claim)
         claim = t.claim;
@@ -725,8 +792,9 @@ static void spare_path(const hb_journal_t *j, char *out, size_t len, int tmp)
 }
 
 /* Write a segment header and zeros up to segment_bytes, sync, and name it
- * "spare". Skipped while the disk is short of room: a spare must never be
- * what makes an append fail with ENOSPC. */
+ * "spare": when no published segment can be recycled. Skipped while the
+ * disk is short of room: a spare must never be what makes an append fail
+ * with ENOSPC. */
 static void spare_make(hb_journal_t *j)
 {
     char tmp[PATH_MAX], path[PATH_MAX];
@@ -771,6 +839,56 @@ fail:
     if (fd >= 0)
         close(fd);
     unlink(tmp);
+}
+
+/* Make the published segment file `seg` the spare instead of deleting it:
+ * its blocks are allocated and written already, so nothing is zero-filled.
+ * It leaves the segment list first, by a rename to spare.tmp made durable,
+ * so that a crash at any later step leaves a spare.tmp, which the next
+ * start deletes; only then is its header mark made the recycled one, its
+ * size set to segment_bytes (a last batch may have run past it), all of it
+ * synced, and the file named "spare". 0 when seg is gone (recycled, or
+ * deleted after a failure), -1 when it is untouched: the caller deletes it.
+ * Keeper thread. */
+static int spare_recycle(hb_journal_t *j, const char *seg)
+{
+    char tmp[PATH_MAX], path[PATH_MAX];
+    spare_path(j, tmp, sizeof(tmp), 1);
+    spare_path(j, path, sizeof(path), 0);
+    if (rename(seg, tmp) < 0)
+        return -1;
+    unsigned char hdr[HB_COMMIT_SIZE];
+    hb_commit_t c = {.batch_crc = HB_JOURNAL_RECYCLED};
+    hb_commit_encode(&c, hdr);
+    struct stat st;
+    int fd = hb_fsync_dir(j->dir) < 0 ? -1 : open(tmp, O_RDWR | O_CLOEXEC);
+    int ok =
+        fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size >= j->segment_bytes &&
+        pwrite_full(fd, hdr, sizeof(hdr), 0) == 0 &&
+        ((uint64_t)st.st_size == j->segment_bytes || ftruncate(fd, (off_t)j->segment_bytes) == 0) &&
+        fdatasync(fd) == 0;
+    if (fd >= 0 && close(fd) < 0)
+        ok = 0;
+    if (!ok || rename(tmp, path) < 0) {
+        hb_warn(C, "cannot recycle %s as the next segment (%s): deleting it", seg, strerror(errno));
+        unlink(tmp);
+        return 0; /* gone either way */
+    }
+    pthread_mutex_lock(&j->lock);
+    j->spare_ready = 1;
+    pthread_mutex_unlock(&j->lock);
+    hb_debug(C, "recycled segment %s as the spare", seg);
+    return 0;
+}
+
+/* Whether a segment that can be recycled is on its way to being published:
+ * then the keeper waits for it rather than zero-fill. Caller holds j->lock. */
+static int recycle_coming(const hb_journal_t *j)
+{
+    for (size_t i = 0; i + 1 < j->nsegs; i++)
+        if (recyclable(j, &j->segs[i]))
+            return 1;
+    return 0;
 }
 
 /* ---- the writer ---- */
@@ -1039,15 +1157,15 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-/* Cursor persistence, deletion, the full flag's low-water check and the
- * spare segment: every CURSOR_PERSIST_MS, on a monotonic clock so that a
- * step of the wall clock never stalls them. */
+/* Cursor persistence, deletion (or recycling), the full flag's low-water
+ * check and the spare segment: every CURSOR_PERSIST_MS, on a monotonic
+ * clock so that a step of the wall clock never stalls them. */
 static void *keeper_main(void *arg)
 {
     hb_journal_t *j = arg;
     pthread_mutex_lock(&j->lock);
     for (;;) {
-        int stop = j->kstop, need_spare = j->prealloc && !j->spare_ready;
+        int stop = j->kstop;
         pthread_mutex_unlock(&j->lock);
         uint64_t now = hb_mono_ms();
         if (atomic_load(&j->cursors_dirty) &&
@@ -1068,7 +1186,15 @@ static void *keeper_main(void *arg)
             hb_info(C, "journal below its low-water mark (%" PRIu64 " bytes): accepting again",
                     atomic_load(&j->bytes));
         }
-        if (need_spare && !stop && (!j->spare_fail_ms || now - j->spare_fail_ms >= SPARE_RETRY_MS))
+        pthread_mutex_lock(&j->lock);
+        int need_spare = j->prealloc && !j->spare_ready, coming = recycle_coming(j);
+        pthread_mutex_unlock(&j->lock);
+        if (!need_spare)
+            j->spare_need_ms = 0;
+        else if (!j->spare_need_ms)
+            j->spare_need_ms = now;
+        if (need_spare && !stop && (!coming || now - j->spare_need_ms >= SPARE_WAIT_MS) &&
+            (!j->spare_fail_ms || now - j->spare_fail_ms >= SPARE_RETRY_MS))
             spare_make(j);
         pthread_mutex_lock(&j->lock);
         if (stop)
@@ -1502,6 +1628,20 @@ int hb_journal_reader_next(hb_journal_reader_t *r, hb_record_t *rec)
         if (want > limit - pos)
             want = (size_t)(limit - pos);
         ssize_t n = hb_pread_full(r->fd, r->buf + r->end, want, (off_t)pos);
+        /* A segment leaves the list before its file is recycled, and only a
+         * recycled file is written again: if it is still listed now, what
+         * was read is its own; if not, it may be a later life's. Then the
+         * segment is done with, as when it is found deleted (every sink is
+         * past it; a replay says what the journal no longer holds). */
+        pthread_mutex_lock(&r->j->lock);
+        int listed = seg_find(r->j, r->seg_first) != NULL;
+        pthread_mutex_unlock(&r->j->lock);
+        if (!listed) {
+            close(r->fd);
+            r->fd = -1;
+            r->start = r->end = 0;
+            continue;
+        }
         if (n <= 0) {
             hb_error(C, "reader: segment %020" PRIu64 ": %s", r->seg_first,
                      n < 0 ? strerror(errno) : "shorter than its durable size");

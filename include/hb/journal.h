@@ -14,7 +14,15 @@
  * On open, segments are scanned: only batches closed by a valid commit
  * mark count (record.h); a torn tail of the newest segment is cut off with
  * a warning; bad bytes that a later commit mark says were synced, or any in
- * an older segment, refuse to start (the error says how to repair). */
+ * an older segment, refuse to start (the error says how to repair).
+ *
+ * Recycled segments: a published segment file is reused for a later one
+ * rather than deleted and a new one zero-filled. Its header mark (the empty
+ * batch at offset 0) then carries HB_JOURNAL_RECYCLED in batch_crc, and
+ * what follows its last commit may be left from the file's earlier lives:
+ * there, only records and marks of the segment's own range (sequence
+ * numbers from the one in its name on) count as a tail; anything older is
+ * no damage, as a zero tail is none. */
 #ifndef HB_JOURNAL_H
 #define HB_JOURNAL_H
 
@@ -27,6 +35,7 @@ typedef struct hb_journal hb_journal_t;
 typedef struct hb_journal_reader hb_journal_reader_t;
 
 #define HB_JOURNAL_MAX_SINKS 8
+#define HB_JOURNAL_RECYCLED 0x31594352u /* "RCY1": a recycled segment's header mark */
 
 typedef enum {
     HB_STAGE_WRITTEN = 0, /* done after write(2), before fdatasync */
@@ -59,8 +68,9 @@ typedef struct hb_journal_opts {
     /* Start with hb_journal_retain_after(j, 0): keep every segment until
      * the caller has persisted what it needs (the dedup snapshot). */
     int retain_all;
-    /* Do not zero-fill the next segment ahead of time (segments then grow
-     * as they are written, and each fdatasync also commits their size). */
+    /* Do not prepare the next segment ahead of time, by recycling or
+     * zero-filling (segments then grow as they are written, and each
+     * fdatasync also commits their size). */
     int no_prealloc;
     /* journal.retain, journal.retain_bytes: keep published segments while
      * younger than retain_ms and within retain_bytes (0: no such limit;
@@ -147,7 +157,7 @@ typedef struct hb_journal_seg_info {
     uint64_t first_seq;         /* from the file name */
     uint64_t end_seq;           /* one past the last committed record */
     uint64_t committed_bytes;   /* up to the end of the last valid commit mark */
-    uint64_t file_bytes;        /* on disk, a preallocated zero tail included */
+    uint64_t file_bytes;        /* on disk, a preallocated tail included */
     uint64_t first_ms, last_ms; /* received_at range of its records; 0 when none */
     const char *damage;         /* NULL when sound, else what is wrong at damage_offset */
     uint64_t damage_offset;

@@ -1345,20 +1345,36 @@ static void test_open_errors(void)
     rm_tmpdir(dir);
 }
 
+/* A journal in a new directory, with preallocated segments of PRE_SEG
+ * bytes and its spare at `spare`; o is filled for reopening. */
+#define PRE_SEG 8192
+static hb_journal_t *open_prealloc(const char *name, char *dir, size_t dlen, char *spare,
+                                   size_t slen, hb_journal_opts_t *o, char *err, size_t errlen)
+{
+    mk_tmpdir(dir, dlen, name);
+    snprintf(spare, slen, "%s/spare", dir);
+    *o = (hb_journal_opts_t){.dir = dir,
+                             .max_bytes = 1 << 20,
+                             .segment_bytes = PRE_SEG,
+                             .sinks = one_sink,
+                             .n_sinks = 1};
+    err[0] = '\0';
+    hb_journal_t *j = hb_journal_open(o, err, errlen);
+    ok(j != NULL, "open with preallocation (%s)", err);
+    return j;
+}
+
 /* Preallocated segments: the keeper zero-fills a spare ahead of need, the
  * writer rotates into it (the file keeps its size; fdatasync then commits
  * no size change), and recovery reads a zero tail as the end. */
 static void test_prealloc(void)
 {
     char dir[128], err[512], spare[4096], path[4096];
-    mk_tmpdir(dir, sizeof(dir), "prealloc");
-    snprintf(spare, sizeof(spare), "%s/spare", dir);
     const size_t B = 500;
-    const uint64_t SEG = 8192;
-    hb_journal_opts_t o = {
-        .dir = dir, .max_bytes = 1 << 20, .segment_bytes = SEG, .sinks = one_sink, .n_sinks = 1};
-    hb_journal_t *j = hb_journal_open(&o, err, sizeof(err));
-    ok(j != NULL, "open with preallocation (%s)", err);
+    const uint64_t SEG = PRE_SEG;
+    hb_journal_opts_t o;
+    hb_journal_t *j =
+        open_prealloc("prealloc", dir, sizeof(dir), spare, sizeof(spare), &o, err, sizeof(err));
     if (!j)
         goto out;
     int ready = 0;
@@ -1893,6 +1909,223 @@ static void test_legacy_segment_is_not_appended_to(void)
     rm_tmpdir(dir);
 }
 
+/* ---- recycled segments ---- */
+
+static ino_t inode_of(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_ino : 0;
+}
+
+/* Whether the file at path starts with a header mark carrying `tag`. */
+static int header_tag_is(const char *path, uint32_t tag)
+{
+    unsigned char b[H];
+    hb_commit_t c;
+    hb_record_t r;
+    size_t used;
+    int fd = open(path, O_RDONLY);
+    int got = fd >= 0 && pread(fd, b, H, 0) == (ssize_t)H;
+    if (fd >= 0)
+        close(fd);
+    return got && hb_record_decode_any(b, H, &r, &c, &used) == HB_DECODE_COMMIT &&
+           c.first_seq == 0 && c.last_seq == 0 && c.batch_crc == tag;
+}
+
+/* Walk a segment file from its header: end of the last commit mark of the
+ * records from `first` on (*committed), and how many whole records with a
+ * seq before `first` lie anywhere after it (an earlier life's). */
+static int stale_after_commit(const char *path, uint64_t first, uint64_t *committed)
+{
+    size_t len = 0;
+    unsigned char *b = test_slurp(path, &len);
+    size_t off = 0, end = 0;
+    int stale = 0;
+    while (b) {
+        hb_record_t r;
+        hb_commit_t c;
+        size_t used;
+        hb_decode_t d = hb_record_decode_any(b + off, len - off, &r, &c, &used);
+        if (d == HB_DECODE_COMMIT && (off == 0 || c.first_seq >= first))
+            end = off + used;
+        else if (d != HB_DECODE_OK || r.seq < first)
+            break;
+        off += used;
+    }
+    for (size_t i = end; b && i < len; i++) {
+        hb_record_t r;
+        size_t used;
+        if (hb_record_decode(b + i, len - i, &r, &used) == HB_DECODE_OK && r.seq < first)
+            stale++;
+    }
+    free(b);
+    *committed = end;
+    return stale;
+}
+
+/* Append one record at a time until the newest segment file is the one
+ * with inode `ino`, then `more` records into it; k counts records. */
+static int fill_into(hb_journal_t *j, const char *dir, ino_t ino, int *k, size_t B, int more,
+                     uint64_t *first)
+{
+    for (int i = 0; i < 200; i++) {
+        uint64_t f[256];
+        char p[4096];
+        int n = list_segs(dir, f, 256);
+        seg_path(dir, f[n - 1], p, sizeof(p));
+        if (n > 0 && inode_of(p) == ino) {
+            *first = f[n - 1];
+            return append_range(j, *k, more, B, 1, NULL, NULL) ? (*k += more, 1) : 0;
+        }
+        if (append_one(j, (*k)++, B, NULL) != 0)
+            return 0;
+    }
+    return 0;
+}
+
+/* Issue 8: a published segment becomes the next spare instead of being
+ * deleted while a new spare is zero-filled. The file then holds an earlier
+ * life's records past what this life wrote: recovery must read exactly this
+ * life's records, neither cut nor refuse the old ones, and still cut a torn
+ * tail and refuse damage of this life. A crash mid-recycle leaves a
+ * spare.tmp (deleted at start) or a recycled spare (used as any other). */
+static void test_recycle(void)
+{
+    char dir[128], err[512], spare[4096], path[4096], tmp[4096];
+    const size_t B = 500;
+    const uint64_t SEG = PRE_SEG;
+    hb_journal_opts_t o;
+    hb_journal_t *j =
+        open_prealloc("recycle", dir, sizeof(dir), spare, sizeof(spare), &o, err, sizeof(err));
+    if (!j)
+        goto out;
+
+    /* rounds of appends, all published at once, until the spare is a file
+     * that was a segment */
+    ino_t seen[512];
+    int nseen = 0, k = 0, recycled = 0;
+    uint64_t acked = 0;
+    for (int round = 0; round < 10 && !recycled; round++) {
+        ok(append_range(j, k, 15, B, 1, NULL, NULL), "round %d: 15 appends", round);
+        k += 15;
+        uint64_t f[256];
+        int n = list_segs(dir, f, 256);
+        for (int i = 0; i < n && nseen < 512; i++) {
+            seg_path(dir, f[i], path, sizeof(path));
+            seen[nseen++] = inode_of(path);
+        }
+        acked = (uint64_t)k;
+        hb_journal_ack(j, 0, acked);
+        for (uint64_t end = mono_ms() + 2000; !recycled && mono_ms() < end; sleep_ms(10)) {
+            ino_t si = inode_of(spare);
+            for (int i = 0; si && i < nseen; i++)
+                recycled |= seen[i] == si;
+        }
+    }
+    ok(recycled, "a published segment became the spare");
+    ino_t rino = inode_of(spare);
+    sleep_ms(50); /* the keeper flags it ready just after naming it */
+    ok(file_size(spare) == (off_t)SEG && header_tag_is(spare, HB_JOURNAL_RECYCLED),
+       "the recycled spare: segment_bytes long, its header mark says recycled");
+
+    /* a few records into it: its earlier life's records stay past them */
+    uint64_t first = 0, committed = 0;
+    ok(fill_into(j, dir, rino, &k, B, 3, &first), "rotated into the recycled spare, 3 records");
+    hb_journal_close(j);
+    seg_path(dir, first, path, sizeof(path));
+    int stale = stale_after_commit(path, first, &committed);
+    ok(stale > 0 && committed > H, "%d records of its earlier life after the last commit", stale);
+
+    scan_both_t sb;
+    ok(scan_dir(dir, &sb, err, sizeof(err)) > 0 && sb.segs.damaged == 0 && sb.segs.torn == 0,
+       "journal verify: no damage, no torn tail (%s)", err);
+    scan_t sc = {0, 0, 1};
+    o.on_record = on_record;
+    o.on_record_arg = &sc;
+    j = hb_journal_open(&o, err, sizeof(err));
+    ok(j != NULL, "reopen: an earlier life's records are no damage (%s)", err);
+    if (!j)
+        goto out;
+    ok(sc.ordered && sc.last == (uint64_t)k, "reopen scans this life's records only, in order");
+    is_int(file_size(path), SEG, "nothing cut");
+    is_int(read_check(j, acked, acked + 1, (int)acked, B), k - (int)acked,
+           "every record after the cursor reads back");
+    uint64_t s = 0;
+    is_int(append_one(j, k, B, &s), 0, "append after reopen");
+    is_int(s, (uint64_t)k + 1, "seq %d", k + 1);
+    k++;
+    hb_journal_close(j);
+    sc = (scan_t){0, 0, 1};
+    j = hb_journal_open(&o, err, sizeof(err));
+    ok(j && sc.last == (uint64_t)k &&
+           read_check(j, acked, acked + 1, (int)acked, B) == k - (int)acked,
+       "reopen again: %d records after the cursor", k - (int)acked);
+    hb_journal_close(j);
+
+    /* a torn batch of this life over the old bytes: cut, as in any segment */
+    stale_after_commit(path, first, &committed);
+    unsigned char rec[2048];
+    int fd = open(path, O_RDWR);
+    size_t rlen = B + REC_OVERHEAD;
+    ok(fd >= 0 && pread(fd, rec, rlen, H) == (ssize_t)rlen &&
+           pwrite(fd, rec, rlen, (off_t)committed) == (ssize_t)rlen,
+       "a record of this life written after the last commit (a torn batch)");
+    if (fd >= 0)
+        close(fd);
+    j = hb_journal_open(&o, err, sizeof(err));
+    ok(j != NULL, "reopen with a torn tail (%s)", err);
+    is_int(file_size(path), committed, "the torn tail is cut at the last commit");
+    is_int(j ? read_check(j, acked, acked + 1, (int)acked, B) : -1, k - (int)acked,
+           "records intact");
+    hb_journal_close(j);
+
+    /* damage of this life: a later mark of it claims the bad bytes synced */
+    xor_byte(path, H + 100, 0x20);
+    j = hb_journal_open(&o, err, sizeof(err));
+    ok(j == NULL && strstr(err, "damaged"), "a bad byte below a claim of this life refuses (%s)",
+       err);
+    hb_journal_close(j);
+    xor_byte(path, H + 100, 0x20);
+
+    /* crash mid-recycle: spare.tmp (renamed out, header changed, not yet
+     * the spare) is deleted at start */
+    snprintf(tmp, sizeof(tmp), "%s/spare.tmp", dir);
+    size_t len = 0;
+    unsigned char *copy = test_slurp(path, &len);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ok(copy && fd >= 0 && write(fd, copy, len) == (ssize_t)len, "a spare.tmp left by a crash");
+    if (fd >= 0)
+        close(fd);
+    j = hb_journal_open(&o, err, sizeof(err));
+    ok(j != NULL && inode_of(tmp) == 0, "start deletes it (%s)", err);
+    hb_journal_close(j);
+
+    /* crash just after: a recycled spare holding records that are older
+     * than any segment it becomes */
+    unlink(spare);
+    fd = open(spare, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ok(copy && fd >= 0 && write(fd, copy, len) == (ssize_t)len && ftruncate(fd, (off_t)SEG) == 0,
+       "a recycled spare with records of its own");
+    if (fd >= 0)
+        close(fd);
+    free(copy);
+    ino_t sino = inode_of(spare);
+    j = hb_journal_open(&o, err, sizeof(err));
+    ok(j != NULL, "open with it (%s)", err);
+    if (!j)
+        goto out;
+    ok(fill_into(j, dir, sino, &k, B, 2, &first), "rotated into it, 2 records");
+    hb_journal_close(j);
+    sc = (scan_t){0, 0, 1};
+    j = hb_journal_open(&o, err, sizeof(err));
+    ok(j && sc.ordered && sc.last == (uint64_t)k, "reopen: its old records are not read (%s)", err);
+    is_int(j ? read_check(j, acked, acked + 1, (int)acked, B) : -1, k - (int)acked,
+           "every record after the cursor, once");
+    hb_journal_close(j);
+out:
+    rm_tmpdir(dir);
+}
+
 int main(void)
 {
     hb_log_set_level(HB_LOG_WARN);
@@ -1921,6 +2154,7 @@ int main(void)
     test_retention_by_time();
     test_retention_by_size();
     test_retention_never_blocks();
+    test_recycle();
     diag("journal tests took %" PRIu64 " ms", mono_ms() - t0);
     return done_testing();
 }
