@@ -268,10 +268,24 @@ static int check_header(const char *l, size_t n, verdict_t *v, int *seen_cl, int
     return 0;
 }
 
-/* The route of the request line l[0..n): its path (before any '?') matched
- * exactly against the routes' paths, as the route module matches them. An
- * absolute-form or unknown target has no route: limits.max_body and the
- * allowlist apply to it. */
+static void match_route(const hb_edge_t *e, const char *p, size_t pl, verdict_t *v)
+{
+    for (size_t i = 0; i < e->n_paths; i++) {
+        if (strlen(e->paths[i].path) == pl && memcmp(e->paths[i].path, p, pl) == 0) {
+            v->route = &e->paths[i];
+            v->max_body = e->paths[i].max_body;
+            return;
+        }
+    }
+}
+
+/* The route of the request line l[0..n): its target's path matched exactly
+ * against the routes' paths, as the route module matches the path evhttp
+ * parses. The path must be the one evhttp finds, or the gate would apply
+ * one route's max_body and allowlist and the route module serve another:
+ * a target "/p" ends at '?' or '#'; any other form (absolute-form
+ * "https://host/p", "//host/p") is parsed as evhttp parses it. An unknown
+ * path has no route: limits.max_body and the allowlist apply to it. */
 static void find_route(const hb_edge_t *e, const char *l, size_t n, verdict_t *v)
 {
     const char *t = memchr(l, ' ', n), *end;
@@ -281,15 +295,24 @@ static void find_route(const hb_edge_t *e, const char *l, size_t n, verdict_t *v
     t++;
     end = memchr(t, ' ', n - (size_t)(t - l));
     end = end ? end : l + n;
-    const char *q = memchr(t, '?', (size_t)(end - t));
-    size_t tl = (size_t)((q ? q : end) - t);
-    for (size_t i = 0; i < e->n_paths; i++) {
-        if (strlen(e->paths[i].path) == tl && memcmp(e->paths[i].path, t, tl) == 0) {
-            v->route = &e->paths[i];
-            v->max_body = e->paths[i].max_body;
-            return;
-        }
+    size_t tl = (size_t)(end - t);
+    if (tl > 0 && t[0] == '/' && (tl == 1 || t[1] != '/')) {
+        size_t pl = 0;
+        while (pl < tl && t[pl] != '?' && t[pl] != '#')
+            pl++;
+        match_route(e, t, pl, v);
+        return;
     }
+    char *target = hb_malloc(tl + 1);
+    memcpy(target, t, tl);
+    target[tl] = '\0';
+    struct evhttp_uri *uri = evhttp_uri_parse_with_flags(target, EVHTTP_URI_NONCONFORMANT);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (path)
+        match_route(e, path, strlen(path), v);
+    if (uri)
+        evhttp_uri_free(uri);
+    free(target);
 }
 
 /* The head h[0..len) ends with its empty line. 0 to let it through, -1
