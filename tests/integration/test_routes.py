@@ -406,6 +406,26 @@ class RouteOptions(RoutesCase):
             st, _, body = b.post_signed(notification(uid("ic")), path=target)
             self.assertEqual(st, 403, "%s: %r" % (target, body))
 
+    def test_deliveries_without_an_id_are_never_duplicates(self):
+        """A delivery whose id is empty ("id": "", an empty id header) has
+        no id to deduplicate on, on any route, as on the Intercom route:
+        the second such delivery of a route is another event, not a
+        duplicate answered 200 and dropped (its key was "<route>\\0")."""
+        b = self.start_bridge(**route_config())
+        for route in ("stripe", "generic", "slack"):
+            spec = SCHEMES[route]
+            tags = []
+            for k in range(2):
+                tags.append(uid("noid"))
+                body, h, _ = spec["make"](spec["secret"], "", int(time.time()), tags[-1])
+                h.setdefault("Content-Type", "application/json")
+                resp = b.request("POST", spec["conf"]["path"], body=body, headers=h)
+                self.assertAccepted(resp, "%s, delivery %d without an id:" % (route, k + 1))
+                self.assertJsonBody(resp[2], "status", "accepted")
+            b.wait_events(lambda evs, route=route, tags=tags: all(
+                any(t.encode() in json.dumps(e).encode() for e in evs if e.get("route") == route)
+                for t in tags))
+
     def test_dedup_survives_a_restart_per_route(self):
         """The ids rebuilt from the journal (and snapshot) land in each
         record's own route's id space."""
