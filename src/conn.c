@@ -43,16 +43,16 @@
  * libevent 2.1 does not support read-ahead: it asks SSL_pending, which does
  * not count records read ahead but not yet decrypted, so such a record
  * would wait for the socket to become readable again, perhaps for ever.
- * Here, each time the gate sees decrypted bytes arrive, a connection with
- * bytes left in OpenSSL's buffer (SSL_has_pending) has its bufferevent's
- * read event made active again, so that they are read in the same loop
- * pass. evhttp may stop reading before all are read (a request complete,
- * a pipelined one behind it): it reads again once the answer is written,
- * so a connection whose answer has just gone out with bytes still in
- * OpenSSL's buffer looks again in the next loop pass (a zero timer), by
- * when evhttp reads again. Read-ahead starts after the first request's
- * bytes: bytes read ahead with the handshake's last record would be left
- * in the buffer with no read to follow.
+ * Here, each time the gate sees decrypted bytes arrive in the middle of a
+ * request, a connection with bytes left in OpenSSL's buffer
+ * (SSL_has_pending) has its bufferevent's read event made active again,
+ * so that they are read in the same loop pass. Bytes that end a request
+ * are not followed so: evhttp stops reading to answer it, and reads again
+ * once the answer is written, so a connection whose answer has just gone
+ * out with bytes still in OpenSSL's buffer looks again in the next loop
+ * pass (a zero timer), by when evhttp reads again. Read-ahead starts
+ * after the first request's bytes: bytes read ahead with the handshake's
+ * last record would be left in the buffer with no read to follow.
  *
  * All of this looks into struct bufferevent (event2/bufferevent_struct.h,
  * stable within libevent 2.1, which this code is built for). */
@@ -268,10 +268,24 @@ static int check_header(const char *l, size_t n, verdict_t *v, int *seen_cl, int
     return 0;
 }
 
-/* The route of the request line l[0..n): its path (before any '?') matched
- * exactly against the routes' paths, as the route module matches them. An
- * absolute-form or unknown target has no route: limits.max_body and the
- * allowlist apply to it. */
+static void match_route(const hb_edge_t *e, const char *p, size_t pl, verdict_t *v)
+{
+    for (size_t i = 0; i < e->n_paths; i++) {
+        if (strlen(e->paths[i].path) == pl && memcmp(e->paths[i].path, p, pl) == 0) {
+            v->route = &e->paths[i];
+            v->max_body = e->paths[i].max_body;
+            return;
+        }
+    }
+}
+
+/* The route of the request line l[0..n): its target's path matched exactly
+ * against the routes' paths, as the route module matches the path evhttp
+ * parses. The path must be the one evhttp finds, or the gate would apply
+ * one route's max_body and allowlist and the route module serve another:
+ * a target "/p" ends at '?' or '#'; any other form (absolute-form
+ * "https://host/p", "//host/p") is parsed as evhttp parses it. An unknown
+ * path has no route: limits.max_body and the allowlist apply to it. */
 static void find_route(const hb_edge_t *e, const char *l, size_t n, verdict_t *v)
 {
     const char *t = memchr(l, ' ', n), *end;
@@ -281,15 +295,24 @@ static void find_route(const hb_edge_t *e, const char *l, size_t n, verdict_t *v
     t++;
     end = memchr(t, ' ', n - (size_t)(t - l));
     end = end ? end : l + n;
-    const char *q = memchr(t, '?', (size_t)(end - t));
-    size_t tl = (size_t)((q ? q : end) - t);
-    for (size_t i = 0; i < e->n_paths; i++) {
-        if (strlen(e->paths[i].path) == tl && memcmp(e->paths[i].path, t, tl) == 0) {
-            v->route = &e->paths[i];
-            v->max_body = e->paths[i].max_body;
-            return;
-        }
+    size_t tl = (size_t)(end - t);
+    if (tl > 0 && t[0] == '/' && (tl == 1 || t[1] != '/')) {
+        size_t pl = 0;
+        while (pl < tl && t[pl] != '?' && t[pl] != '#')
+            pl++;
+        match_route(e, t, pl, v);
+        return;
     }
+    char *target = hb_malloc(tl + 1);
+    memcpy(target, t, tl);
+    target[tl] = '\0';
+    struct evhttp_uri *uri = evhttp_uri_parse_with_flags(target, EVHTTP_URI_NONCONFORMANT);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (path)
+        match_route(e, path, strlen(path), v);
+    if (uri)
+        evhttp_uri_free(uri);
+    free(target);
 }
 
 /* The head h[0..len) ends with its empty line. 0 to let it through, -1
@@ -442,6 +465,8 @@ static void gate_run(hb_conn_t *c)
 static void keep_read_arm(hb_conn_t *c);
 static void read_ahead(hb_conn_t *c);
 
+static void gate_take(hb_conn_t *c, struct evbuffer *buf, size_t n_added);
+
 static void gate_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     hb_conn_t *c = arg;
@@ -449,13 +474,19 @@ static void gate_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, v
         return;
     if (c->keep_parked)
         keep_read_arm(c); /* the bufferevent reads again */
+    gate_take(c, buf, info->n_added);
     if (c->ssl && c->out)
         read_ahead(c);
+}
+
+/* Judge the n_added bytes just added to buf (the connection's input). */
+static void gate_take(hb_conn_t *c, struct evbuffer *buf, size_t n_added)
+{
     if (c->state == G_PASS)
         return;
-    if (c->state == G_BODY && c->body_left >= (int64_t)info->n_added &&
+    if (c->state == G_BODY && c->body_left >= (int64_t)n_added &&
         evbuffer_get_length(c->hold) == 0) {
-        c->body_left -= (int64_t)info->n_added; /* the common case: body bytes, let through */
+        c->body_left -= (int64_t)n_added; /* the common case: body bytes, let through */
         if (c->body_left == 0)
             c->state = G_HEAD;
         return;
@@ -464,7 +495,7 @@ static void gate_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, v
     /* Move the new bytes aside: what evhttp may already see stays in front
      * (with what is left of a body being let through), the rest goes to
      * the end of hold. */
-    size_t keep = evbuffer_get_length(buf) - info->n_added;
+    size_t keep = evbuffer_get_length(buf) - n_added;
     if (c->state == G_BODY && evbuffer_get_length(c->hold) == 0) {
         keep += (size_t)c->body_left;
         c->body_left = 0;
@@ -528,7 +559,12 @@ static void on_recheck(evutil_socket_t fd, short what, void *arg)
     read_pending(arg);
 }
 
-/* Decrypted bytes arrived (see the top of the file). */
+/* Decrypted bytes arrived and the gate has judged them (see the top of
+ * the file). Only in the middle of a request: when they end one (or a
+ * refusal's stand-in), evhttp stops reading to answer it, and what OpenSSL
+ * holds is read once the answer is out (out_cb). Read now, it could be the
+ * client's close_notify, whose end of the connection makes evhttp drop the
+ * request unanswered. */
 static void read_ahead(hb_conn_t *c)
 {
     if (!SSL_get_read_ahead(c->ssl)) {
@@ -536,7 +572,8 @@ static void read_ahead(hb_conn_t *c)
         c->recheck = evtimer_new(bufferevent_get_base(c->bev), on_recheck, c);
         if (!c->recheck)
             hb_oom("evtimer_new");
-    } else {
+    } else if (c->state == G_BODY || c->state == G_PASS ||
+               (c->state == G_HEAD && evbuffer_get_length(c->hold) > 0)) {
         read_pending(c);
     }
 }

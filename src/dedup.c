@@ -279,8 +279,10 @@ const char *hb_dedup_key(const char *route, size_t route_len, const char *id, si
                          char *buf, size_t cap, char **heap, size_t *key_len)
 {
     *heap = NULL;
-    if (!route || (route_len == sizeof(HB_RECORD_DEFAULT_ROUTE) - 1 &&
-                   memcmp(route, HB_RECORD_DEFAULT_ROUTE, route_len) == 0)) {
+    /* an empty id is no id: its empty key is never remembered or seen */
+    if (!route || id_len == 0 ||
+        (route_len == sizeof(HB_RECORD_DEFAULT_ROUTE) - 1 &&
+         memcmp(route, HB_RECORD_DEFAULT_ROUTE, route_len) == 0)) {
         *key_len = id_len;
         return id;
     }

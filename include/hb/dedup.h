@@ -44,8 +44,9 @@ size_t hb_dedup_count(hb_dedup_t *d);
  * "intercom") are keys as they are, so snapshots written before routes
  * stay valid; another route's id is the key "<route>\0<id>" (no id holds
  * a NUL, so spaces never meet). hb_dedup_key returns the key: id itself
- * for the Intercom route, else built in buf when it fits (cap bytes), else
- * malloc'd into *heap (free it after use). */
+ * for the Intercom route (and for an empty id, whose empty key is never
+ * remembered: no id to tell deliveries apart), else built in buf when it
+ * fits (cap bytes), else malloc'd into *heap (free it after use). */
 const char *hb_dedup_key(const char *route, size_t route_len, const char *id, size_t id_len,
                          char *buf, size_t cap, char **heap, size_t *key_len);
 

@@ -119,6 +119,15 @@ class RecordClient:
             data = take_answers(data, codes)
         return codes
 
+    def close_notify(self):
+        """The client's close_notify alert (the end of its sending), as
+        records to send."""
+        try:
+            self.obj.unwrap()
+        except ssl.SSLWantReadError:
+            pass  # it waits for the server's alert: ours is written
+        return self.outg.read()
+
     def close(self):
         self.sock.close()
 
@@ -253,6 +262,32 @@ class ConnIoTest(BridgeTestCase):
         c.sock.sendall(pieces + c.tls(signed_post(b.intercom_path, notification(ids[3]))) +
                        c.tls(signed_post(b.intercom_path, notification(ids[4]))))
         self.assertEqual(c.answers(3), [200, 200, 200], "many records, three requests")
+        b.wait_ids(ids)
+
+    def test_request_then_close_notify_on_a_kept_alive_connection_is_answered(self):
+        """A client that ends its sending with close_notify right behind a
+        request (both records in one segment) still gets the answer, as it
+        does on its connection's first request: the alert, read ahead into
+        OpenSSL's buffer, must not be read while evhttp has a whole request
+        to answer (its end of the connection would make evhttp drop the
+        request and close without an answer)."""
+        b = self.start_bridge()
+        ids = []
+        for i in range(5):
+            c = RecordClient(b.port)
+            self.addCleanup(c.close)
+            c.handshake()
+            ids.append(uid("notify_first"))
+            c.sock.sendall(c.tls(signed_post(b.intercom_path, notification(ids[-1]))))
+            self.assertEqual(c.answers(1), [200], "round %d: the first request" % i)
+            ids.append(uid("notify_last"))
+            c.sock.sendall(c.tls(signed_post(b.intercom_path, notification(ids[-1]))) +
+                           c.close_notify())
+            try:
+                codes = c.answers(1)
+            except ConnectionError:
+                codes = "closed without an answer"
+            self.assertEqual(codes, [200], "round %d: the request before close_notify" % i)
         b.wait_ids(ids)
 
 

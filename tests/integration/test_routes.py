@@ -184,8 +184,10 @@ class RoutesCase(BridgeTestCase):
     secrets_never_logged = (SECRET, GITHUB_SECRET, STRIPE_SECRET, SHOPIFY_SECRET, SLACK_SECRET,
                             STANDARD_SECRET, HMAC_SECRET)
 
-    def post_route(self, b, route, secret=None, did=None, ts=None, tag=None, mutate=None):
-        """Sign and post one delivery of `route`; -> (resp, want, body)."""
+    def post_route(self, b, route, secret=None, did=None, ts=None, tag=None, mutate=None,
+                   target=None):
+        """Sign and post one delivery of `route` (to target, the request
+        line's target, when given); -> (resp, want, body)."""
         spec = SCHEMES[route]
         did = did or uid("d")
         ts = int(time.time()) if ts is None else ts
@@ -193,7 +195,7 @@ class RoutesCase(BridgeTestCase):
         if mutate:
             body, h = mutate(body, h)
         h.setdefault("Content-Type", "application/json")
-        resp = b.request("POST", spec["conf"]["path"], body=body, headers=h)
+        resp = b.request("POST", target or spec["conf"]["path"], body=body, headers=h)
         return resp, want, body
 
     def assert_line(self, line, route, want, body):
@@ -373,6 +375,56 @@ class RouteOptions(RoutesCase):
         resp, want, _ = self.post_route(b, "github")
         self.assertAccepted(resp, "github is not behind intercom.allow_ips")
         b.wait_ids([want["id"]])
+
+    def test_gate_and_route_agree_on_absolute_form_and_fragment_targets(self):
+        """The head gate (conn.c) and the route module must find the same
+        route for a request: evhttp routes 'https://host/webhooks/github'
+        and '/webhooks/github#x' to github, so the gate must apply github's
+        max_body and allowlist to them, not those of a request of no route
+        (limits.max_body, and intercom.allow_ips)."""
+        b = self.start_bridge(**{"intercom.allow_ips": "10.0.0.0/8"},
+                              **route_config(github={"max_body": "4m"}))
+        gh = SCHEMES["github"]["conf"]["path"]
+
+        def pad(body, h):
+            body = body[:-1] + b',"pad":"' + b"x" * (2 << 20) + b'"}'
+            h["X-Hub-Signature-256"] = "sha256=" + hex_mac(GITHUB_SECRET, body)
+            return body, h
+
+        for target in ("https://localhost:%d%s" % (b.port, gh), gh + "#frag",
+                       "//localhost" + gh):
+            with self.subTest(target=target):
+                resp, want, _ = self.post_route(b, "github", target=target)
+                self.assertAccepted(resp, "github is not behind intercom.allow_ips")
+                b.wait_ids([want["id"]])
+                resp, want, _ = self.post_route(b, "github", target=target, mutate=pad)
+                self.assertAccepted(resp, "2 MiB is within github's max_body")
+                b.wait_ids([want["id"]])
+        # and the Intercom route stays behind its allowlist whatever the form
+        for target in ("https://localhost:%d%s" % (b.port, b.intercom_path),
+                       b.intercom_path + "#frag"):
+            st, _, body = b.post_signed(notification(uid("ic")), path=target)
+            self.assertEqual(st, 403, "%s: %r" % (target, body))
+
+    def test_deliveries_without_an_id_are_never_duplicates(self):
+        """A delivery whose id is empty ("id": "", an empty id header) has
+        no id to deduplicate on, on any route, as on the Intercom route:
+        the second such delivery of a route is another event, not a
+        duplicate answered 200 and dropped (its key was "<route>\\0")."""
+        b = self.start_bridge(**route_config())
+        for route in ("stripe", "generic", "slack"):
+            spec = SCHEMES[route]
+            tags = []
+            for k in range(2):
+                tags.append(uid("noid"))
+                body, h, _ = spec["make"](spec["secret"], "", int(time.time()), tags[-1])
+                h.setdefault("Content-Type", "application/json")
+                resp = b.request("POST", spec["conf"]["path"], body=body, headers=h)
+                self.assertAccepted(resp, "%s, delivery %d without an id:" % (route, k + 1))
+                self.assertJsonBody(resp[2], "status", "accepted")
+            b.wait_events(lambda evs, route=route, tags=tags: all(
+                any(t.encode() in json.dumps(e).encode() for e in evs if e.get("route") == route)
+                for t in tags))
 
     def test_dedup_survives_a_restart_per_route(self):
         """The ids rebuilt from the journal (and snapshot) land in each

@@ -163,6 +163,23 @@ static void test_route_keys(void)
     rmdir(dir);
 }
 
+/* An empty id is no id, on every route: its key is empty, never
+ * remembered, as the Intercom route's always was; "<route>\0" would make
+ * every later delivery of that route without an id a duplicate. */
+static void test_empty_id_is_never_a_duplicate(void)
+{
+    char buf[16], *heap;
+    size_t len;
+    hb_dedup_t *d = hb_dedup_new(60000, 1000);
+    const char *k = hb_dedup_key(ID("stripe"), "", 0, buf, sizeof(buf), &heap, &len);
+    ok(!heap && len == 0, "an empty id on another route: an empty key");
+    hb_dedup_add(d, k, len, 5000, 3);
+    k = hb_dedup_key(ID("stripe"), "", 0, buf, sizeof(buf), &heap, &len);
+    ok(!hb_dedup_seen(d, k, len, 5001, NULL), "a second delivery without an id is new");
+    is_int((int)hb_dedup_count(d), 0, "nothing remembered");
+    hb_dedup_free(d);
+}
+
 int main(void)
 {
     test_seq();
@@ -170,5 +187,6 @@ int main(void)
     test_siphash_vectors();
     test_keyed_set();
     test_route_keys();
+    test_empty_id_is_never_a_duplicate();
     return done_testing();
 }
