@@ -560,11 +560,11 @@ static void on_recheck(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Decrypted bytes arrived and the gate has judged them (see the top of
- * the file). Only in the middle of a request: when they end one (or a
- * refusal's stand-in), evhttp stops reading to answer it, and what OpenSSL
- * holds is read once the answer is out (out_cb). Read now, it could be the
- * client's close_notify, whose end of the connection makes evhttp drop the
- * request unanswered. */
+ * the file). Not when they end a request: evhttp stops reading to answer
+ * it, and what OpenSSL holds is read once the answer is out (out_cb). Read
+ * now, it could be the client's close_notify, whose end of the connection
+ * makes evhttp drop the request unanswered. (A refused connection, whose
+ * bytes are dropped, is drained as before.) */
 static void read_ahead(hb_conn_t *c)
 {
     if (!SSL_get_read_ahead(c->ssl)) {
@@ -572,8 +572,7 @@ static void read_ahead(hb_conn_t *c)
         c->recheck = evtimer_new(bufferevent_get_base(c->bev), on_recheck, c);
         if (!c->recheck)
             hb_oom("evtimer_new");
-    } else if (c->state == G_BODY || c->state == G_PASS ||
-               (c->state == G_HEAD && evbuffer_get_length(c->hold) > 0)) {
+    } else if (c->state != G_HEAD || evbuffer_get_length(c->hold) > 0) {
         read_pending(c);
     }
 }
