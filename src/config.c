@@ -865,10 +865,12 @@ static int route_fail(char *err, size_t errlen, const hb_route_cfg_t *rc, const 
 }
 
 /* A path as a request line carries it and the gate matches it: visible
- * ASCII (no blank, no control character), no query or fragment. */
+ * ASCII (no blank, no control character), no query or fragment. Not
+ * "//...": evhttp reads a target beginning so as host and path, so such a
+ * route could never be served. */
 static int path_ok(const char *p)
 {
-    if (p[0] != '/')
+    if (p[0] != '/' || p[1] == '/')
         return 0;
     for (; *p; p++)
         if (*p <= ' ' || *p > '~' || *p == '?' || *p == '#')
@@ -889,7 +891,7 @@ static int check_route(hb_config_t *cfg, size_t i, char *err, size_t errlen)
         return fail(err, errlen, "%s: required", key);
     if (!path_ok(rc->path))
         return fail(err, errlen,
-                    "%s: must start with '/' and hold only visible ASCII, no '?' or '#'", key);
+                    "%s: must start with one '/' and hold only visible ASCII, no '?' or '#'", key);
     if (user) {
         if (!rc->scheme[0] && !enum_has(SCHEMES, n))
             return fail(err, errlen, "route.%s.scheme: required (one of %s)", n, SCHEMES);

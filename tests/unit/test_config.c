@@ -674,6 +674,9 @@ static void test_routes(void)
         {"route.github.path = /a b\nroute.github.secret = g\n", "route.github.path", "ASCII"},
         {"route.github.path = /a?b=1\nroute.github.secret = g\n", "route.github.path", "'?'"},
         {"intercom.path = /hooks?x\n", "intercom.path", "'?'"},
+        /* evhttp reads "//host/path" as a host and a path: never served */
+        {"route.github.path = //webhooks/github\nroute.github.secret = g\n", "route.github.path",
+         "one '/'"},
         {"route.github.path = /webhooks/intercom\nroute.github.secret = g\n", "route.github.path",
          "Intercom"},
         {"route.a.path = /x\nroute.a.scheme = github\nroute.a.secret = g\n"
