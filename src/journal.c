@@ -1560,8 +1560,9 @@ static int reader_open(hb_journal_reader_t *r)
     return 1;
 }
 
-/* Durable size of the open segment and whether a newer one exists. */
-static uint64_t reader_limit(hb_journal_reader_t *r, int *newer)
+/* Durable size of the open segment and whether a newer one exists; 0
+ * with *gone set when the segment left the list (deleted or recycled). */
+static uint64_t reader_limit(hb_journal_reader_t *r, int *newer, int *gone)
 {
     hb_journal_t *j = r->j;
     uint64_t limit = 0;
@@ -1574,8 +1575,7 @@ static uint64_t reader_limit(hb_journal_reader_t *r, int *newer)
     }
     *newer = j->nsegs > 0 && j->segs[j->nsegs - 1].first_seq > r->seg_first;
     pthread_mutex_unlock(&j->lock);
-    if (!found) /* deleted: every sink is past it, and so are we */
-        limit = r->off + r->end;
+    *gone = !found;
     return limit;
 }
 
@@ -1606,8 +1606,18 @@ int hb_journal_reader_next(hb_journal_reader_t *r, hb_record_t *rec)
                      r->seg_first, r->off + r->start);
             return -1;
         }
-        int newer;
-        uint64_t limit = reader_limit(r, &newer);
+        int newer, gone;
+        uint64_t limit = reader_limit(r, &newer, &gone);
+        if (gone) {
+            /* deleted or recycled: every sink is past it, and so are we. A
+             * record begun in the buffer is not waited for (it never comes:
+             * waiting ended a replay early, as if the journal had no more),
+             * as when a read finds the segment gone below. */
+            close(r->fd);
+            r->fd = -1;
+            r->start = r->end = 0;
+            continue;
+        }
         uint64_t pos = r->off + r->end;
         if (pos >= limit) {
             if (!newer || r->end > r->start)
