@@ -29,6 +29,12 @@ typedef struct hb_kv {
  * scheme module (hb/scheme.h) parses and checks the scheme options. */
 #define HB_CONFIG_MAX_ROUTES 64
 
+/* Defaults of a route's templates (the route key table's defaults; the
+ * sinks use them too for records of a route no longer configured). */
+#define HB_ROUTE_KAFKA_TOPIC "{route}.{topic}"
+#define HB_ROUTE_KAFKA_KEY "{source}"
+#define HB_ROUTE_REDIS_STREAM "{route}:{source}:{topic}"
+
 typedef struct hb_route_cfg {
     char *name;        /* [a-z][a-z0-9_]*, unique */
     char *path;        /* begins with '/', unique across routes */

@@ -68,12 +68,9 @@ typedef struct hb_msg {
     int acked;
 } hb_msg_t;
 
-/* Defaults of a route's templates (and the templates of records whose
- * route is no longer configured, other than "intercom", which falls back to
- * the global kafka.topic, kafka.key and redis.stream). */
-#define HB_ROUTE_KAFKA_TOPIC "{route}.{topic}"
-#define HB_ROUTE_KAFKA_KEY "{source}"
-#define HB_ROUTE_REDIS_STREAM "{route}:{source}:{topic}"
+/* A record whose route is no longer configured is published with the
+ * route defaults (HB_ROUTE_* in hb/config.h), except "intercom", which
+ * falls back to the global kafka.topic, kafka.key and redis.stream. */
 
 /* The Intercom route keeps the message shape it had before routes. */
 static inline int hb_msg_is_intercom(const hb_msg_t *m)
