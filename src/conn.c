@@ -117,6 +117,7 @@ struct hb_conn {
     int64_t timeout_ms;
     unsigned requests, seen; /* requests read in full; value at the last tick */
     int busy;                /* requests being answered */
+    int lingering;           /* refused and answered: draining until the client closes */
     int refs;
     void (*closed)(void *arg);
     void *closed_arg;
@@ -351,11 +352,9 @@ static void gate_refuse(hb_conn_t *c, const verdict_t *v)
     evbuffer_drain(c->hold, evbuffer_get_length(c->hold));
     /* the stand-in asks for the route's path, so its answer is counted
      * and logged under that route */
-    evbuffer_add_printf(c->in,
-                        "GET %s HTTP/1.1\r\nHost: -\r\nConnection: close\r\n" HB_CONN_REFUSAL_HEADER
-                        ": %d %s%s%s\r\n\r\n",
-                        v->route ? v->route->path : "/", v->code, v->error,
-                        v->detail[0] ? "; " : "", v->detail);
+    evbuffer_add_printf(
+        c->in, "GET %s HTTP/1.1\r\nHost: -\r\n" HB_CONN_REFUSAL_HEADER ": %d %s%s%s\r\n\r\n",
+        v->route ? v->route->path : "/", v->code, v->error, v->detail[0] ? "; " : "", v->detail);
     c->state = G_DRAIN;
 }
 
@@ -627,19 +626,53 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     hb_conn_t *c = arg;
     if (!c->bev)
         return;
-    if (c->busy || c->requests != c->seen) {
+    if (!c->lingering && (c->busy || c->requests != c->seen)) {
         c->seen = c->requests;
         arm_deadline(c);
         return;
     }
     evutil_socket_t sfd = bufferevent_getfd(c->bev);
     if (sfd >= 0) {
-        hb_info(C,
-                "closing a connection that completed no request in %lld ms (slow or idle "
-                "client)",
-                (long long)c->timeout_ms);
+        if (!c->lingering)
+            hb_info(C,
+                    "closing a connection that completed no request in %lld ms (slow or idle "
+                    "client)",
+                    (long long)c->timeout_ms);
         shutdown(sfd, SHUT_RDWR); /* evhttp sees the end and frees it */
     }
+}
+
+/* The refusal is written (evhttp's completion callback, before it decides
+ * whether to close). Closing now could lose it: close(2) on a socket with
+ * unread bytes (the body the client is still sending) makes the kernel
+ * send a reset, which drops whatever of the answer it had not sent yet,
+ * and the client, still writing, may see the reset before it reads the
+ * answer. So, as nginx's lingering close does: our side is shut (the
+ * answer and a FIN go out), the connection stays open with the gate
+ * dropping every byte, and it closes when the client does or after
+ * HB_CONN_LINGER_MS. evhttp keeps a connection whose request and answer
+ * carry no "Connection: close"; the answer carried one, for the client,
+ * and it is taken off once written. */
+static void linger_start(struct evhttp_request *req, void *arg)
+{
+    hb_conn_t *c = arg;
+    evhttp_remove_header(evhttp_request_get_output_headers(req), "Connection");
+    if (!c->bev)
+        return;
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    if (fd >= 0)
+        shutdown(fd, SHUT_WR);
+    c->lingering = 1;
+    int64_t ms = c->timeout_ms < HB_CONN_LINGER_MS ? c->timeout_ms : HB_CONN_LINGER_MS;
+    struct timeval tv = hb_ms_timeval(ms);
+    event_add(c->deadline, &tv);
+}
+
+void hb_conn_linger(hb_conn_t *c, struct evhttp_request *req)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+    if (c && c->bev && c->deadline)
+        evhttp_request_set_on_complete_cb(req, linger_start, c);
 }
 
 void hb_conn_closed(hb_conn_t *c)

@@ -621,27 +621,10 @@ static ssize_t find_route(const hb_route_t *r, const char *path)
 
 /* A request the gate refused before its body (see hb/conn.h): its
  * stand-in carries "CODE error; detail", and the path of its route. */
-/* evhttp closes a refused connection right after its answer, while the
- * client may still be sending the body it announced: close(2) with unread
- * bytes makes the kernel send a reset and drop what it had not sent yet,
- * the answer included (seen under load as a 413 that never arrived). A
- * shutdown of our side first pushes the answer and a FIN out; evhttp's own
- * shutdown comes after the descriptor is closed and does nothing. */
-static void push_answer_before_close(struct evhttp_connection *evcon, void *arg)
+static void answer_refusal(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *conn,
+                           const char *v, uint64_t t0)
 {
-    (void)arg;
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-    if (fd >= 0)
-        shutdown(fd, SHUT_WR);
-}
-
-static void answer_refusal(hb_route_loop_t *l, struct evhttp_request *req, const char *v,
-                           uint64_t t0)
-{
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    if (evcon)
-        evhttp_connection_set_closecb(evcon, push_answer_before_close, NULL);
+    hb_conn_linger(conn, req); /* closes after the answer, without losing it */
     char error[160];
     const char *detail = NULL;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
@@ -669,7 +652,7 @@ void hb_route_handle(struct evhttp_request *req, void *arg)
     struct evkeyvalq *in = evhttp_request_get_input_headers(req);
     const char *refusal = evhttp_find_header(in, HB_CONN_REFUSAL_HEADER);
     if (refusal) {
-        answer_refusal(l, req, refusal, t0); /* the stand-in asked to close */
+        answer_refusal(l, req, conn, refusal, t0);
         return;
     }
     /* After a chunked body the gate no longer frames the connection's

@@ -360,6 +360,15 @@ void hb_server_free(hb_server_t *s)
         if (w->drain_ev)
             event_free(w->drain_ev);
         hb_route_loop_free(w->loop);
+        /* A connection whose end (or other event) was reported in the
+         * loop's last pass still has a deferred callback queued, which
+         * holds a reference to its bufferevent: evhttp_free could not
+         * free it, and event_base_free would drop the callback and the
+         * connection with it. One more pass, with only connections left
+         * in the loop, runs those callbacks, and the connections go. */
+        if (w->base)
+            for (int pass = 0; pass < 2; pass++)
+                event_base_loop(w->base, EVLOOP_NONBLOCK);
         if (w->base)
             event_base_free(w->base);
     }

@@ -20,10 +20,10 @@
  *     route: limits.max_body),
  *   - its body would not fit in limits.max_inflight_bytes (503).
  * A refused head never reaches evhttp: the gate hands it a stand-in request
- * that carries HB_CONN_REFUSAL_HEADER (which no client may send) and
- * "Connection: close", and drops every later byte of the connection, so the
- * route answers it in order, with its JSON body and its one log line, and
- * the connection closes; no byte of the refused body is kept.
+ * that carries HB_CONN_REFUSAL_HEADER (which no client may send), and drops
+ * every later byte of the connection, so the route answers it in order,
+ * with its JSON body and its one log line, and the connection closes after
+ * a lingering drain (hb_conn_linger); no byte of the refused body is kept.
  *
  * The body budget (hb_edge_t, shared by every connection of the listener):
  * a head's Content-Length is reserved from it before its body is read, and
@@ -57,6 +57,7 @@ struct evhttp_request;
 #define HB_CONN_HEAD_LINES 128
 #define HB_CONN_REFUSAL_HEADER "X-Hookbridge-Refusal" /* "CODE error; detail" */
 #define HB_EDGE_SMALL_BODY 65536
+#define HB_CONN_LINGER_MS 5000 /* a refused connection drains at most this long */
 
 typedef struct hb_edge hb_edge_t;
 typedef struct hb_conn hb_conn_t;
@@ -101,5 +102,11 @@ void hb_conn_done(hb_conn_t *c);
 /* The route is done with a request whose body was body_len bytes: give
  * them back to the budget. */
 void hb_conn_release(hb_conn_t *c, size_t body_len);
+/* Answer req, a refusal, with "Connection: close", and then close the
+ * connection without losing the answer: our side is shut once it is
+ * written, and the rest of what the client sends is read and dropped
+ * until it closes, or for at most HB_CONN_LINGER_MS (lingering close).
+ * Call before answering. c may be NULL (the answer then just closes). */
+void hb_conn_linger(hb_conn_t *c, struct evhttp_request *req);
 
 #endif
