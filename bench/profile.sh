@@ -123,6 +123,13 @@ perf report -i "$TMP/perf.data" --pid "$pid_list" --percentage relative --no-chi
           sub(/( -)+$/, "", sym)
           printf "%6.2f%%  %6.2f µs  %-22s %s\n", pct, pct * cpu / 100, dso, sym }' >"$TMP/symbols"
 [[ -s "$TMP/symbols" ]] || die "perf report gave no samples for pid $pid_list"
+# The same samples by thread, and by thread and library: which stage of the
+# pipeline (HTTP loop, journal writer, sink) pays for what.
+perf report -i "$TMP/perf.data" --pid "$pid_list" --percentage relative --no-children \
+    --sort comm,dso --stdio -g none 2>/dev/null |
+    awk -v cpu="$cpu" '/^#/ || NF < 3 { next }
+        { pct = $1; sub(/%/, "", pct)
+          printf "%6.2f%%  %6.2f µs  %-16s %s\n", pct, pct * cpu / 100, $2, $3 }' >"$TMP/threads"
 
 mkdir -p "$outdir"
 out="$outdir/$(date -u +%Y%m%d-%H%M%S)-$(hostname -s)-profile-$sink${ack:+-$ack}.txt"
@@ -145,6 +152,11 @@ out="$outdir/$(date -u +%Y%m%d-%H%M%S)-$(hostname -s)-profile-$sink${ack:+-$ack}
             echo "-- $dso"
             awk -v d="$dso" '$4 == d' "$TMP/symbols" | sed -n 1,6p
         done
+    echo
+    echo "== by thread (the sum of its libraries), then each thread's libraries above 1 %"
+    awk '{ s[$4] += $1 } END { for (t in s) printf "%6.2f%%  %6.2f µs  %s\n", s[t], s[t] * cpu / 100, t }' \
+        cpu="$cpu" "$TMP/threads" | sort -rn
+    awk '$1 + 0 >= 1' "$TMP/threads"
     echo
     echo "== per request (perf stat over all threads, a second pass of ${duration}s)"
     awk -F, -v n="$W_requests" '$1 ~ /^[0-9.]+$/ && $3 != "" {

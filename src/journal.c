@@ -1141,6 +1141,7 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
 static void *writer_main(void *arg)
 {
     hb_journal_t *j = arg;
+    hb_thread_name("hb-journal");
     for (;;) {
         pthread_mutex_lock(&j->lock);
         while (!j->qhead && !j->stop)
@@ -1163,6 +1164,7 @@ static void *writer_main(void *arg)
 static void *keeper_main(void *arg)
 {
     hb_journal_t *j = arg;
+    hb_thread_name("hb-jkeeper");
     pthread_mutex_lock(&j->lock);
     for (;;) {
         int stop = j->kstop;

@@ -25,6 +25,7 @@
 #include "hb/fmacros.h"
 
 #include "hb/log.h"
+#include "hb/util.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -228,6 +229,7 @@ static void sweep(uint64_t now)
 static void *log_thread(void *arg)
 {
     (void)arg;
+    hb_thread_name("hb-log");
     char *out;
     size_t len;
     uint64_t dropped, upto;

@@ -77,6 +77,7 @@ typedef struct app {
 static void *snapshot_main(void *arg)
 {
     app_t *app = arg;
+    hb_thread_name("hb-snapshot");
     /* ids of records durable now are in the set (rebuilt at open); the
      * journal keeps everything until the first snapshot has them */
     uint64_t covered = hb_journal_durable_seq(app->journal);

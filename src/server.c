@@ -169,6 +169,9 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
 static void *worker_main(void *arg)
 {
     worker_t *w = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "hb-http-%d", w->id);
+    hb_thread_name(name);
     event_base_dispatch(w->base);
     return NULL;
 }

@@ -644,6 +644,9 @@ static void journal_progress(void *arg)
 static void *sink_main(void *arg)
 {
     hb_sink_t *s = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "hb-sink-%s", s->ops->name);
+    hb_thread_name(name);
     s->state = s->ops->open(s, s->cfg, s->base, s->open_err, sizeof(s->open_err));
     pthread_mutex_lock(&s->start_lock);
     s->open_rc = s->state ? 0 : -1;

@@ -276,6 +276,7 @@ static int load_locked(hb_tls_t *t, char *err, size_t errlen)
 static void *watch(void *arg)
 {
     hb_tls_t *t = arg;
+    hb_thread_name("hb-tlswatch");
     pthread_mutex_lock(&t->wlock);
     while (!t->stop) {
         struct timespec ts;

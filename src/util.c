@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,13 @@ uint64_t hb_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void hb_thread_name(const char *name)
+{
+    char n[16];
+    snprintf(n, sizeof(n), "%s", name); /* the kernel keeps 15 bytes */
+    pthread_setname_np(pthread_self(), n);
 }
 
 uint64_t hb_mono_ms(void)

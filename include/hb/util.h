@@ -16,6 +16,9 @@ char *hb_strndup(const char *s, size_t n);
 
 uint64_t hb_now_ms(void);  /* wall clock, Unix milliseconds */
 uint64_t hb_mono_ms(void); /* monotonic milliseconds */
+/* Name the calling thread (at most 15 bytes show), so that top -H, perf
+ * and /proc/PID/task tell the pipeline's stages apart. */
+void hb_thread_name(const char *name);
 /* A libevent timeout of `ms` milliseconds. */
 struct timeval hb_ms_timeval(int64_t ms);
 /* Exponential backoff: the delay after `prev_ms` (0 before the first
