@@ -149,7 +149,8 @@ struct hb_journal {
     pthread_cond_t wcond; /* writer: appends queued */
     pthread_cond_t kcond; /* keeper (CLOCK_MONOTONIC): periodic work or stop */
     hb_append_t *qhead, *qtail;
-    uint64_t synced; /* durable end of the active segment */
+    int writer_waiting; /* the writer sleeps on wcond: appends must wake it */
+    uint64_t synced;    /* durable end of the active segment */
     int stop, kstop;
     int spare_ready;
     segment_t *segs;
@@ -1144,8 +1145,11 @@ static void *writer_main(void *arg)
     hb_thread_name("hb-journal");
     for (;;) {
         pthread_mutex_lock(&j->lock);
-        while (!j->qhead && !j->stop)
+        while (!j->qhead && !j->stop) {
+            j->writer_waiting = 1;
             pthread_cond_wait(&j->wcond, &j->lock);
+            j->writer_waiting = 0;
+        }
         hb_append_t *batch = j->qhead;
         int stop = j->stop;
         j->qhead = j->qtail = NULL;
@@ -1394,19 +1398,51 @@ void hb_journal_close(hb_journal_t *j)
     free(j);
 }
 
+/* The journal a thread appended to while holding its wake-ups (see
+ * hb_journal_hold), or NULL. */
+static _Thread_local hb_journal_t *held_by_thread;
+static _Thread_local int holding;
+
 void hb_journal_append(hb_journal_t *j, hb_append_t *a)
 {
     a->next = NULL;
     pthread_mutex_lock(&j->lock);
-    int wake = !j->qhead; /* one wake-up per batch: the writer takes the whole queue */
     if (j->qtail)
         j->qtail->next = a;
     else
         j->qhead = a;
     j->qtail = a;
+    /* One wake-up per batch: a writer busy with one takes the whole queue
+     * when it is done, so only a sleeping writer is woken, and on a
+     * holding thread not before the end of its loop pass. */
+    int wake = j->writer_waiting && !holding;
+    if (wake)
+        j->writer_waiting = 0; /* the next append need not signal again */
+    pthread_mutex_unlock(&j->lock);
     if (wake)
         pthread_cond_signal(&j->wcond);
+    else if (holding)
+        held_by_thread = j;
+}
+
+void hb_journal_hold(int on)
+{
+    holding = on;
+}
+
+void hb_journal_release_held(void)
+{
+    hb_journal_t *j = held_by_thread;
+    if (!j)
+        return;
+    held_by_thread = NULL;
+    pthread_mutex_lock(&j->lock);
+    int wake = j->writer_waiting && j->qhead;
+    if (wake)
+        j->writer_waiting = 0;
     pthread_mutex_unlock(&j->lock);
+    if (wake)
+        pthread_cond_signal(&j->wcond);
 }
 
 int hb_journal_full(const hb_journal_t *j)

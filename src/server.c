@@ -10,6 +10,7 @@
 #include "hb/server.h"
 #include "hb/allowlist.h"
 #include "hb/conn.h"
+#include "hb/journal.h"
 #include "hb/log.h"
 #include "hb/record.h"
 #include "hb/util.h"
@@ -172,7 +173,16 @@ static void *worker_main(void *arg)
     char name[16];
     snprintf(name, sizeof(name), "hb-http-%d", w->id);
     hb_thread_name(name);
-    event_base_dispatch(w->base);
+    /* One loop pass at a time, so that the journal writer is woken once
+     * per pass with every append of the pass (hb_journal_hold). */
+    hb_journal_hold(1);
+    do {
+        int rc = event_base_loop(w->base, EVLOOP_ONCE);
+        hb_journal_release_held();
+        if (rc != 0)
+            break; /* error, or no events left */
+    } while (!event_base_got_exit(w->base) && !event_base_got_break(w->base));
+    hb_journal_hold(0);
     return NULL;
 }
 

@@ -90,6 +90,16 @@ void hb_journal_close(hb_journal_t *j);
 /* Queue an append. Always accepted: a refusal (full, I/O error) arrives
  * through done() with err set. */
 void hb_journal_append(hb_journal_t *j, hb_append_t *a);
+/* Batching across an event-loop pass. An HTTP loop reads several requests
+ * per pass; woken at the first append, the writer would start a batch
+ * with that one alone and leave the rest of the pass for the next sync.
+ * A thread that calls hb_journal_hold(1) has its appends queued without
+ * waking the writer, and must call hb_journal_release_held() at the end
+ * of every loop pass (before it can block), which wakes the writer once
+ * for everything the pass appended. A writer busy with a batch takes the
+ * queue when it is done either way. */
+void hb_journal_hold(int on);
+void hb_journal_release_held(void);
 /* Non-blocking hint for the front end: 1 while the journal is over its
  * limit and has not drained below the low-water mark yet. */
 int hb_journal_full(const hb_journal_t *j);
