@@ -31,6 +31,8 @@ _Static_assert(NBUCKETS == HB_METRICS_BUCKETS, "HB_METRICS_BUCKETS must match th
 static atomic_ullong requests[HB_METRICS_MAX_ROUTES + 1][NSTATUS];
 static hb_histogram_t request_latency[HB_METRICS_MAX_ROUTES];
 static atomic_ullong verify_failures, duplicates;
+static atomic_ullong accepted[HB_METRICS_MAX_WORKERS];
+static atomic_size_t n_workers;
 static atomic_ullong shared[HB_SHARED_N];
 
 void hb_histogram_observe(hb_histogram_t *h, double s)
@@ -64,6 +66,17 @@ void hb_metrics_request(size_t route, int status, double seconds)
 void hb_metrics_verify_failure(void)
 {
     atomic_fetch_add_explicit(&verify_failures, 1, memory_order_relaxed);
+}
+
+void hb_metrics_set_workers(size_t n)
+{
+    atomic_store(&n_workers, n < HB_METRICS_MAX_WORKERS ? n : HB_METRICS_MAX_WORKERS);
+}
+
+void hb_metrics_accepted(int worker)
+{
+    if (worker >= 0 && worker < HB_METRICS_MAX_WORKERS)
+        atomic_fetch_add_explicit(&accepted[worker], 1, memory_order_relaxed);
 }
 
 void hb_metrics_duplicate(void)
@@ -209,6 +222,12 @@ void hb_metrics_render(struct evbuffer *o, struct hb_journal *j,
                         "hookbridge_duplicates_total %llu\n",
                         (unsigned long long)atomic_load(&duplicates));
     render_dedup_shared(o);
+    evbuffer_add_printf(o, "# HELP hookbridge_connections_accepted_total HTTPS connections "
+                           "accepted, by worker thread.\n"
+                           "# TYPE hookbridge_connections_accepted_total counter\n");
+    for (size_t w = 0; w < atomic_load(&n_workers); w++)
+        evbuffer_add_printf(o, "hookbridge_connections_accepted_total{worker=\"%zu\"} %llu\n", w,
+                            (unsigned long long)atomic_load(&accepted[w]));
     if (j) {
         evbuffer_add_printf(
             o,

@@ -12,6 +12,7 @@
 #include "hb/conn.h"
 #include "hb/journal.h"
 #include "hb/log.h"
+#include "hb/metrics.h"
 #include "hb/record.h"
 #include "hb/util.h"
 
@@ -45,8 +46,10 @@ typedef struct worker {
     struct evconnlistener *lev;
     hb_route_loop_t *loop;
     struct event *stop_ev, *drain_ev;
+    struct event *share_ev; /* accepting again after yielding to the others */
     uint64_t deadline_ms;
-    int conns, limit, accepting, stopping;
+    atomic_int conns; /* written by this worker, read by the others */
+    int limit, accepting, stopping, yielding;
 } worker_t;
 
 struct hb_server {
@@ -97,17 +100,55 @@ int hb_parse_listen(const char *spec, struct sockaddr_storage *ss, int *sslen)
     return -1; /* numeric only: no DNS at start-up or on a loop */
 }
 
+static void accept_again(worker_t *w)
+{
+    if (!w->accepting && !w->stopping && !w->yielding && atomic_load(&w->conns) < w->limit) {
+        evconnlistener_enable(w->lev);
+        w->accepting = 1;
+    }
+}
+
 /* A connection closed (its SSL was freed): below the worker's share of
  * limits.max_connections again, accept again (see make_tls_bev). */
 static void on_conn_closed(void *arg)
 {
     worker_t *w = arg;
-    w->conns--;
-    if (!w->accepting && !w->stopping && w->conns < w->limit) {
-        evconnlistener_enable(w->lev);
-        w->accepting = 1;
+    int was_full = atomic_fetch_sub(&w->conns, 1) >= w->limit;
+    accept_again(w);
+    if (was_full && w->accepting)
         hb_info(C, "worker %d: below limits.max_connections again, accepting", w->id);
+}
+
+static void on_share(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker_t *w = arg;
+    w->yielding = 0;
+    accept_again(w);
+}
+
+/* Spreading connections over the workers. They all watch the one
+ * listening socket, and the first to wake accepts everything queued: a
+ * client that opens its connections at once (a load balancer, a load
+ * test) would have them all on one worker, and one core. So a worker
+ * that holds more than one connection above the least loaded other
+ * worker stops accepting for a moment (HB_SERVER_SHARE_MS), which lets
+ * the others, woken by the same readiness, take the next ones. One
+ * listening socket (not one per worker with SO_REUSEPORT) keeps a
+ * second process from binding the same port. */
+#define HB_SERVER_SHARE_MS 2
+static int ahead_of_others(const worker_t *w)
+{
+    const hb_server_t *s = w->srv;
+    int mine = atomic_load(&w->conns), least = mine;
+    for (size_t i = 0; i < s->n; i++) {
+        const worker_t *o = &s->workers[i];
+        int n = atomic_load(&((worker_t *)o)->conns);
+        if (o != w && n < least)
+            least = n;
     }
+    return mine > least + 1;
 }
 
 static struct bufferevent *make_tls_bev(struct event_base *base, void *arg)
@@ -120,13 +161,21 @@ static struct bufferevent *make_tls_bev(struct event_base *base, void *arg)
      * stops accepting (the kernel backlog holds newcomers, as in nginx) and
      * accepts again once one closes. */
     hb_conn_t *c = hb_conn_new(w->srv->edge, ssl, w->srv->cfg->read_timeout_ms, on_conn_closed, w);
-    if (++w->conns >= w->limit && w->accepting) {
+    int conns = atomic_fetch_add(&w->conns, 1) + 1;
+    hb_metrics_accepted(w->id);
+    if (conns >= w->limit && w->accepting) {
         evconnlistener_disable(w->lev);
         w->accepting = 0;
         hb_warn(C,
                 "worker %d: %d connections (limits.max_connections per worker): not "
                 "accepting more until one closes",
-                w->id, w->conns);
+                w->id, conns);
+    } else if (w->accepting && w->srv->n > 1 && ahead_of_others(w)) {
+        evconnlistener_disable(w->lev); /* also ends libevent's accept loop */
+        w->accepting = 0;
+        w->yielding = 1;
+        struct timeval tv = hb_ms_timeval(HB_SERVER_SHARE_MS);
+        event_add(w->share_ev, &tv);
     }
     struct bufferevent *bev = bufferevent_openssl_socket_new(
         base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
@@ -263,6 +312,9 @@ static int worker_init(hb_server_t *s, worker_t *w, char *err, size_t errlen)
     }
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     w->drain_ev = event_new(w->base, -1, EV_PERSIST, on_drain, w);
+    w->share_ev = evtimer_new(w->base, on_share, w);
+    if (!w->stop_ev || !w->drain_ev || !w->share_ev)
+        hb_oom("event_new");
     return 0;
 }
 
@@ -308,6 +360,7 @@ hb_server_t *hb_server_new(const hb_config_t *cfg, hb_tls_t *tls, hb_route_t *ro
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     s->n = cfg->workers > 0 ? (size_t)cfg->workers : (size_t)(ncpu > 0 ? ncpu : 1);
     s->workers = hb_calloc(s->n, sizeof(worker_t));
+    hb_metrics_set_workers(s->n);
     for (size_t i = 0; i < s->n; i++) {
         s->workers[i].id = (int)i;
         s->workers[i].accepting = 1;
@@ -372,6 +425,8 @@ void hb_server_free(hb_server_t *s)
             event_free(w->stop_ev);
         if (w->drain_ev)
             event_free(w->drain_ev);
+        if (w->share_ev)
+            event_free(w->share_ev);
         hb_route_loop_free(w->loop);
         /* A connection whose end (or other event) was reported in the
          * loop's last pass still has a deferred callback queued, which

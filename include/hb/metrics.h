@@ -28,6 +28,10 @@ void hb_metrics_set_routes(const char *const *names, size_t n);
 /* seconds < 0: not timed (answers that never reached a route's work) */
 void hb_metrics_request(size_t route, int status, double seconds);
 void hb_metrics_verify_failure(void);
+/* Connections accepted per HTTP worker (shows how evenly they spread). */
+#define HB_METRICS_MAX_WORKERS 256
+void hb_metrics_set_workers(size_t n);
+void hb_metrics_accepted(int worker);
 void hb_metrics_duplicate(void);
 
 /* Outcomes of the shared dedup store (hb/dedup_shared.h). */
