@@ -63,8 +63,8 @@
 #define CURSOR_PERSIST_MS 200
 #define SPARE_RETRY_MS 10000
 /* how long the keeper waits for a published segment to recycle before it
- * zero-fills a new spare (sinks publish a segment within a few hundred ms
- * of its rotation unless they are down) */
+ * zero-fills a new spare, once the active segment is three quarters full
+ * or was not made whole ahead of time (see keeper_main) */
 #define SPARE_WAIT_MS 1000
 #define MAX_BATCH_BYTES (4u << 20) /* a batch bigger than this is split */
 #define ZERO_CHUNK (1u << 20)
@@ -153,6 +153,7 @@ struct hb_journal {
     uint64_t synced;    /* durable end of the active segment */
     int stop, kstop;
     int spare_ready;
+    int active_full_size; /* the active segment was made whole (a spare) */
     segment_t *segs;
     size_t nsegs, capsegs;
 
@@ -976,6 +977,7 @@ static void rotate(hb_journal_t *j)
     j->wpos = j->whigh = wpos;
     j->active_prealloc = wpos > 0;
     pthread_mutex_lock(&j->lock);
+    j->active_full_size = j->active_prealloc;
     j->segs[j->nsegs - 1].durable_size = wpos;
     j->synced = wpos;
     pthread_cond_signal(&j->kcond); /* time to make the next spare */
@@ -1194,12 +1196,21 @@ static void *keeper_main(void *arg)
         }
         pthread_mutex_lock(&j->lock);
         int need_spare = j->prealloc && !j->spare_ready, coming = recycle_coming(j);
+        /* While the active segment is a whole one with a quarter of it
+         * left, a segment on its way to being published is waited for
+         * however long the sinks take (a sink a few seconds behind, as
+         * Kafka's is under load, used to cost a zero-fill, as much disk
+         * work as the records themselves); past that, or while the
+         * active segment grows as it is written, one second at most. */
+        uint64_t fill = j->segs[j->nsegs - 1].durable_size;
+        int roomy = j->active_full_size && fill < j->segment_bytes / 4 * 3;
         pthread_mutex_unlock(&j->lock);
         if (!need_spare)
             j->spare_need_ms = 0;
         else if (!j->spare_need_ms)
             j->spare_need_ms = now;
-        if (need_spare && !stop && (!coming || now - j->spare_need_ms >= SPARE_WAIT_MS) &&
+        int wait = coming && (roomy || now - j->spare_need_ms < SPARE_WAIT_MS);
+        if (need_spare && !stop && !wait &&
             (!j->spare_fail_ms || now - j->spare_fail_ms >= SPARE_RETRY_MS))
             spare_make(j);
         pthread_mutex_lock(&j->lock);
@@ -1247,6 +1258,7 @@ static int open_active(hb_journal_t *j, char *err, size_t errlen)
     /* a zero tail past the durable end: it was a spare */
     j->active_prealloc = fstat(fd, &st) == 0 && (uint64_t)st.st_size >= j->segment_bytes &&
                          (uint64_t)st.st_size > s->durable_size;
+    j->active_full_size = j->active_prealloc; /* before the threads start */
     return 0;
 }
 
