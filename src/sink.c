@@ -77,9 +77,9 @@ struct hb_sink {
     hb_msg_t *head, *tail; /* in flight, in sequence order */
     hb_msg_t *retry;       /* to publish again, any order */
     msg_block_t *spare;    /* blocks of finished messages, to reuse */
-    size_t spare_bytes;
-    size_t at_sink; /* handed to the sink, not reported yet */
-    int retry_due;  /* backoff over, waiting for at_sink == 0 */
+    size_t spare_bytes;    /* their sizes, summed */
+    size_t at_sink;        /* handed to the sink, not reported yet */
+    int retry_due;         /* backoff over, waiting for at_sink == 0 */
     size_t inflight, inflight_bytes;
     int backoff_ms;
     int read_backoff_ms; /* 0 while journal reads work */
