@@ -34,34 +34,37 @@ static void add(out_t *o, const char *s)
     *o->len += n;
 }
 
-static int is_utf8(const unsigned char *s, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        size_t k = s[i] < 0x80 ? 1 : hb_utf8_seq(s + i, s + n);
-        if (!k)
-            return 0;
-        i += k;
-    }
-    return 1;
-}
-
 /* As json_dumpb: '"', '\\' and control characters escaped (short forms where
  * JSON has them), everything else, UTF-8 included, as is. A string that is
- * not UTF-8 cannot be a JSON string: null, as jansson's json_string gave. */
+ * not UTF-8 cannot be a JSON string: null, as jansson's json_string gave.
+ * One pass checks and escapes (a check first was a second pass over each
+ * string of every line); a bad sequence takes back what was written. */
 static void add_json_string(out_t *o, const char *str)
 {
-    const unsigned char *s = (const unsigned char *)str;
-    size_t n = s ? strlen(str) : 0;
-    if (!s || !is_utf8(s, n)) {
+    if (!str) {
         add(o, "null");
         return;
     }
     static const char hex[] = "0123456789ABCDEF";
+    const unsigned char *s = (const unsigned char *)str;
+    size_t n = strlen(str);
     reserve(o, 6 * n + 2);
     char *p = *o->buf + *o->len;
     *p++ = '"';
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n;) {
         unsigned char c = s[i];
+        if (c >= 0x80) {
+            size_t k = hb_utf8_seq(s + i, s + n);
+            if (!k) {
+                add(o, "null"); /* *o->len is still where the string began */
+                return;
+            }
+            memcpy(p, s + i, k);
+            p += k;
+            i += k;
+            continue;
+        }
+        i++;
         if (c >= 0x20 && c != '"' && c != '\\') {
             *p++ = (char)c;
             continue;

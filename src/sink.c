@@ -30,6 +30,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -46,6 +47,20 @@
  * records read per loop pass so live records are never held up for long */
 #define REPLAY_WINDOW 256
 #define REPLAY_SCAN_PER_PASS 4096
+/* finished messages' blocks kept for the next records read (a calloc and a
+ * free per record were a sixth of the file sink thread's time), up to this
+ * many bytes; a block above BLOCK_KEEP_MAX goes back to malloc */
+#define SPARE_BYTES_MAX (8u << 20)
+#define BLOCK_KEEP_MAX (64u << 10)
+#define BLOCK_ROUND 1024
+
+/* A message as the runner allocates it: the block's size, then the message
+ * laid out as hb_msg_from_record does. */
+typedef struct msg_block {
+    struct msg_block *next_spare;
+    size_t size;
+    hb_msg_t msg;
+} msg_block_t;
 
 struct hb_sink {
     const hb_sink_ops_t *ops;
@@ -61,6 +76,8 @@ struct hb_sink {
 
     hb_msg_t *head, *tail; /* in flight, in sequence order */
     hb_msg_t *retry;       /* to publish again, any order */
+    msg_block_t *spare;    /* blocks of finished messages, to reuse */
+    size_t spare_bytes;    /* their sizes, summed */
     size_t at_sink;        /* handed to the sink, not reported yet */
     int retry_due;         /* backoff over, waiting for at_sink == 0 */
     size_t inflight, inflight_bytes;
@@ -100,10 +117,30 @@ static void pump(hb_sink_t *s);
 static void publish(hb_sink_t *s, hb_msg_t *m);
 static void replay_done(hb_sink_t *s, hb_msg_t *m, hb_sink_result_t res, const char *reason);
 
+static msg_block_t *block_of(hb_msg_t *m)
+{
+    return (msg_block_t *)((char *)m - offsetof(msg_block_t, msg));
+}
+
 static void free_msg(hb_msg_t *m)
 {
     free(m->error);
-    free(m);
+    free(block_of(m));
+}
+
+/* A finished message: its block is kept for the next one while the spare
+ * blocks stay small. */
+static void release_msg(hb_sink_t *s, hb_msg_t *m)
+{
+    msg_block_t *b = block_of(m);
+    if (b->size > BLOCK_KEEP_MAX || s->spare_bytes + b->size > SPARE_BYTES_MAX) {
+        free_msg(m);
+        return;
+    }
+    free(m->error);
+    b->next_spare = s->spare;
+    s->spare = b;
+    s->spare_bytes += b->size;
 }
 
 /* The last resort for a poison message: a JSON line with the reason in
@@ -178,12 +215,18 @@ static char *copy_str(char **p, const char *s, size_t len)
     return d;
 }
 
-hb_msg_t *hb_msg_from_record(const hb_record_t *r)
+static size_t msg_size(const hb_record_t *r)
 {
-    size_t need = sizeof(hb_msg_t) + r->n_headers * sizeof(hb_msg_hdr_t) + r->topic_len + 1 +
-                  (r->app_id ? r->app_id_len + 1 : 0) + (r->id ? r->id_len + 1 : 0) + r->route_len +
-                  1 + r->hdr_block_len + r->body_len + 1;
-    hb_msg_t *m = hb_calloc(1, need);
+    return sizeof(hb_msg_t) + r->n_headers * sizeof(hb_msg_hdr_t) + r->topic_len + 1 +
+           (r->app_id ? r->app_id_len + 1 : 0) + (r->id ? r->id_len + 1 : 0) + r->route_len + 1 +
+           r->hdr_block_len + r->body_len + 1;
+}
+
+/* The message for r in m's block of at least msg_size(r) bytes. Only the
+ * struct is zeroed: the rest is written in full (headers up to n_headers). */
+static void msg_fill(hb_msg_t *m, const hb_record_t *r)
+{
+    memset(m, 0, sizeof(*m));
     hb_msg_hdr_t *hdrs = (hb_msg_hdr_t *)(m + 1);
     char *p = (char *)(hdrs + r->n_headers);
     m->seq = r->seq;
@@ -209,12 +252,36 @@ hb_msg_t *hb_msg_from_record(const hb_record_t *r)
     p[r->body_len] = '\0';
     m->body = (unsigned char *)p;
     m->body_len = r->body_len;
+}
+
+hb_msg_t *hb_msg_from_record(const hb_record_t *r)
+{
+    hb_msg_t *m = hb_malloc(msg_size(r));
+    msg_fill(m, r);
     return m;
 }
 
 static hb_msg_t *msg_from_record(hb_sink_t *s, const hb_record_t *r)
 {
-    hb_msg_t *m = hb_msg_from_record(r);
+    size_t need = offsetof(msg_block_t, msg) + msg_size(r);
+    msg_block_t *b = s->spare;
+    if (b && b->size >= need) {
+        s->spare = b->next_spare;
+        s->spare_bytes -= b->size;
+    } else {
+        /* the newest spare is too small: a larger record, so likely the
+         * next ones too; it goes, and the new block has some room */
+        if (b) {
+            s->spare = b->next_spare;
+            s->spare_bytes -= b->size;
+            free(b);
+        }
+        size_t size = (need + BLOCK_ROUND - 1) / BLOCK_ROUND * BLOCK_ROUND;
+        b = hb_malloc(size);
+        b->size = size;
+    }
+    hb_msg_t *m = &b->msg;
+    msg_fill(m, r);
     m->sink = s;
     hb_sink_route_templates(s->cfg, m);
     return m;
@@ -245,18 +312,20 @@ static void retry_later(hb_sink_t *s, hb_msg_t *m, const char *reason)
     }
 }
 
-void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
+/* The report of one message, but for what the acknowledged prefix does
+ * (settle); now_ms for its latency. 1 when m is acknowledged. */
+static int done_one(hb_msg_t *m, hb_sink_result_t res, const char *reason, uint64_t now_ms)
 {
     hb_sink_t *s = m->sink;
     if (--s->at_sink == 0 && s->retry_due)
         event_active(s->retry_ev, EV_TIMEOUT, 0); /* not from inside the sink's call */
     if (res == HB_SINK_RETRY) {
         retry_later(s, m, reason); /* a replayed one too: it keeps its place */
-        return;
+        return 0;
     }
     if (m->replay) {
         replay_done(s, m, res, reason);
-        return;
+        return 0;
     }
     if (res == HB_SINK_REJECT) {
         const char *why = reason ? reason : "rejected";
@@ -272,12 +341,12 @@ void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
                      s->ops->name, m->seq, m->topic, m->id ? m->id : "-", why);
             m->dead_letter = 1;
             publish(s, m);
-            return;
+            return 0;
         }
         if (dead_letter_file(s, m, m->error) < 0) {
             m->attempts++;
             retry_later(s, m, "dead-letter file not writable");
-            return;
+            return 0;
         }
         atomic_fetch_add(&s->counters.dead_lettered, 1);
     } else if (m->dead_letter) {
@@ -286,7 +355,15 @@ void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
     m->acked = 1;
     s->backoff_ms = 0;
     atomic_fetch_add(&s->counters.published, 1);
-    hb_histogram_observe(&s->counters.latency, (double)(hb_mono_ms() - m->sent_ms) / 1000.0);
+    hb_histogram_observe(&s->counters.latency, (double)(now_ms - m->sent_ms) / 1000.0);
+    return 1;
+}
+
+/* Move the journal cursor over the acknowledged prefix and free it: once
+ * per report of a batch, since each acknowledgement to the journal and
+ * each wake-up of this loop takes a lock. */
+static void settle(hb_sink_t *s)
+{
     uint64_t acked = 0;
     while (s->head && s->head->acked) {
         hb_msg_t *h = s->head;
@@ -296,7 +373,7 @@ void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
         acked = h->seq;
         s->inflight--;
         s->inflight_bytes -= h->body_len;
-        free_msg(h);
+        release_msg(s, h);
     }
     atomic_store(&s->counters.inflight, s->inflight);
     if (acked) {
@@ -306,14 +383,28 @@ void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
     }
 }
 
+void hb_sink_done(hb_msg_t *m, hb_sink_result_t res, const char *reason)
+{
+    hb_sink_t *s = m->sink;
+    if (done_one(m, res, reason, hb_mono_ms()))
+        settle(s);
+}
+
 void hb_sink_done_list(hb_msg_t *m, hb_sink_result_t res, const char *reason)
 {
+    if (!m)
+        return;
+    hb_sink_t *s = m->sink;
+    uint64_t now = hb_mono_ms();
+    int acked = 0;
     while (m) {
         hb_msg_t *next = m->impl_next;
         m->impl_next = NULL;
-        hb_sink_done(m, res, reason);
+        acked |= done_one(m, res, reason, now);
         m = next;
     }
+    if (acked)
+        settle(s);
 }
 
 static void publish(hb_sink_t *s, hb_msg_t *m)
@@ -483,7 +574,7 @@ static void replay_done(hb_sink_t *s, hb_msg_t *m, hb_sink_result_t res, const c
     s->replay_inflight--;
     replay_check_end(s);
     pthread_mutex_unlock(&s->replay_lock);
-    free_msg(m);
+    release_msg(s, m);
     event_active(s->replay_ev, EV_READ, 0);
 }
 
@@ -743,6 +834,11 @@ void hb_sink_free(hb_sink_t *s)
         hb_msg_t *m = s->head;
         s->head = m->next;
         free_msg(m);
+    }
+    while (s->spare) {
+        msg_block_t *b = s->spare;
+        s->spare = b->next_spare;
+        free(b);
     }
     hb_journal_reader_free(s->reader);
     hb_journal_reader_free(s->replay_reader);

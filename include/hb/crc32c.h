@@ -10,4 +10,8 @@
  * result as crc. */
 uint32_t hb_crc32c(uint32_t crc, const void *buf, size_t len);
 
+/* The same with the table, whatever the CPU: for tests, which check that
+ * both paths agree. */
+uint32_t hb_crc32c_sw(uint32_t crc, const void *buf, size_t len);
+
 #endif

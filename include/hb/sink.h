@@ -80,7 +80,8 @@ static inline int hb_msg_is_intercom(const hb_msg_t *m)
 
 /* A message for a decoded record: one allocation (the struct, the header
  * array, the strings and the body), released with free(); no sink and no
- * templates set. */
+ * templates set. (The runner lays its messages out the same way in blocks
+ * it reuses; one handed to a sink is never the sink's to free.) */
 hb_msg_t *hb_msg_from_record(const hb_record_t *r);
 
 /* Set m's templates from its route's configuration in cfg. */
@@ -136,7 +137,9 @@ void hb_sink_stop(hb_sink_t *s, uint64_t grace_ms);
 void hb_sink_free(hb_sink_t *s);
 
 void hb_sink_done(hb_msg_t *msg, hb_sink_result_t res, const char *reason);
-/* hb_sink_done for each message of a list linked through impl_next. */
+/* hb_sink_done for each message of a list linked through impl_next (all
+ * of one sink), with one journal acknowledgement and one wake-up of the
+ * runner for the whole list: a sink reports a batch this way. */
 void hb_sink_done_list(hb_msg_t *list, hb_sink_result_t res, const char *reason);
 /* The server connection was made again (a counter for /metrics). */
 void hb_sink_count_reconnect(hb_sink_t *s);
