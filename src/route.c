@@ -171,7 +171,7 @@ static void peer(struct evhttp_request *req, char *buf, size_t len)
 static const char *http_date(void)
 {
     static _Thread_local time_t at = -1;
-    static _Thread_local char text[32];
+    static _Thread_local char text[80]; /* room for any int the format is given */
     static const char days[][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     static const char months[][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
