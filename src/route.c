@@ -514,9 +514,21 @@ static void on_shared_checked(hb_dedup_shared_verdict_t v, const char *owner, vo
     }
 }
 
+/* evhttp_find_header, but a header name is compared only when its first
+ * letter matches: each lookup walks the whole list, and a miss (most
+ * lookups are) costs a case-insensitive compare per header. */
+static const char *find_input(const struct evkeyvalq *q, const char *name)
+{
+    int c0 = name[0] | 0x20;
+    for (const struct evkeyval *kv = q->tqh_first; kv; kv = kv->next.tqe_next)
+        if ((kv->key[0] | 0x20) == c0 && evutil_ascii_strcasecmp(kv->key, name) == 0)
+            return kv->value;
+    return NULL;
+}
+
 static const char *input_header(void *arg, const char *name)
 {
-    return evhttp_find_header(arg, name);
+    return find_input(arg, name);
 }
 
 /* A delivery whose id was seen on this route: 1 when left pending (ack =
@@ -739,18 +751,8 @@ void hb_route_handle(struct evhttp_request *req, void *arg)
     hb_route_loop_t *l = arg;
     uint64_t t0 = now_us();
     hb_conn_t *conn = hb_conn_of(req); /* counts the request: the client is not stalling */
-    /* The two headers that change how a request is handled, found in one
-     * walk of the list (evhttp_find_header walks all of it for each name):
-     * a header name is compared only when its first letter matches. */
-    const char *refusal = NULL, *te = NULL;
-    for (struct evkeyval *kv = evhttp_request_get_input_headers(req)->tqh_first; kv;
-         kv = kv->next.tqe_next) {
-        int c0 = kv->key[0] | 0x20;
-        if (c0 == 'x' && !refusal && !evutil_ascii_strcasecmp(kv->key, HB_CONN_REFUSAL_HEADER))
-            refusal = kv->value;
-        else if (c0 == 't' && !te && !evutil_ascii_strcasecmp(kv->key, "Transfer-Encoding"))
-            te = kv->value;
-    }
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    const char *refusal = find_input(in, HB_CONN_REFUSAL_HEADER);
     if (refusal) {
         answer_refusal(l, req, conn, refusal, t0);
         return;
@@ -758,7 +760,7 @@ void hb_route_handle(struct evhttp_request *req, void *arg)
     /* After a chunked body the gate no longer frames the connection's
      * requests (evhttp does): close it after this answer, so nothing
      * pipelined behind it is read. */
-    if (te)
+    if (find_input(in, "Transfer-Encoding"))
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
     size_t body_len = evbuffer_get_length(evhttp_request_get_input_buffer(req));
     /* a pending request gives its body back to the budget when answered */
