@@ -370,6 +370,61 @@ static void gate_body(hb_conn_t *c)
         c->state = G_HEAD;
 }
 
+/* Scan h[*scan..avail) for the empty line that ends a head, counting the
+ * lines in *lines: the head's length, 0 when it has not ended yet, -1 when
+ * it has more than HB_CONN_HEAD_LINES lines. */
+static ssize_t head_end(const char *h, size_t avail, size_t *scan, unsigned *lines)
+{
+    while (*scan < avail) {
+        const char *nl = memchr(h + *scan, '\n', avail - *scan);
+        if (!nl)
+            return 0;
+        size_t start = *scan;
+        *scan = (size_t)(nl - h) + 1;
+        size_t n = *scan - start - 1;
+        if (n && h[start + n - 1] == '\r')
+            n--;
+        if (n == 0)
+            return (ssize_t)*scan;
+        if (++*lines > HB_CONN_HEAD_LINES)
+            return -1;
+    }
+    return 0;
+}
+
+/* Judge the whole head h[0..end): 0 to let it through, -1 with v filled
+ * to refuse. */
+static int judge_head(hb_conn_t *c, const char *h, size_t end, verdict_t *v)
+{
+    int bad = check_head(h, end, c->edge, v) < 0;
+    /* intercom.allow_ips guards the Intercom route (and any path no
+     * route has), not the other providers on the same listener */
+    if ((!v->route || v->route->allowlisted) && !c->peer_checked) {
+        c->peer_checked = 1;
+        c->peer_ok = edge_allows(c->edge, bufferevent_getfd(c->bev));
+    }
+    if ((!v->route || v->route->allowlisted) && !c->peer_ok) {
+        const hb_edge_path_t *route = v->route;
+        memset(v, 0, sizeof(*v));
+        v->route = route;
+        return refuse_head(v, 403, "source address not in intercom.allow_ips");
+    }
+    return bad || v->code ? -1 : 0;
+}
+
+/* Reserve the body of a head let through from the budget; -1 with v
+ * filled to refuse. */
+static int reserve_body(hb_conn_t *c, verdict_t *v)
+{
+    int64_t want = v->chunked ? c->edge->chunked_hold : v->body;
+    if (want > 0 && edge_reserve(c->edge, want) < 0) {
+        snprintf(v->detail, sizeof(v->detail), "%" PRId64 " bytes wanted", want);
+        return refuse_head(v, 503, "request bodies in memory at limits.max_inflight_bytes");
+    }
+    c->held += want;
+    return 0;
+}
+
 /* Judge what hold has: whole heads, with the bodies that follow them. */
 static void gate_run(hb_conn_t *c)
 {
@@ -390,30 +445,14 @@ static void gate_run(hb_conn_t *c)
         size_t len = evbuffer_get_length(c->hold);
         size_t avail = len < HB_CONN_HEAD_MAX ? len : HB_CONN_HEAD_MAX;
         const char *h = (const char *)evbuffer_pullup(c->hold, (ev_ssize_t)avail);
-        size_t end = 0;
-        while (c->scan < avail) {
-            const char *nl = memchr(h + c->scan, '\n', avail - c->scan);
-            if (!nl)
-                break;
-            size_t start = c->scan;
-            c->scan = (size_t)(nl - h) + 1;
-            size_t n = c->scan - start - 1;
-            if (n && h[start + n - 1] == '\r')
-                n--;
-            if (n == 0) {
-                end = c->scan;
-                break;
-            }
-            if (++c->lines > HB_CONN_HEAD_LINES) {
-                memset(&v, 0, sizeof(v));
-                snprintf(v.detail, sizeof(v.detail), "more than %d lines", HB_CONN_HEAD_LINES);
-                refuse_head(&v, 431, "request header fields too large");
-                gate_refuse(c, &v);
-                break;
-            }
-        }
-        if (c->state == G_DRAIN)
+        ssize_t end = head_end(h, avail, &c->scan, &c->lines);
+        if (end < 0) {
+            memset(&v, 0, sizeof(v));
+            snprintf(v.detail, sizeof(v.detail), "more than %d lines", HB_CONN_HEAD_LINES);
+            refuse_head(&v, 431, "request header fields too large");
+            gate_refuse(c, &v);
             continue;
+        }
         if (!end) {
             if (len >= HB_CONN_HEAD_MAX) {
                 memset(&v, 0, sizeof(v));
@@ -426,32 +465,11 @@ static void gate_run(hb_conn_t *c)
         }
         c->scan = 0;
         c->lines = 0;
-        int bad = check_head(h, end, c->edge, &v) < 0;
-        /* intercom.allow_ips guards the Intercom route (and any path no
-         * route has), not the other providers on the same listener */
-        if ((!v.route || v.route->allowlisted) && !c->peer_checked) {
-            c->peer_checked = 1;
-            c->peer_ok = edge_allows(c->edge, bufferevent_getfd(c->bev));
-        }
-        if ((!v.route || v.route->allowlisted) && !c->peer_ok) {
-            const hb_edge_path_t *route = v.route;
-            memset(&v, 0, sizeof(v));
-            v.route = route;
-            refuse_head(&v, 403, "source address not in intercom.allow_ips");
-        }
-        if (bad || v.code) {
+        if (judge_head(c, h, (size_t)end, &v) < 0 || reserve_body(c, &v) < 0) {
             gate_refuse(c, &v);
             continue;
         }
-        int64_t want = v.chunked ? c->edge->chunked_hold : v.body;
-        if (want > 0 && edge_reserve(c->edge, want) < 0) {
-            snprintf(v.detail, sizeof(v.detail), "%" PRId64 " bytes wanted", want);
-            refuse_head(&v, 503, "request bodies in memory at limits.max_inflight_bytes");
-            gate_refuse(c, &v);
-            continue;
-        }
-        c->held += want;
-        evbuffer_remove_buffer(c->hold, c->in, end);
+        evbuffer_remove_buffer(c->hold, c->in, (size_t)end);
         if (v.chunked) {
             c->state = G_PASS;
         } else if (v.body > 0) {
@@ -459,6 +477,37 @@ static void gate_run(hb_conn_t *c)
             c->body_left = v.body;
         }
     }
+}
+
+/* The common case, judged where it lies: buf holds only new bytes, a whole
+ * head and no more than its body, so nothing in it is left to judge after
+ * this head and no byte needs moving through hold. 1 when done (let
+ * through, or refused), 0 to take the general way. */
+static int gate_in_place(hb_conn_t *c, struct evbuffer *buf)
+{
+    size_t len = evbuffer_get_length(buf);
+    size_t avail = len < HB_CONN_HEAD_MAX ? len : HB_CONN_HEAD_MAX, scan = 0;
+    unsigned lines = 0;
+    const char *h = (const char *)evbuffer_pullup(buf, (ev_ssize_t)avail);
+    ssize_t end = h ? head_end(h, avail, &scan, &lines) : 0;
+    if (end <= 0)
+        return 0;
+    verdict_t v;
+    int refused = judge_head(c, h, (size_t)end, &v) < 0;
+    /* what follows the head must be its body only (a chunked body is
+     * framed by evhttp: the general way hands it over) */
+    if (!refused && (v.chunked || (int64_t)(len - (size_t)end) > v.body))
+        return 0;
+    if (refused || reserve_body(c, &v) < 0) {
+        c->rewriting = 1;
+        evbuffer_drain(buf, len);
+        gate_refuse(c, &v);
+        c->rewriting = 0;
+        return 1;
+    }
+    c->body_left = v.body - (int64_t)(len - (size_t)end);
+    c->state = c->body_left > 0 ? G_BODY : G_HEAD;
+    return 1;
 }
 
 static void keep_read_arm(hb_conn_t *c);
@@ -490,6 +539,9 @@ static void gate_take(hb_conn_t *c, struct evbuffer *buf, size_t n_added)
             c->state = G_HEAD;
         return;
     }
+    if (c->state == G_HEAD && evbuffer_get_length(c->hold) == 0 &&
+        evbuffer_get_length(buf) == n_added && gate_in_place(c, buf))
+        return;
     c->rewriting = 1;
     /* Move the new bytes aside: what evhttp may already see stays in front
      * (with what is left of a body being let through), the rest goes to

@@ -34,11 +34,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/http_struct.h> /* the request's HTTP version */
 #include <event2/keyvalq_struct.h>
 
 #define C "http"
@@ -85,7 +87,19 @@ typedef struct pending {
     size_t id_off, id_len; /* dedup key inside a.buf; id_len 0 = none */
     size_t route;          /* index into hb_route_t.routes */
     int repeat;            /* a repeated id waiting for its first record (a.seq) */
+    size_t cap;            /* bytes allocated after the struct (a.buf's room) */
 } pending_t;
+
+/* A loop keeps the pending_t of answered requests for the next ones: each
+ * is a block of over 1 KiB (the record follows the struct), and glibc
+ * makes every allocation of that size sort its fast bins first
+ * (malloc_consolidate), which the many small allocations of evhttp's
+ * headers keep filling. Blocks have room for PENDING_ROOM bytes of record,
+ * which holds a typical delivery; a larger record gets a block of its own,
+ * freed when answered. At most PENDING_POOL blocks are kept, about as many
+ * as requests are in flight on one thread under a steady load. */
+#define PENDING_ROOM (4096 - 64 - sizeof(pending_t))
+#define PENDING_POOL 64
 
 struct hb_route_loop {
     hb_route_t *r;
@@ -100,7 +114,40 @@ struct hb_route_loop {
     hb_keyctx_t **kc;
     unsigned *ks_gen;
     hb_dedup_shared_loop_t *shared; /* this thread's connection to the shared store */
+    pending_t *pool;                /* answered blocks for reuse, linked by next */
+    size_t n_pool;
 };
+
+/* A zeroed pending_t with room for `room` bytes of record after it. */
+static pending_t *pending_new(hb_route_loop_t *l, size_t room)
+{
+    size_t cap = room <= PENDING_ROOM ? PENDING_ROOM : room;
+    pending_t *p;
+    if (cap == PENDING_ROOM && l->pool) {
+        p = l->pool;
+        l->pool = p->next;
+        l->n_pool--;
+    } else {
+        p = hb_malloc(sizeof(*p) + cap);
+    }
+    memset(p, 0, sizeof(*p));
+    p->cap = cap;
+    p->loop = l;
+    return p;
+}
+
+/* The request of p is done with: its block goes back to the loop's pool. */
+static void pending_free(pending_t *p)
+{
+    hb_route_loop_t *l = p->loop;
+    if (p->cap != PENDING_ROOM || l->n_pool >= PENDING_POOL) {
+        free(p);
+        return;
+    }
+    p->next = l->pool;
+    l->pool = p;
+    l->n_pool++;
+}
 
 static uint64_t now_us(void)
 {
@@ -119,14 +166,51 @@ static void peer(struct evhttp_request *req, char *buf, size_t len)
     snprintf(buf, len, "%s:%u", addr ? addr : "?", (unsigned)port);
 }
 
-/* Send the answer queued in req's output buffer. When the client is still
- * there, the status line and headers (one evbuffer chain) and the body
- * (another) are joined into one chain before the write: bufferevent_openssl
- * makes one SSL_write, so one TLS record and one write(2), per chain. */
+/* "Date: ..." as evhttp writes it (RFC 1123), formatted once a second
+ * per thread rather than with gmtime and snprintf for every answer. */
+static const char *http_date(void)
+{
+    static _Thread_local time_t at = -1;
+    static _Thread_local char text[80]; /* room for any int the format is given */
+    static const char days[][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t t = time(NULL);
+    struct tm tm;
+    if (t != at && gmtime_r(&t, &tm)) {
+        snprintf(text, sizeof(text), "%s, %02d %s %4d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
+                 tm.tm_mday, months[tm.tm_mon % 12], 1900 + tm.tm_year, tm.tm_hour, tm.tm_min,
+                 tm.tm_sec);
+        at = t;
+    }
+    return text;
+}
+
+/* Send the answer queued in req's output buffer. To an HTTP/1.1 request,
+ * the Date and Content-Length headers that evhttp would add are added
+ * here, in the same order and with the same values, so evhttp finds them
+ * and skips its own gmtime and two snprintf calls per answer. When the
+ * client is still there, the status line and headers (one evbuffer chain)
+ * and the body (another) are joined into one chain before the write:
+ * bufferevent_openssl makes one SSL_write, so one TLS record and one
+ * write(2), per chain. */
 static void send_answer(struct evhttp_request *req, int code, const char *reason)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    if (req->major == 1 && req->minor >= 1) {
+        struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+        evhttp_add_header(h, "Date", http_date());
+        if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+            char len[24], *e = len + sizeof(len) - 1;
+            size_t n = evbuffer_get_length(evhttp_request_get_output_buffer(req));
+            *e = '\0';
+            do
+                *--e = (char)('0' + n % 10);
+            while (n /= 10);
+            evhttp_add_header(h, "Content-Length", e);
+        }
+    }
     evhttp_send_reply(req, code, reason, NULL);
     struct evbuffer *out = bev ? bufferevent_get_output(bev) : NULL;
     if (out && evbuffer_get_length(out) <= 4096)
@@ -143,11 +227,19 @@ static void reply(struct evhttp_request *req, size_t route, int code, const char
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD && field) {
+        /* {"field":"text"}\n, put together without a printf per answer */
         char body[320];
-        int n = snprintf(body, sizeof(body), "{\"%s\":\"%s\"}\n", field, text);
+        size_t fl = strlen(field), tl = strlen(text), n = 0;
+        if (fl + tl + 8 <= sizeof(body)) {
+            memcpy(body, "{\"", 2);
+            memcpy(body + 2, field, fl);
+            memcpy(body + 2 + fl, "\":\"", 3);
+            memcpy(body + 5 + fl, text, tl);
+            memcpy(body + 5 + fl + tl, "\"}\n", 3);
+            n = fl + tl + 8;
+        }
         evhttp_add_header(h, "Content-Type", "application/json");
-        evbuffer_add(evhttp_request_get_output_buffer(req), body,
-                     n > 0 && (size_t)n < sizeof(body) ? (size_t)n : 0);
+        evbuffer_add(evhttp_request_get_output_buffer(req), body, n);
     }
     if (code == 503)
         evhttp_add_header(h, "Retry-After", "5");
@@ -210,7 +302,7 @@ static void answer_pending(hb_route_loop_t *l, pending_t *p, int code, const cha
         hb_conn_release(p->conn, p->body_len);
         hb_conn_done(p->conn);
     }
-    free(p);
+    pending_free(p);
 }
 
 /* The route name and the provider's id of a pending request, for the
@@ -382,12 +474,11 @@ static hb_keyctx_t *loop_keyctx(hb_route_loop_t *l, size_t i)
 static void wait_for_first(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *conn,
                            uint64_t t0, uint64_t seq, size_t body_len, size_t route)
 {
-    pending_t *p = hb_calloc(1, sizeof(*p));
+    pending_t *p = pending_new(l, 0);
     p->a.seq = seq;
     p->route = route;
     p->body_len = body_len;
     p->repeat = 1;
-    p->loop = l;
     p->req = req;
     p->conn = conn;
     if (conn)
@@ -419,13 +510,25 @@ static void on_shared_checked(hb_dedup_shared_verdict_t v, const char *owner, vo
             hb_conn_release(p->conn, p->body_len);
             hb_conn_done(p->conn);
         }
-        free(p);
+        pending_free(p);
     }
+}
+
+/* evhttp_find_header, but a header name is compared only when its first
+ * letter matches: each lookup walks the whole list, and a miss (most
+ * lookups are) costs a case-insensitive compare per header. */
+static const char *find_input(const struct evkeyvalq *q, const char *name)
+{
+    int c0 = name[0] | 0x20;
+    for (const struct evkeyval *kv = q->tqh_first; kv; kv = kv->next.tqe_next)
+        if ((kv->key[0] | 0x20) == c0 && evutil_ascii_strcasecmp(kv->key, name) == 0)
+            return kv->value;
+    return NULL;
 }
 
 static const char *input_header(void *arg, const char *name)
 {
-    return evhttp_find_header(arg, name);
+    return find_input(arg, name);
 }
 
 /* A delivery whose id was seen on this route: 1 when left pending (ack =
@@ -472,7 +575,7 @@ static void answer_handshake(struct evhttp_request *req, size_t ri, const hb_del
 /* Journal the verified delivery d of route ri; 1: pending until durable. */
 static int journal_delivery(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *conn,
                             uint64_t t0, size_t ri, const hb_delivery_t *d,
-                            const unsigned char *body, size_t len)
+                            const unsigned char *body, size_t len, uint64_t now_ms)
 {
     hb_route_t *r = l->r;
     const route_ent_t *e = &r->routes[ri];
@@ -484,7 +587,7 @@ static int journal_delivery(hb_route_loop_t *l, struct evhttp_request *req, hb_c
                                                        d->id_len, kbuf, sizeof(kbuf), &kheap, &klen)
                                         : NULL;
     int rc = 0;
-    if (key && hb_dedup_seen(r->dedup, key, klen, hb_now_ms(), &first_seq)) {
+    if (key && hb_dedup_seen(r->dedup, key, klen, now_ms, &first_seq)) {
         rc = answer_repeat(l, req, conn, t0, ri, d, first_seq, len);
         goto out;
     }
@@ -500,7 +603,7 @@ static int journal_delivery(hb_route_loop_t *l, struct evhttp_request *req, hb_c
         hdrs[i] = (hb_record_hdr_t){d->headers[i].name, strlen(d->headers[i].name),
                                     d->headers[i].value, strlen(d->headers[i].value)};
     hb_record_t rec = {
-        .received_at_ms = hb_now_ms(),
+        .received_at_ms = now_ms,
         .delivery_attempts = d->delivery_attempts,
         .created_at = d->created_at,
         .topic = d->topic,
@@ -523,13 +626,11 @@ static int journal_delivery(hb_route_loop_t *l, struct evhttp_request *req, hb_c
     size_t size = hb_record_size(&rec);
     /* the dedup key of another route than Intercom's follows the record */
     size_t extra = key && key != d->id ? klen : 0;
-    pending_t *p = hb_malloc(sizeof(*p) + size + extra);
-    memset(p, 0, sizeof(*p));
+    pending_t *p = pending_new(l, size + extra);
     p->a.buf = (unsigned char *)(p + 1);
     p->a.len = hb_record_prepare(&rec, p->a.buf);
     p->a.stage = r->stage;
     p->a.done = on_appended;
-    p->loop = l;
     p->req = req;
     p->conn = conn;
     if (p->conn)
@@ -585,9 +686,10 @@ static int handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t
     const unsigned char *body = len ? evbuffer_pullup(in, -1) : (const unsigned char *)"";
     hb_headers_t h = {input_header, evhttp_request_get_input_headers(req)};
     hb_delivery_t d;
+    uint64_t now_ms = hb_now_ms(); /* the request's one wall-clock reading */
     hb_scheme_status_t st =
         hb_scheme_read(e->scheme, rc->verify ? loop_keyctx(l, ri) : NULL, rc->verify, &h, body, len,
-                       (int64_t)(hb_now_ms() / 1000), &d, why, sizeof(why));
+                       (int64_t)(now_ms / 1000), &d, why, sizeof(why));
     int pending = 0;
     switch (st) {
     case HB_SCHEME_UNAUTHORIZED:
@@ -603,7 +705,7 @@ static int handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t
         answer_handshake(req, ri, &d, t0);
         break;
     case HB_SCHEME_OK:
-        pending = journal_delivery(l, req, conn, t0, ri, &d, body, len);
+        pending = journal_delivery(l, req, conn, t0, ri, &d, body, len, now_ms);
         break;
     }
     hb_delivery_clear(&d);
@@ -650,7 +752,7 @@ void hb_route_handle(struct evhttp_request *req, void *arg)
     uint64_t t0 = now_us();
     hb_conn_t *conn = hb_conn_of(req); /* counts the request: the client is not stalling */
     struct evkeyvalq *in = evhttp_request_get_input_headers(req);
-    const char *refusal = evhttp_find_header(in, HB_CONN_REFUSAL_HEADER);
+    const char *refusal = find_input(in, HB_CONN_REFUSAL_HEADER);
     if (refusal) {
         answer_refusal(l, req, conn, refusal, t0);
         return;
@@ -658,7 +760,7 @@ void hb_route_handle(struct evhttp_request *req, void *arg)
     /* After a chunked body the gate no longer frames the connection's
      * requests (evhttp does): close it after this answer, so nothing
      * pipelined behind it is read. */
-    if (evhttp_find_header(in, "Transfer-Encoding"))
+    if (find_input(in, "Transfer-Encoding"))
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
     size_t body_len = evbuffer_get_length(evhttp_request_get_input_buffer(req));
     /* a pending request gives its body back to the budget when answered */
@@ -863,6 +965,10 @@ void hb_route_loop_free(hb_route_loop_t *l)
             }
             free(p);
         }
+    }
+    for (pending_t *p = l->pool, *next; p; p = next) {
+        next = p->next;
+        free(p);
     }
     event_free(l->done_ev);
     event_free(l->progress_ev);

@@ -4,6 +4,7 @@ Run: python3 -m unittest -v tests/integration/test_endpoint.py
  or: python3 tests/integration/test_endpoint.py
 """
 
+import email.utils
 import http.client
 import json
 import os
@@ -62,6 +63,31 @@ class EndpointBasics(SentinelMixin, BridgeTestCase):
             self.assertAccepted(b.post_signed(body, conn=conn), "POST after HEAD on one connection")
         finally:
             conn.close()
+
+    def test_answers_carry_date_content_length_and_type_once(self):
+        """The route adds the Date and Content-Length headers of an HTTP/1.1
+        answer itself (the date formatted once a second per thread, in place
+        of evhttp's): each appears once, the date is RFC 1123 and current,
+        the length is the body's."""
+        b = self.b
+        conn = b.connection()
+        try:
+            answers = [b.post_signed(notification(uid()), conn=conn),
+                       b.post(b"{}", "sha1=00", conn=conn), b.head(conn=conn)]
+        finally:
+            conn.close()
+        for (st, h, body), code in zip(answers, (200, 401, 200)):
+            self.assertEqual(st, code, body)
+            dates = h.get_all("Date") or []
+            self.assertEqual(len(dates), 1, "Date headers: %r" % dates)
+            when = email.utils.parsedate_to_datetime(dates[0])
+            # RFC 1123 exactly: the weekday matches the date, fields padded
+            self.assertEqual(email.utils.format_datetime(when, usegmt=True), dates[0])
+            self.assertLess(abs(when.timestamp() - time.time()), 120,
+                            "Date %r is not now" % dates[0])
+            if body:
+                self.assertEqual(h.get_all("Content-Length"), [str(len(body))])
+                self.assertEqual(h.get_all("Content-Type"), ["application/json"])
 
     def test_sample_files_published_verbatim(self):
         b = self.b
