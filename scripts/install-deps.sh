@@ -19,7 +19,8 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake ninja-build pkg-config
-      libevent-dev libssl-dev libjansson-dev librdkafka-dev libhiredis-dev openssl curl)
+      libevent-dev libssl-dev libjansson-dev librdkafka-dev libhiredis-dev libjemalloc-dev
+      openssl curl)
 if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(python3 redis-server redis-tools kcat maven openjdk-17-jre-headless docker-compose clang clang-format libclang-rt-14-dev wrk
          procps podman runc catatonit debootstrap

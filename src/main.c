@@ -25,6 +25,9 @@
 #include "hb/util.h"
 #include "hb/verify.h"
 #include "hb/version.h"
+#ifdef HB_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
 
 #include <getopt.h>
 #include <limits.h>
@@ -114,6 +117,23 @@ static void dedup_from_journal(const hb_record_t *r, void *arg)
         hb_dedup_key(r->route, r->route_len, r->id, r->id_len, buf, sizeof(buf), &heap, &len);
     hb_dedup_add(app->dedup, key, len, r->received_at_ms, r->seq);
     free(heap);
+}
+
+/* The allocator the binary runs on (see HB_JEMALLOC in CMakeLists.txt). */
+static const char *allocator(void)
+{
+#ifdef HB_JEMALLOC
+    static char name[64];
+    const char *v = NULL;
+    size_t len = sizeof(v);
+    if (mallctl("version", (void *)&v, &len, NULL, 0) == 0 && v) {
+        snprintf(name, sizeof(name), "jemalloc %.*s", (int)strcspn(v, "-"), v);
+        return name;
+    }
+    return "jemalloc";
+#else
+    return "glibc malloc";
+#endif
 }
 
 static void usage(FILE *out)
@@ -270,8 +290,8 @@ int main(int argc, char **argv)
             health = 1;
             break;
         case 'v':
-            printf("hookbridge %s (libevent %s, %s)\n", HB_VERSION, event_get_version(),
-                   OpenSSL_version(OPENSSL_VERSION));
+            printf("hookbridge %s (libevent %s, %s, %s)\n", HB_VERSION, event_get_version(),
+                   OpenSSL_version(OPENSSL_VERSION), allocator());
             return 0;
         case 'h':
             usage(stdout);
@@ -314,9 +334,10 @@ int main(int argc, char **argv)
     }
     hb_info(C,
             "hookbridge %s starting: sinks=%s ack=%s journal=%s max_bytes=%lld workers=%lld "
-            "routes=%zu",
+            "routes=%zu allocator=%s",
             HB_VERSION, app.cfg.sinks_str, app.cfg.ack_str, app.cfg.journal_dir,
-            (long long)app.cfg.journal_max_bytes, (long long)app.cfg.workers, app.cfg.n_routes);
+            (long long)app.cfg.journal_max_bytes, (long long)app.cfg.workers, app.cfg.n_routes,
+            allocator());
     for (size_t i = 0; i < app.cfg.n_routes; i++) {
         const hb_route_cfg_t *r = &app.cfg.routes[i];
         hb_info(C, "route %s: %s scheme=%s verify=%s secrets=%s max_body=%lld", r->name, r->path,
