@@ -270,6 +270,38 @@ class HttpEdges(BridgeTestCase):
             s.close()
         self.assertTrue(b.running())
 
+    def test_stop_while_refused_connections_linger(self):
+        """The bridge stops cleanly (exit 0, and under the sanitizer build
+        no report) while refused connections linger: an HTTP/1.1 one, an
+        HTTP/1.0 one, and one with requests pipelined behind its refused
+        one, each answered 413 and still draining when SIGTERM comes."""
+        b = self.start_bridge(**{"limits.max_body": "1k"})
+
+        def big(version):
+            return ("POST %s HTTP/%s\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" %
+                    (b.intercom_path, version)).encode() + b"y" * 3000
+        body = notification(uid("linger"))
+        sends = [big("1.1"), big("1.0"),
+                 big("1.1") + signed_post(b.intercom_path, body) * 2]
+        socks = []
+        try:
+            for data in sends:
+                s = b.tls_socket(timeout=30)
+                socks.append(s)
+                s.sendall(data)
+            for s in socks:
+                got = b""
+                while b"\r\n\r\n" not in got or not got.endswith(b"}\n"):
+                    chunk = s.recv(65536)
+                    self.assertTrue(chunk, "closed before the answer: %r" % got[:300])
+                    got += chunk
+                self.assertEqual([r[0] for r in parse_responses(got)], [413], got[:300])
+                s.sendall(b"z" * 1000)  # lingering: read and dropped
+            self.assertEqual(b.stop(), 0, b.log_tail())
+        finally:
+            for s in socks:
+                s.close()
+
     def test_header_block_at_the_limit_and_one_byte_over(self):
         b = self.start_bridge()
         nid = uid("limit")
