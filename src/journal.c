@@ -63,7 +63,7 @@
 #define CURSOR_PERSIST_MS 200
 #define SPARE_RETRY_MS 10000
 /* how long the keeper waits for a published segment to recycle before it
- * zero-fills a new spare, once the active segment is three quarters full
+ * zero-fills a new spare, once the active segment is half full
  * or was not made whole ahead of time (see keeper_main) */
 #define SPARE_WAIT_MS 1000
 #define MAX_BATCH_BYTES (4u << 20) /* a batch bigger than this is split */
@@ -1196,14 +1196,15 @@ static void *keeper_main(void *arg)
         }
         pthread_mutex_lock(&j->lock);
         int need_spare = j->prealloc && !j->spare_ready, coming = recycle_coming(j);
-        /* While the active segment is a whole one with a quarter of it
-         * left, a segment on its way to being published is waited for
-         * however long the sinks take (a sink a few seconds behind, as
-         * Kafka's is under load, used to cost a zero-fill, as much disk
-         * work as the records themselves); past that, or while the
-         * active segment grows as it is written, one second at most. */
+        /* While the active segment is a whole one less than half full, a
+         * segment on its way to being published is waited for however
+         * long the sinks take (a sink a few seconds behind, as Kafka's is
+         * under load, used to cost a zero-fill, as much disk work as the
+         * records themselves); past half, the other half is the margin
+         * for a zero-fill, or while the active segment grows as it is
+         * written, one second at most. */
         uint64_t fill = j->segs[j->nsegs - 1].durable_size;
-        int roomy = j->active_full_size && fill < j->segment_bytes / 4 * 3;
+        int roomy = j->active_full_size && fill < j->segment_bytes / 2;
         pthread_mutex_unlock(&j->lock);
         if (!need_spare)
             j->spare_need_ms = 0;

@@ -154,9 +154,12 @@ static int ahead_of_others(const worker_t *w)
 static struct bufferevent *make_tls_bev(struct event_base *base, void *arg)
 {
     worker_t *w = arg;
+    /* Never return NULL: evhttp 2.1 then serves the connection on a plain
+     * bufferevent, as cleartext HTTP past the gate and the allowlist
+     * (found in review). Both calls fail only when memory is exhausted. */
     SSL *ssl = hb_tls_new_ssl(w->srv->tls);
     if (!ssl)
-        return NULL;
+        hb_oom("SSL_new");
     /* The connection cap: at its share of limits.max_connections a worker
      * stops accepting (the kernel backlog holds newcomers, as in nginx) and
      * accepts again once one closes. */
@@ -180,7 +183,7 @@ static struct bufferevent *make_tls_bev(struct event_base *base, void *arg)
     struct bufferevent *bev = bufferevent_openssl_socket_new(
         base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (!bev)
-        return NULL; /* libevent freed the SSL, and with it c */
+        hb_oom("bufferevent_openssl_socket_new");
     /* clients that close without close_notify are normal for HTTP/1.1 */
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
     hb_conn_start(c, bev);
