@@ -353,12 +353,13 @@ static const unsigned char *scan_number(scan_t *s, const unsigned char *p, value
     if (p == end || !is_digit(*p))
         return fail(s, start, "invalid number");
     const unsigned char *digits = p;
+    uint64_t u = 0; /* the integer part, read as it is scanned: one loop exit */
     if (*p == '0') {
         if (++p < end && is_digit(*p))
             return fail(s, start, "invalid number (leading zero)");
     } else {
-        while (p < end && is_digit(*p))
-            p++;
+        for (; p < end && is_digit(*p); p++)
+            u = u * 10 + (unsigned)(*p - '0');
     }
     int64_t mag = (int64_t)(p - digits) - 1;
     int real = 0;
@@ -384,11 +385,10 @@ static const unsigned char *scan_number(scan_t *s, const unsigned char *p, value
         real = 1;
     }
     if (!real) {
-        uint64_t limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX, u = 0;
-        const unsigned char *q = digits;
-        for (; q < mantissa_end && u <= (limit - (unsigned)(*q - '0')) / 10; q++)
-            u = u * 10 + (unsigned)(*q - '0');
-        if (q == mantissa_end) {
+        /* with no leading zeros, up to 19 digits are below 2^64, so u is
+         * exact; 20 or more are beyond 64 bits anyway */
+        uint64_t limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+        if (mantissa_end - digits <= 19 && u <= limit) {
             v->kind = K_INTEGER;
             v->i = !neg ? (int64_t)u : u > (uint64_t)INT64_MAX ? INT64_MIN : -(int64_t)u;
             return p;

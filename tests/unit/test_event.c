@@ -364,6 +364,22 @@ static const edge_t edges[] = {
     {"-2^63-1 turns every integer into a real",
      BODY("{\"topic\":\"t\",\"x\":[-9223372036854775809],\"app_id\":7,\"delivery_attempts\":3}"), 0,
      "t", NULL, NULL, -1, -1},
+    /* the integer part is read as it is scanned, in 64 bits that wrap:
+     * what wraps must still count as beyond 64 bits */
+    {"2^64 (wraps to 0) is beyond 64 bits",
+     BODY("{\"topic\":\"t\",\"created_at\":18446744073709551616,\"id\":1}"), 0, "t", NULL, NULL, -1,
+     -1},
+    {"2^64+1 (wraps to 1) is beyond 64 bits",
+     BODY("{\"topic\":\"t\",\"id\":-18446744073709551617,\"delivery_attempts\":2}"), 0, "t", NULL,
+     NULL, -1, -1},
+    {"19 nines are beyond 64 bits", BODY("{\"topic\":\"t\",\"created_at\":9999999999999999999}"), 0,
+     "t", NULL, NULL, -1, -1},
+    {"10^19, the least of 20 digits", BODY("{\"topic\":\"t\",\"id\":10000000000000000000}"), 0, "t",
+     NULL, NULL, -1, -1},
+    {"18 and 19 digits within 64 bits",
+     BODY("{\"topic\":\"t\",\"delivery_attempts\":999999999999999999,\"created_at\":"
+          "1000000000000000000,\"id\":-999999999999999999}"),
+     0, "t", NULL, "-999999999999999999", 999999999999999999, 1000000000000000000},
     {"1e308", BODY("{\"topic\":\"t\",\"x\":1e308}"), 0, "t", NULL, NULL, -1, -1},
     {"1e309 overflows a double", BODY("{\"topic\":\"t\",\"x\":1e309}"), REFUSED},
     {"-1e309 overflows a double", BODY("{\"topic\":\"t\",\"x\":-1e309}"), REFUSED},
