@@ -78,6 +78,15 @@ typedef struct {
     int64_t i;   /* K_INTEGER */
 } value_t;
 
+/* The special bytes (see special8) of the 64 at base, a bit each: most
+ * strings are short, so one classification serves several of them. The
+ * body never changes, so the bits never go stale; the scan only moves
+ * forward, so it never asks about a byte before base. */
+typedef struct {
+    const unsigned char *base;
+    uint64_t bits;
+} window_t;
+
 typedef struct {
     const unsigned char *begin, *end;
     const char *err; /* why the body is not valid JSON, at byte err_off */
@@ -171,23 +180,52 @@ static uint64_t special8(const unsigned char *p)
     return ((x - 0x20 * ones) | ((x ^ '"' * ones) - ones) | ((x ^ '\\' * ones) - ones) | x) & top;
 }
 
+#if defined(__SSE2__) && !defined(HB_EVENT_NO_SIMD)
+/* A bit set for each special byte (see special8) among the 16 at p. */
+static inline unsigned special16(const unsigned char *p)
+{
+    __m128i b = _mm_loadu_si128((const void *)p);
+    /* the compare is signed: a byte >= 0x80 is below ' ' too */
+    __m128i special = _mm_or_si128(_mm_cmplt_epi8(b, _mm_set1_epi8(' ')),
+                                   _mm_or_si128(_mm_cmpeq_epi8(b, _mm_set1_epi8('"')),
+                                                _mm_cmpeq_epi8(b, _mm_set1_epi8('\\'))));
+    return (unsigned)_mm_movemask_epi8(special);
+}
+
+static inline uint64_t special64(const unsigned char *p)
+{
+    return special16(p) | (uint64_t)special16(p + 16) << 16 | (uint64_t)special16(p + 32) << 32 |
+           (uint64_t)special16(p + 48) << 48;
+}
+#endif
+
 /* The first byte at or after p that does not stand for itself in a string
- * (see special8), or end. Such runs are most of any body, so they are read
- * a block at a time and the block's first special byte found by counting
- * trailing zeros. HB_EVENT_NO_SIMD builds the portable path on x86 too, to
- * test it. */
-static inline const unsigned char *skip_plain(const unsigned char *p, const unsigned char *end)
+ * (see special8), or the end of the body. Such runs are most of any body.
+ * With SSE2 (baseline on x86-64) the body is classified 64 bytes at a time
+ * into a window_t kept by the scan: the next string's end is then a shift
+ * and a count of trailing zeros, not another round of loads and compares
+ * on the path from one string to the next. Elsewhere, and for the last
+ * bytes, blocks of 16 or 8 bytes are tested and their first special byte
+ * counted. HB_EVENT_NO_SIMD builds the portable path on x86 too, to test
+ * it. */
+static inline const unsigned char *skip_plain(window_t *w, const unsigned char *p,
+                                              const unsigned char *end)
 {
 #if defined(__SSE2__) && !defined(HB_EVENT_NO_SIMD)
-    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'),
-                  space = _mm_set1_epi8(' ');
+    while (end - p >= 64) {
+        size_t off = (size_t)(p - w->base); /* p never goes back before base */
+        if (off >= 64) {
+            w->base = p;
+            w->bits = special64(p);
+            off = 0;
+        }
+        uint64_t bits = w->bits >> off;
+        if (bits)
+            return p + __builtin_ctzll(bits);
+        p = w->base + 64;
+    }
     for (; end - p >= 16; p += 16) {
-        __m128i b = _mm_loadu_si128((const void *)p);
-        /* the compare is signed: a byte >= 0x80 is below ' ' too */
-        __m128i special =
-            _mm_or_si128(_mm_cmplt_epi8(b, space),
-                         _mm_or_si128(_mm_cmpeq_epi8(b, quote), _mm_cmpeq_epi8(b, backslash)));
-        unsigned mask = (unsigned)_mm_movemask_epi8(special);
+        unsigned mask = special16(p);
         if (mask)
             return p + __builtin_ctz(mask);
     }
@@ -209,12 +247,13 @@ static inline const unsigned char *skip_plain(const unsigned char *p, const unsi
 
 /* The rest of the string v from p, the first byte that skip_plain stopped
  * at; returns where it ends, past the closing quote. */
-static const unsigned char *scan_string_rest(scan_t *s, const unsigned char *p, value_t *v)
+static const unsigned char *scan_string_rest(scan_t *s, window_t *w, const unsigned char *p,
+                                             value_t *v)
 {
     const unsigned char *end = s->end;
     v->escaped = v->nul = 0;
     for (;;) {
-        p = skip_plain(p, end);
+        p = skip_plain(w, p, end);
         if (p == end)
             return fail(s, p, "unterminated string");
         if (*p == '"')
@@ -264,16 +303,17 @@ static const unsigned char *scan_string_rest(scan_t *s, const unsigned char *p, 
 /* A string whose opening quote is just before p; returns where it ends,
  * past the closing quote. Most strings are plain to their quote, and this
  * part is small enough to be inlined into the scan loop. */
-static inline const unsigned char *scan_string(scan_t *s, const unsigned char *p, value_t *v)
+static inline const unsigned char *scan_string(scan_t *s, window_t *w, const unsigned char *p,
+                                               value_t *v)
 {
-    const unsigned char *q = skip_plain(p, s->end);
+    const unsigned char *q = skip_plain(w, p, s->end);
     v->s = p;
     if (q < s->end && *q == '"') {
         v->n = (size_t)(q - p);
         v->escaped = v->nul = 0;
         return q + 1;
     }
-    return scan_string_rest(s, q, v);
+    return scan_string_rest(s, w, q, v);
 }
 
 /* Decode a string that scan_string accepted into out (at least n bytes). */
@@ -445,12 +485,19 @@ static const unsigned char *scan(scan_t *s)
     size_t depth = 0;
     int field = F_NONE; /* the wanted top-level key whose value comes next */
     state_t st = S_VALUE;
+    window_t win = {p, 0};
     p = skip_ws(p, end);
     if (p == end)
         return fail(s, p, "empty body");
     if (*p != '{' && *p != '[')
         return fail(s, p, "expected '{'");
     s->root_object = *p == '{';
+#if defined(__SSE2__) && !defined(HB_EVENT_NO_SIMD)
+    if (end - p >= 64) { /* else skip_plain never looks at the window */
+        win.base = p;
+        win.bits = special64(p);
+    }
+#endif
     for (;;) {
         switch (st) {
         case S_VALUE: {
@@ -465,7 +512,7 @@ static const unsigned char *scan(scan_t *s)
             unsigned c = *p;
             st = S_NEXT;
             if (c == '"') {
-                p = scan_string(s, p + 1, v);
+                p = scan_string(s, &win, p + 1, v);
                 if (!p)
                     return NULL;
                 v->kind = K_STRING;
@@ -498,7 +545,7 @@ static const unsigned char *scan(scan_t *s)
                 return fail(s, p, "expected a string key");
             const unsigned char *at = p;
             value_t key;
-            p = scan_string(s, p + 1, &key);
+            p = scan_string(s, &win, p + 1, &key);
             if (!p)
                 return NULL;
             if (key.nul)

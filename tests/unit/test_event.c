@@ -582,6 +582,76 @@ static void test_string_offsets(void)
     }
 }
 
+/* Does the scanner answer as jansson does on body (n bytes)? */
+static int same_as_jansson(const char *body, size_t n)
+{
+    hb_envelope_t env;
+    ref_envelope_t ref;
+    char why[256], ref_why[256];
+    int rc = hb_envelope_parse(body, n, &env, why, sizeof(why));
+    int ref_rc = ref_envelope_parse(body, n, &ref, ref_why, sizeof(ref_why));
+    int same = rc == ref_rc;
+    if (same && rc == 0)
+        same = strcmp(env.topic, ref.topic) == 0 && !env.id == !ref.id &&
+               (!env.id || strcmp(env.id, ref.id) == 0);
+    hb_envelope_clear(&env);
+    ref_envelope_clear(&ref);
+    return same;
+}
+
+/* The scanner classifies a body 64 bytes at a time and keeps the bits for
+ * the strings that follow, and it reads the last bytes in blocks of 16 and
+ * 8: a special byte at every offset of such a block, strings that end on a
+ * block's edge, and bodies that end inside one, each as jansson answers. */
+static void test_blocks(void)
+{
+    static const char *const specials[] = {
+        "\"",   "\\\"", "\\u00e9", "\\ud834\\udd1e", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+        "\t",   "\x1f", "\x80",    "\xff",           "\xc3",     "\\",           "\\x",
+        "\x7f",
+    };
+    static const size_t tails[] = {0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65};
+    char body[512];
+    for (size_t i = 0; i < sizeof(specials) / sizeof(specials[0]); i++) {
+        int all_same = 1;
+        size_t tried = 0;
+        for (size_t pad = 0; pad < 72; pad++) {
+            for (size_t at = 0; at < 80; at += 1 + (pad % 3)) {
+                for (size_t t = 0; t < sizeof(tails) / sizeof(tails[0]); t++) {
+                    /* {"pad":"xx..","id":"aa..<special>bb.."} and cut short */
+                    size_t n = (size_t)snprintf(body, sizeof(body), "{\"pad\":\"");
+                    memset(body + n, 'x', pad);
+                    n += pad;
+                    n += (size_t)snprintf(body + n, sizeof(body) - n, "\",\"id\":\"");
+                    memset(body + n, 'a', at);
+                    n += at;
+                    n += (size_t)snprintf(body + n, sizeof(body) - n, "%s", specials[i]);
+                    memset(body + n, 'b', tails[t]);
+                    n += tails[t];
+                    n += (size_t)snprintf(body + n, sizeof(body) - n, "\",\"topic\":\"t\"}");
+                    all_same &= same_as_jansson(body, n);
+                    /* the same body ending inside the string, at the block edges */
+                    size_t cut = n - 13 - tails[t] + (tails[t] + 1) / 2;
+                    all_same &= same_as_jansson(body, cut);
+                    tried += 2;
+                }
+            }
+        }
+        ok(all_same, "special byte %zu at every offset of a block (%zu bodies): as jansson", i,
+           tried);
+    }
+    /* strings of every length up to 200, so that each ends on every edge */
+    int all_same = 1;
+    for (size_t len = 0; len < 200; len++) {
+        size_t n = (size_t)snprintf(body, sizeof(body), "{\"topic\":\"t\",\"id\":\"");
+        memset(body + n, 'a', len);
+        n += len;
+        n += (size_t)snprintf(body + n, sizeof(body) - n, "\",\"k\":\"v\"}");
+        all_same &= same_as_jansson(body, n);
+    }
+    ok(all_same, "strings of 0 to 199 bytes: as jansson");
+}
+
 int main(void)
 {
     test_samples();
@@ -592,5 +662,6 @@ int main(void)
     test_long_strings();
     test_reasons();
     test_string_offsets();
+    test_blocks();
     return done_testing();
 }
