@@ -208,8 +208,8 @@ static inline uint64_t special64(const unsigned char *p)
  * bytes, blocks of 16 or 8 bytes are tested and their first special byte
  * counted. HB_EVENT_NO_SIMD builds the portable path on x86 too, to test
  * it. */
-static inline const unsigned char *skip_plain(window_t *w, const unsigned char *p,
-                                              const unsigned char *end)
+static const unsigned char *skip_plain_slow(window_t *w, const unsigned char *p,
+                                            const unsigned char *end)
 {
 #if defined(__SSE2__) && !defined(HB_EVENT_NO_SIMD)
     while (end - p >= 64) {
@@ -243,6 +243,16 @@ static inline const unsigned char *skip_plain(window_t *w, const unsigned char *
     while (p < end && (unsigned)(*p - 0x20) < 0x60 && *p != '"' && *p != '\\')
         p++;
     return p;
+}
+
+/* skip_plain's common case, inlined: a special byte after p in the window.
+ * (Before the first window, base is the body's start and bits are 0.) */
+static inline const unsigned char *skip_plain(window_t *w, const unsigned char *p,
+                                              const unsigned char *end)
+{
+    size_t off = (size_t)(p - w->base); /* p never goes back before base */
+    uint64_t bits = off < 64 ? w->bits >> off : 0;
+    return bits ? p + __builtin_ctzll(bits) : skip_plain_slow(w, p, end);
 }
 
 /* The rest of the string v from p, the first byte that skip_plain stopped
@@ -483,6 +493,7 @@ static const unsigned char *scan(scan_t *s)
     const unsigned char *p = s->begin, *end = s->end;
     unsigned char is_object[MAX_DEPTH / 8];
     size_t depth = 0;
+    int in_object = 0;  /* the innermost open container's bit, read at every comma */
     int field = F_NONE; /* the wanted top-level key whose value comes next */
     state_t st = S_VALUE;
     window_t win = {p, 0};
@@ -524,7 +535,7 @@ static const unsigned char *scan(scan_t *s)
                 if (p < end && *p == (c == '{' ? '}' : ']'))
                     p++; /* empty: closed at once */
                 else
-                    depth++, st = c == '{' ? S_KEY : S_VALUE;
+                    depth++, in_object = c == '{', st = in_object ? S_KEY : S_VALUE;
             } else {
                 if (c == '-' || is_digit(c))
                     p = scan_number(s, p, v);
@@ -540,9 +551,13 @@ static const unsigned char *scan(scan_t *s)
             break;
         }
         case S_KEY: {
-            p = skip_ws(p, end);
-            if (p == end || *p != '"')
-                return fail(s, p, "expected a string key");
+            /* between tokens, the expected byte is tested before whitespace:
+             * whitespace is rare in a notification, and the test costs */
+            if (p == end || *p != '"') {
+                p = skip_ws(p, end);
+                if (p == end || *p != '"')
+                    return fail(s, p, "expected a string key");
+            }
             const unsigned char *at = p;
             value_t key;
             p = scan_string(s, &win, p + 1, &key);
@@ -552,26 +567,30 @@ static const unsigned char *scan(scan_t *s)
                 return fail(s, at, "NUL in an object key");
             if (depth == 1)
                 field = field_of(&key);
-            p = skip_ws(p, end);
-            if (p == end || *p != ':')
-                return fail(s, p, "expected ':'");
+            if (p == end || *p != ':') {
+                p = skip_ws(p, end);
+                if (p == end || *p != ':')
+                    return fail(s, p, "expected ':'");
+            }
             p++;
             st = S_VALUE;
             break;
         }
         case S_NEXT: {
-            p = skip_ws(p, end);
+            unsigned close = in_object ? '}' : ']';
+            if (depth == 0 || p == end || (*p != ',' && *p != close))
+                p = skip_ws(p, end);
             if (depth == 0)
                 return p == end ? p : fail(s, p, "data after the JSON value");
-            int obj = is_object[(depth - 1) / 8] >> ((depth - 1) & 7) & 1;
             if (p < end && *p == ',') {
                 p++;
-                st = obj ? S_KEY : S_VALUE;
-            } else if (p < end && *p == (obj ? '}' : ']')) {
+                st = in_object ? S_KEY : S_VALUE;
+            } else if (p < end && *p == close) {
                 p++;
                 depth--;
+                in_object = depth > 0 && (is_object[(depth - 1) / 8] >> ((depth - 1) & 7) & 1);
             } else {
-                return fail(s, p, obj ? "expected ',' or '}'" : "expected ',' or ']'");
+                return fail(s, p, in_object ? "expected ',' or '}'" : "expected ',' or ']'");
             }
             break;
         }

@@ -652,6 +652,29 @@ static void test_blocks(void)
     ok(all_same, "strings of 0 to 199 bytes: as jansson");
 }
 
+/* Whitespace is looked for only where the expected byte is not found: a
+ * run of it between any two bytes of a body, as jansson answers. */
+static void test_whitespace_everywhere(void)
+{
+    static const char base[] = "{\"topic\":\"t\",\"id\":[1,{\"a\":null},\"x\",[]],\"b\":{},"
+                               "\"app_id\":-2.5e3,\"created_at\":7}";
+    static const char *const runs[] = {" ", "\t", "\n", "\r", " \r\n\t ", "\f", "\v"};
+    char body[sizeof(base) + 8];
+    int all_same = 1;
+    size_t tried = 0;
+    for (size_t at = 0; at <= sizeof(base) - 1; at++) {
+        for (size_t r = 0; r < sizeof(runs) / sizeof(runs[0]); r++) {
+            size_t n = strlen(runs[r]);
+            memcpy(body, base, at);
+            memcpy(body + at, runs[r], n);
+            memcpy(body + at + n, base + at, sizeof(base) - 1 - at);
+            all_same &= same_as_jansson(body, sizeof(base) - 1 + n);
+            tried++;
+        }
+    }
+    ok(all_same, "whitespace (and \\f, \\v) between any two bytes (%zu bodies): as jansson", tried);
+}
+
 int main(void)
 {
     test_samples();
@@ -663,5 +686,6 @@ int main(void)
     test_reasons();
     test_string_offsets();
     test_blocks();
+    test_whitespace_everywhere();
     return done_testing();
 }
