@@ -536,8 +536,10 @@ static void test_reasons(void)
     }
 }
 
-/* Strings are scanned 8 bytes at a time where they can be: a special byte
- * must be seen wherever it falls in such a block. */
+/* Strings are scanned in blocks (8, 16 or 64 bytes, see skip_plain in
+ * src/event.c): a special byte must be seen wherever it falls in a block.
+ * These bodies are short, so the 16- and 8-byte blocks are used; longer
+ * ones are in test_blocks. */
 static void test_string_offsets(void)
 {
     static const struct {
