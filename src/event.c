@@ -42,6 +42,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #define MAX_DEPTH 2048 /* jansson's JSON_PARSER_MAX_DEPTH */
 #define MAX_TOPIC 255
 #define EXP_CAP 1000000000000000 /* exponents saturate here: far beyond any body */
@@ -74,8 +78,17 @@ typedef struct {
     int64_t i;   /* K_INTEGER */
 } value_t;
 
+/* The special bytes (see special8) of the 64 at base, a bit each: most
+ * strings are short, so one classification serves several of them. The
+ * body never changes, so the bits never go stale; the scan only moves
+ * forward, so it never asks about a byte before base. */
 typedef struct {
-    const unsigned char *begin, *p, *end;
+    const unsigned char *base;
+    uint64_t bits;
+} window_t;
+
+typedef struct {
+    const unsigned char *begin, *end;
     const char *err; /* why the body is not valid JSON, at byte err_off */
     size_t err_off;
     int root_object;
@@ -83,11 +96,13 @@ typedef struct {
     value_t f[F_COUNT]; /* the last value of each wanted top-level key */
 } scan_t;
 
-static int fail(scan_t *s, const unsigned char *at, const char *why)
+/* Records why the body is refused and returns NULL, so that each step of
+ * the scan, which returns where it ended, can fail with `return fail(..)`. */
+static const unsigned char *fail(scan_t *s, const unsigned char *at, const char *why)
 {
     s->err = why;
     s->err_off = (size_t)(at - s->begin);
-    return -1;
+    return NULL;
 }
 
 static int is_digit(unsigned c)
@@ -100,12 +115,14 @@ static int is_alpha(unsigned c)
     return (c | 0x20) - 'a' < 26;
 }
 
-static void skip_ws(scan_t *s)
+/* space, tab, LF and CR, as one test of a bit in a word */
+#define WS_BITS (1ull << ' ' | 1ull << '\t' | 1ull << '\n' | 1ull << '\r')
+
+static const unsigned char *skip_ws(const unsigned char *p, const unsigned char *end)
 {
-    const unsigned char *p = s->p;
-    while (p < s->end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+    while (p < end && *p <= ' ' && (WS_BITS >> *p & 1))
         p++;
-    s->p = p;
+    return p;
 }
 
 /* The value of 4 hex digits at p, or -1. */
@@ -150,32 +167,103 @@ static size_t utf8_put(uint32_t cp, char *o)
     return 4;
 }
 
-/* Are the 8 bytes at p all printable ASCII other than '"' and '\\'? A byte
- * below 0x20 borrows in x - 0x20.., '"' and '\\' become 0 and borrow in
- * (x ^ c..) - 0x01.., and a byte >= 0x80 sets its own top bit; with no such
- * byte nothing borrows, so no top bit is set. */
-static int plain8(const unsigned char *p)
+/* A top bit set in each of the 8 bytes at p that is not printable ASCII
+ * or is '"' or '\\': a byte below 0x20 borrows in x - 0x20.., '"' and '\\'
+ * become 0 and borrow in (x ^ c..) - 0x01.., and a byte >= 0x80 sets its
+ * own top bit. A borrow only starts at such a byte, so the lowest flagged
+ * byte is exact; bytes above it may be flagged wrongly. */
+static uint64_t special8(const unsigned char *p)
 {
     const uint64_t ones = 0x0101010101010101u, top = 0x8080808080808080u;
     uint64_t x;
     memcpy(&x, p, 8);
-    return !(((x - 0x20 * ones) | ((x ^ '"' * ones) - ones) | ((x ^ '\\' * ones) - ones) | x) &
-             top);
+    return ((x - 0x20 * ones) | ((x ^ '"' * ones) - ones) | ((x ^ '\\' * ones) - ones) | x) & top;
 }
 
-/* A string whose opening quote is just before s->p; leaves s->p past the
- * closing quote. */
-static int scan_string(scan_t *s, value_t *v)
+#if defined(__SSE2__) && !defined(HB_EVENT_NO_SIMD)
+/* A bit set for each special byte (see special8) among the 16 at p. */
+static inline unsigned special16(const unsigned char *p)
 {
-    const unsigned char *p = s->p, *end = s->end;
-    v->s = p;
+    __m128i b = _mm_loadu_si128((const void *)p);
+    /* the compare is signed: a byte >= 0x80 is below ' ' too */
+    __m128i special = _mm_or_si128(_mm_cmplt_epi8(b, _mm_set1_epi8(' ')),
+                                   _mm_or_si128(_mm_cmpeq_epi8(b, _mm_set1_epi8('"')),
+                                                _mm_cmpeq_epi8(b, _mm_set1_epi8('\\'))));
+    return (unsigned)_mm_movemask_epi8(special);
+}
+
+static inline uint64_t special64(const unsigned char *p)
+{
+    return special16(p) | (uint64_t)special16(p + 16) << 16 | (uint64_t)special16(p + 32) << 32 |
+           (uint64_t)special16(p + 48) << 48;
+}
+#endif
+
+/* The first byte at or after p that does not stand for itself in a string
+ * (see special8), or the end of the body. Such runs are most of any body.
+ * With SSE2 (baseline on x86-64) the body is classified 64 bytes at a time
+ * into a window_t kept by the scan: the next string's end is then a shift
+ * and a count of trailing zeros, not another round of loads and compares
+ * on the path from one string to the next. Elsewhere, and for the last
+ * bytes, blocks of 16 or 8 bytes are tested and their first special byte
+ * counted. HB_EVENT_NO_SIMD builds the portable path on x86 too, to test
+ * it. */
+static const unsigned char *skip_plain_slow(window_t *w, const unsigned char *p,
+                                            const unsigned char *end)
+{
+#if defined(__SSE2__) && !defined(HB_EVENT_NO_SIMD)
+    while (end - p >= 64) {
+        size_t off = (size_t)(p - w->base); /* p never goes back before base */
+        if (off >= 64) {
+            w->base = p;
+            w->bits = special64(p);
+            off = 0;
+        }
+        uint64_t bits = w->bits >> off;
+        if (bits)
+            return p + __builtin_ctzll(bits);
+        p = w->base + 64;
+    }
+    for (; end - p >= 16; p += 16) {
+        unsigned mask = special16(p);
+        if (mask)
+            return p + __builtin_ctz(mask);
+    }
+#endif
+    for (; end - p >= 8; p += 8) {
+        uint64_t mask = special8(p);
+        if (mask) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            return p + (__builtin_ctzll(mask) >> 3);
+#else
+            break; /* the first byte in memory is the word's highest */
+#endif
+        }
+    }
+    while (p < end && (unsigned)(*p - 0x20) < 0x60 && *p != '"' && *p != '\\')
+        p++;
+    return p;
+}
+
+/* skip_plain's common case, inlined: a special byte after p in the window.
+ * (Before the first window, base is the body's start and bits are 0.) */
+static inline const unsigned char *skip_plain(window_t *w, const unsigned char *p,
+                                              const unsigned char *end)
+{
+    size_t off = (size_t)(p - w->base); /* p never goes back before base */
+    uint64_t bits = off < 64 ? w->bits >> off : 0;
+    return bits ? p + __builtin_ctzll(bits) : skip_plain_slow(w, p, end);
+}
+
+/* The rest of the string v from p, the first byte that skip_plain stopped
+ * at; returns where it ends, past the closing quote. */
+static const unsigned char *scan_string_rest(scan_t *s, window_t *w, const unsigned char *p,
+                                             value_t *v)
+{
+    const unsigned char *end = s->end;
     v->escaped = v->nul = 0;
     for (;;) {
-        /* printable ASCII other than '"' and '\\' is most of any body */
-        while (end - p >= 8 && plain8(p))
-            p += 8;
-        while (p < end && (unsigned)(*p - 0x20) < 0x60 && *p != '"' && *p != '\\')
-            p++;
+        p = skip_plain(w, p, end);
         if (p == end)
             return fail(s, p, "unterminated string");
         if (*p == '"')
@@ -219,8 +307,23 @@ static int scan_string(scan_t *s, value_t *v)
         p += 6;
     }
     v->n = (size_t)(p - v->s);
-    s->p = p + 1;
-    return 0;
+    return p + 1;
+}
+
+/* A string whose opening quote is just before p; returns where it ends,
+ * past the closing quote. Most strings are plain to their quote, and this
+ * part is small enough to be inlined into the scan loop. */
+static inline const unsigned char *scan_string(scan_t *s, window_t *w, const unsigned char *p,
+                                               value_t *v)
+{
+    const unsigned char *q = skip_plain(w, p, s->end);
+    v->s = p;
+    if (q < s->end && *q == '"') {
+        v->n = (size_t)(q - p);
+        v->escaped = v->nul = 0;
+        return q + 1;
+    }
+    return scan_string_rest(s, w, q, v);
 }
 
 /* Decode a string that scan_string accepted into out (at least n bytes). */
@@ -289,22 +392,24 @@ static int overflows_double(const unsigned char *p, const unsigned char *end, in
     return i == n; /* a shorter prefix of dbl_overflow is below it */
 }
 
-/* A number at s->p (a '-' or a digit). An integer within 64 bits becomes
- * K_INTEGER; any other number only needs to fit a double. */
-static int scan_number(scan_t *s, value_t *v)
+/* A number at p (a '-' or a digit); returns where it ends. An integer
+ * within 64 bits becomes K_INTEGER; any other number only needs to fit a
+ * double. */
+static const unsigned char *scan_number(scan_t *s, const unsigned char *p, value_t *v)
 {
-    const unsigned char *p = s->p, *end = s->end, *start = p;
+    const unsigned char *end = s->end, *start = p;
     int neg = *p == '-';
     p += neg;
     if (p == end || !is_digit(*p))
         return fail(s, start, "invalid number");
     const unsigned char *digits = p;
+    uint64_t u = 0; /* the integer part, read as it is scanned: one loop exit */
     if (*p == '0') {
         if (++p < end && is_digit(*p))
             return fail(s, start, "invalid number (leading zero)");
     } else {
-        while (p < end && is_digit(*p))
-            p++;
+        for (; p < end && is_digit(*p); p++)
+            u = u * 10 + (unsigned)(*p - '0');
     }
     int64_t mag = (int64_t)(p - digits) - 1;
     int real = 0;
@@ -329,36 +434,34 @@ static int scan_number(scan_t *s, value_t *v)
         mag += eneg ? -e : e;
         real = 1;
     }
-    s->p = p;
     if (!real) {
-        uint64_t limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX, u = 0;
-        const unsigned char *q = digits;
-        for (; q < mantissa_end && u <= (limit - (unsigned)(*q - '0')) / 10; q++)
-            u = u * 10 + (unsigned)(*q - '0');
-        if (q == mantissa_end) {
+        /* with no leading zeros, up to 19 digits are below 2^64, so u is
+         * exact; 20 or more are beyond 64 bits anyway */
+        uint64_t limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+        if (mantissa_end - digits <= 19 && u <= limit) {
             v->kind = K_INTEGER;
             v->i = !neg ? (int64_t)u : u > (uint64_t)INT64_MAX ? INT64_MIN : -(int64_t)u;
-            return 0;
+            return p;
         }
         s->big_integer = 1;
     }
     if (overflows_double(digits, mantissa_end, mag))
         return fail(s, start, "number too large for a double");
-    return 0;
+    return p;
 }
 
-/* true, false or null; jansson reads a whole run of letters as one word */
-static int scan_literal(scan_t *s)
+/* true, false or null at p; returns where it ends. jansson reads a whole
+ * run of letters as one word, so a letter after it is refused. */
+static const unsigned char *scan_literal(scan_t *s, const unsigned char *p)
 {
-    const unsigned char *p = s->p;
-    while (p < s->end && is_alpha(*p))
-        p++;
-    size_t n = (size_t)(p - s->p);
-    if (!((n == 4 && (memcmp(s->p, "true", 4) == 0 || memcmp(s->p, "null", 4) == 0)) ||
-          (n == 5 && memcmp(s->p, "false", 5) == 0)))
-        return fail(s, s->p, "invalid literal");
-    s->p = p;
-    return 0;
+    size_t room = (size_t)(s->end - p), n = 0;
+    if (room >= 4 && (memcmp(p, "true", 4) == 0 || memcmp(p, "null", 4) == 0))
+        n = 4;
+    else if (room >= 5 && memcmp(p, "false", 5) == 0)
+        n = 5;
+    if (n == 0 || (n < room && is_alpha(p[n])))
+        return fail(s, p, "invalid literal");
+    return p + n;
 }
 
 static int field_of(const value_t *key)
@@ -381,99 +484,113 @@ static int field_of(const value_t *key)
 typedef enum { S_VALUE, S_KEY, S_NEXT } state_t;
 
 /* The whole body, iteratively: a bit per open container says whether it is
- * an object, so depth costs no stack frames. */
-static int scan(scan_t *s)
+ * an object, so depth costs no stack frames. The cursor lives in a local,
+ * not in *s: stores through the byte pointers could alias s, which would
+ * make the compiler reload it after each. Returns the end of the body, or
+ * NULL. */
+static const unsigned char *scan(scan_t *s)
 {
+    const unsigned char *p = s->begin, *end = s->end;
     unsigned char is_object[MAX_DEPTH / 8];
     size_t depth = 0;
+    int in_object = 0;  /* the innermost open container's bit, read at every comma */
     int field = F_NONE; /* the wanted top-level key whose value comes next */
     state_t st = S_VALUE;
-    skip_ws(s);
-    if (s->p == s->end)
-        return fail(s, s->p, "empty body");
-    if (*s->p != '{' && *s->p != '[')
-        return fail(s, s->p, "expected '{'");
-    s->root_object = *s->p == '{';
+    window_t win = {p, 0};
+    p = skip_ws(p, end);
+    if (p == end)
+        return fail(s, p, "empty body");
+    if (*p != '{' && *p != '[')
+        return fail(s, p, "expected '{'");
+    s->root_object = *p == '{';
+#if defined(__SSE2__) && !defined(HB_EVENT_NO_SIMD)
+    if (end - p >= 64) { /* else skip_plain never looks at the window */
+        win.base = p;
+        win.bits = special64(p);
+    }
+#endif
     for (;;) {
         switch (st) {
         case S_VALUE: {
-            skip_ws(s);
-            if (s->p == s->end)
-                return fail(s, s->p, "unexpected end of body");
+            p = skip_ws(p, end);
+            if (p == end)
+                return fail(s, p, "unexpected end of body");
             if (depth == MAX_DEPTH)
-                return fail(s, s->p, "nested deeper than 2048");
+                return fail(s, p, "nested deeper than 2048");
             value_t other, *v = field == F_NONE ? &other : &s->f[field];
             field = F_NONE;
             v->kind = K_OTHER;
-            unsigned c = *s->p++;
-            if (c == '{' || c == '[') {
+            unsigned c = *p;
+            st = S_NEXT;
+            if (c == '"') {
+                p = scan_string(s, &win, p + 1, v);
+                if (!p)
+                    return NULL;
+                v->kind = K_STRING;
+            } else if (c == '{' || c == '[') {
                 unsigned bit = 1u << (depth & 7);
                 is_object[depth / 8] = (unsigned char)(c == '{' ? is_object[depth / 8] | bit
                                                                 : is_object[depth / 8] & ~bit);
-                depth++;
-                skip_ws(s);
-                st = c == '{' ? S_KEY : S_VALUE;
-                if (s->p < s->end && *s->p == (c == '{' ? '}' : ']')) {
-                    s->p++;
-                    depth--;
-                    st = S_NEXT;
-                }
-                break;
-            }
-            if (c == '"') {
-                if (scan_string(s, v) < 0)
-                    return -1;
-                v->kind = K_STRING;
-                st = S_NEXT;
-                break;
-            }
-            s->p--;
-            if (c == '-' || is_digit(c)) {
-                if (scan_number(s, v) < 0)
-                    return -1;
-            } else if (is_alpha(c)) {
-                if (scan_literal(s) < 0)
-                    return -1;
+                p = skip_ws(p + 1, end);
+                if (p < end && *p == (c == '{' ? '}' : ']'))
+                    p++; /* empty: closed at once */
+                else
+                    depth++, in_object = c == '{', st = in_object ? S_KEY : S_VALUE;
             } else {
-                return fail(s, s->p, "unexpected character");
+                if (c == '-' || is_digit(c))
+                    p = scan_number(s, p, v);
+                else if (is_alpha(c))
+                    p = scan_literal(s, p);
+                else
+                    return fail(s, p, "unexpected character");
+                if (!p)
+                    return NULL;
+                if (p < end && *p == '\0')
+                    p++; /* jansson's lexer loses it (see the top of the file) */
             }
-            if (s->p < s->end && *s->p == '\0')
-                s->p++; /* jansson's lexer loses it (see the top of the file) */
-            st = S_NEXT;
             break;
         }
         case S_KEY: {
-            skip_ws(s);
-            if (s->p == s->end || *s->p != '"')
-                return fail(s, s->p, "expected a string key");
-            const unsigned char *at = s->p++;
+            /* between tokens, the expected byte is tested before whitespace:
+             * whitespace is rare in a notification, and the test costs */
+            if (p == end || *p != '"') {
+                p = skip_ws(p, end);
+                if (p == end || *p != '"')
+                    return fail(s, p, "expected a string key");
+            }
+            const unsigned char *at = p;
             value_t key;
-            if (scan_string(s, &key) < 0)
-                return -1;
+            p = scan_string(s, &win, p + 1, &key);
+            if (!p)
+                return NULL;
             if (key.nul)
                 return fail(s, at, "NUL in an object key");
             if (depth == 1)
                 field = field_of(&key);
-            skip_ws(s);
-            if (s->p == s->end || *s->p != ':')
-                return fail(s, s->p, "expected ':'");
-            s->p++;
+            if (p == end || *p != ':') {
+                p = skip_ws(p, end);
+                if (p == end || *p != ':')
+                    return fail(s, p, "expected ':'");
+            }
+            p++;
             st = S_VALUE;
             break;
         }
         case S_NEXT: {
-            skip_ws(s);
+            unsigned close = in_object ? '}' : ']';
+            if (depth == 0 || p == end || (*p != ',' && *p != close))
+                p = skip_ws(p, end);
             if (depth == 0)
-                return s->p == s->end ? 0 : fail(s, s->p, "data after the JSON value");
-            int obj = is_object[(depth - 1) / 8] >> ((depth - 1) & 7) & 1;
-            if (s->p < s->end && *s->p == ',') {
-                s->p++;
-                st = obj ? S_KEY : S_VALUE;
-            } else if (s->p < s->end && *s->p == (obj ? '}' : ']')) {
-                s->p++;
+                return p == end ? p : fail(s, p, "data after the JSON value");
+            if (p < end && *p == ',') {
+                p++;
+                st = in_object ? S_KEY : S_VALUE;
+            } else if (p < end && *p == close) {
+                p++;
                 depth--;
+                in_object = depth > 0 && (is_object[(depth - 1) / 8] >> ((depth - 1) & 7) & 1);
             } else {
-                return fail(s, s->p, obj ? "expected ',' or '}'" : "expected ',' or ']'");
+                return fail(s, p, in_object ? "expected ',' or '}'" : "expected ',' or ']'");
             }
             break;
         }
@@ -540,9 +657,9 @@ int hb_envelope_parse(const char *body, size_t len, hb_envelope_t *env, char *wh
     }
     scan_t s;
     memset(&s, 0, sizeof(s));
-    s.begin = s.p = (const unsigned char *)body;
-    s.end = s.p + len;
-    if (scan(&s) < 0) {
+    s.begin = (const unsigned char *)body;
+    s.end = s.begin + len;
+    if (!scan(&s)) {
         snprintf(why, whylen, "body is not valid JSON (byte %zu: %s)", s.err_off, s.err);
         return -1;
     }

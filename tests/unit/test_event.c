@@ -364,6 +364,22 @@ static const edge_t edges[] = {
     {"-2^63-1 turns every integer into a real",
      BODY("{\"topic\":\"t\",\"x\":[-9223372036854775809],\"app_id\":7,\"delivery_attempts\":3}"), 0,
      "t", NULL, NULL, -1, -1},
+    /* the integer part is read as it is scanned, in 64 bits that wrap:
+     * what wraps must still count as beyond 64 bits */
+    {"2^64 (wraps to 0) is beyond 64 bits",
+     BODY("{\"topic\":\"t\",\"created_at\":18446744073709551616,\"id\":1}"), 0, "t", NULL, NULL, -1,
+     -1},
+    {"2^64+1 (wraps to 1) is beyond 64 bits",
+     BODY("{\"topic\":\"t\",\"id\":-18446744073709551617,\"delivery_attempts\":2}"), 0, "t", NULL,
+     NULL, -1, -1},
+    {"19 nines are beyond 64 bits", BODY("{\"topic\":\"t\",\"created_at\":9999999999999999999}"), 0,
+     "t", NULL, NULL, -1, -1},
+    {"10^19, the least of 20 digits", BODY("{\"topic\":\"t\",\"id\":10000000000000000000}"), 0, "t",
+     NULL, NULL, -1, -1},
+    {"18 and 19 digits within 64 bits",
+     BODY("{\"topic\":\"t\",\"delivery_attempts\":999999999999999999,\"created_at\":"
+          "1000000000000000000,\"id\":-999999999999999999}"),
+     0, "t", NULL, "-999999999999999999", 999999999999999999, 1000000000000000000},
     {"1e308", BODY("{\"topic\":\"t\",\"x\":1e308}"), 0, "t", NULL, NULL, -1, -1},
     {"1e309 overflows a double", BODY("{\"topic\":\"t\",\"x\":1e309}"), REFUSED},
     {"-1e309 overflows a double", BODY("{\"topic\":\"t\",\"x\":-1e309}"), REFUSED},
@@ -520,8 +536,10 @@ static void test_reasons(void)
     }
 }
 
-/* Strings are scanned 8 bytes at a time where they can be: a special byte
- * must be seen wherever it falls in such a block. */
+/* Strings are scanned in blocks (8, 16 or 64 bytes, see skip_plain in
+ * src/event.c): a special byte must be seen wherever it falls in a block.
+ * These bodies are short, so the 16- and 8-byte blocks are used; longer
+ * ones are in test_blocks. */
 static void test_string_offsets(void)
 {
     static const struct {
@@ -566,6 +584,99 @@ static void test_string_offsets(void)
     }
 }
 
+/* Does the scanner answer as jansson does on body (n bytes)? */
+static int same_as_jansson(const char *body, size_t n)
+{
+    hb_envelope_t env;
+    ref_envelope_t ref;
+    char why[256], ref_why[256];
+    int rc = hb_envelope_parse(body, n, &env, why, sizeof(why));
+    int ref_rc = ref_envelope_parse(body, n, &ref, ref_why, sizeof(ref_why));
+    int same = rc == ref_rc;
+    if (same && rc == 0)
+        same = strcmp(env.topic, ref.topic) == 0 && !env.id == !ref.id &&
+               (!env.id || strcmp(env.id, ref.id) == 0);
+    hb_envelope_clear(&env);
+    ref_envelope_clear(&ref);
+    return same;
+}
+
+/* The scanner classifies a body 64 bytes at a time and keeps the bits for
+ * the strings that follow, and it reads the last bytes in blocks of 16 and
+ * 8: a special byte at every offset of such a block, strings that end on a
+ * block's edge, and bodies that end inside one, each as jansson answers. */
+static void test_blocks(void)
+{
+    static const char *const specials[] = {
+        "\"",   "\\\"", "\\u00e9", "\\ud834\\udd1e", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+        "\t",   "\x1f", "\x80",    "\xff",           "\xc3",     "\\",           "\\x",
+        "\x7f",
+    };
+    static const size_t tails[] = {0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65};
+    char body[512];
+    for (size_t i = 0; i < sizeof(specials) / sizeof(specials[0]); i++) {
+        int all_same = 1;
+        size_t tried = 0;
+        for (size_t pad = 0; pad < 72; pad++) {
+            for (size_t at = 0; at < 80; at += 1 + (pad % 3)) {
+                for (size_t t = 0; t < sizeof(tails) / sizeof(tails[0]); t++) {
+                    /* {"pad":"xx..","id":"aa..<special>bb.."} and cut short */
+                    size_t n = (size_t)snprintf(body, sizeof(body), "{\"pad\":\"");
+                    memset(body + n, 'x', pad);
+                    n += pad;
+                    n += (size_t)snprintf(body + n, sizeof(body) - n, "\",\"id\":\"");
+                    memset(body + n, 'a', at);
+                    n += at;
+                    n += (size_t)snprintf(body + n, sizeof(body) - n, "%s", specials[i]);
+                    memset(body + n, 'b', tails[t]);
+                    n += tails[t];
+                    n += (size_t)snprintf(body + n, sizeof(body) - n, "\",\"topic\":\"t\"}");
+                    all_same &= same_as_jansson(body, n);
+                    /* the same body ending inside the string, at the block edges */
+                    size_t cut = n - 13 - tails[t] + (tails[t] + 1) / 2;
+                    all_same &= same_as_jansson(body, cut);
+                    tried += 2;
+                }
+            }
+        }
+        ok(all_same, "special byte %zu at every offset of a block (%zu bodies): as jansson", i,
+           tried);
+    }
+    /* strings of every length up to 200, so that each ends on every edge */
+    int all_same = 1;
+    for (size_t len = 0; len < 200; len++) {
+        size_t n = (size_t)snprintf(body, sizeof(body), "{\"topic\":\"t\",\"id\":\"");
+        memset(body + n, 'a', len);
+        n += len;
+        n += (size_t)snprintf(body + n, sizeof(body) - n, "\",\"k\":\"v\"}");
+        all_same &= same_as_jansson(body, n);
+    }
+    ok(all_same, "strings of 0 to 199 bytes: as jansson");
+}
+
+/* Whitespace is looked for only where the expected byte is not found: a
+ * run of it between any two bytes of a body, as jansson answers. */
+static void test_whitespace_everywhere(void)
+{
+    static const char base[] = "{\"topic\":\"t\",\"id\":[1,{\"a\":null},\"x\",[]],\"b\":{},"
+                               "\"app_id\":-2.5e3,\"created_at\":7}";
+    static const char *const runs[] = {" ", "\t", "\n", "\r", " \r\n\t ", "\f", "\v"};
+    char body[sizeof(base) + 8];
+    int all_same = 1;
+    size_t tried = 0;
+    for (size_t at = 0; at <= sizeof(base) - 1; at++) {
+        for (size_t r = 0; r < sizeof(runs) / sizeof(runs[0]); r++) {
+            size_t n = strlen(runs[r]);
+            memcpy(body, base, at);
+            memcpy(body + at, runs[r], n);
+            memcpy(body + at + n, base + at, sizeof(base) - 1 - at);
+            all_same &= same_as_jansson(body, sizeof(base) - 1 + n);
+            tried++;
+        }
+    }
+    ok(all_same, "whitespace (and \\f, \\v) between any two bytes (%zu bodies): as jansson", tried);
+}
+
 int main(void)
 {
     test_samples();
@@ -576,5 +687,7 @@ int main(void)
     test_long_strings();
     test_reasons();
     test_string_offsets();
+    test_blocks();
+    test_whitespace_everywhere();
     return done_testing();
 }
