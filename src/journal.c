@@ -1152,8 +1152,6 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
 #define SINK_WAKE_NS 2000000ull
 static void tell_sinks(hb_journal_t *j, int idle)
 {
-    if (!j->progress_owed)
-        return;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
@@ -1170,10 +1168,12 @@ static void *writer_main(void *arg)
     hb_thread_name("hb-journal");
     for (;;) {
         pthread_mutex_lock(&j->lock);
-        int idle = !j->qhead;
-        pthread_mutex_unlock(&j->lock);
-        tell_sinks(j, idle);
-        pthread_mutex_lock(&j->lock);
+        if (j->progress_owed) { /* writer-only: no other thread sets it */
+            int idle = !j->qhead;
+            pthread_mutex_unlock(&j->lock);
+            tell_sinks(j, idle);
+            pthread_mutex_lock(&j->lock);
+        }
         while (!j->qhead && !j->stop) {
             j->writer_waiting = 1;
             pthread_cond_wait(&j->wcond, &j->lock);

@@ -91,10 +91,12 @@ typedef struct pending {
 } pending_t;
 
 /* A loop keeps the pending_t of answered requests for the next ones: each
- * is a block of over 1 KiB (the record follows the struct), and glibc
- * makes every allocation of that size sort its fast bins first
- * (malloc_consolidate), which the many small allocations of evhttp's
- * headers keep filling. Blocks have room for PENDING_ROOM bytes of record,
+ * is a block of over 1 KiB (the record follows the struct). With glibc's
+ * malloc every allocation of that size sorts its fast bins first
+ * (malloc_consolidate), which evhttp's many small allocations keep
+ * filling; with jemalloc, dropping the pool still cost about 2 us per
+ * request (bench/compare.sh, medians of 7 rounds, with the sink's block
+ * reuse dropped too). Blocks have room for PENDING_ROOM bytes of record,
  * which holds a typical delivery; a larger record gets a block of its own,
  * freed when answered. At most PENDING_POOL blocks are kept, about as many
  * as requests are in flight on one thread under a steady load. */
@@ -514,21 +516,9 @@ static void on_shared_checked(hb_dedup_shared_verdict_t v, const char *owner, vo
     }
 }
 
-/* evhttp_find_header, but a header name is compared only when its first
- * letter matches: each lookup walks the whole list, and a miss (most
- * lookups are) costs a case-insensitive compare per header. */
-static const char *find_input(const struct evkeyvalq *q, const char *name)
-{
-    int c0 = name[0] | 0x20;
-    for (const struct evkeyval *kv = q->tqh_first; kv; kv = kv->next.tqe_next)
-        if ((kv->key[0] | 0x20) == c0 && evutil_ascii_strcasecmp(kv->key, name) == 0)
-            return kv->value;
-    return NULL;
-}
-
 static const char *input_header(void *arg, const char *name)
 {
-    return find_input(arg, name);
+    return evhttp_find_header(arg, name);
 }
 
 /* A delivery whose id was seen on this route: 1 when left pending (ack =
@@ -752,7 +742,7 @@ void hb_route_handle(struct evhttp_request *req, void *arg)
     uint64_t t0 = now_us();
     hb_conn_t *conn = hb_conn_of(req); /* counts the request: the client is not stalling */
     struct evkeyvalq *in = evhttp_request_get_input_headers(req);
-    const char *refusal = find_input(in, HB_CONN_REFUSAL_HEADER);
+    const char *refusal = evhttp_find_header(in, HB_CONN_REFUSAL_HEADER);
     if (refusal) {
         answer_refusal(l, req, conn, refusal, t0);
         return;
@@ -760,7 +750,7 @@ void hb_route_handle(struct evhttp_request *req, void *arg)
     /* After a chunked body the gate no longer frames the connection's
      * requests (evhttp does): close it after this answer, so nothing
      * pipelined behind it is read. */
-    if (find_input(in, "Transfer-Encoding"))
+    if (evhttp_find_header(in, "Transfer-Encoding"))
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
     size_t body_len = evbuffer_get_length(evhttp_request_get_input_buffer(req));
     /* a pending request gives its body back to the budget when answered */
