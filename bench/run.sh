@@ -18,6 +18,9 @@
 #   bench/run.sh [options]
 #     -q, --quick          3 s per run, one round
 #     -d, --duration S     seconds per run (default 10)
+#     --warmup S           seconds of the same load before each run, not
+#                          measured (default 3; 0 for none): the running
+#                          bridge's figures, not those of its first seconds
 #     --rounds N           times the whole matrix runs (default 2; the tables
 #                          show medians, the .tsv every run). The ceiling runs
 #                          at the start of every round and once more at the end
@@ -58,9 +61,10 @@ tag=""
 outdir=bench/results
 while (($#)); do
     case "$1" in
-    -q | --quick) quick=1 duration=3 rounds=1 ;;
+    -q | --quick) quick=1 duration=3 rounds=1 WARMUP=1 ;;
     --rounds) rounds="$2"; shift ;;
     -d | --duration) duration="$2"; shift ;;
+    --warmup) WARMUP="$2"; shift ;;
     --sinks) sinks="$2"; shift ;;
     --acks) acks="$2"; shift ;;
     --conns) conns_list="$2"; shift ;;
