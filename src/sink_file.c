@@ -19,6 +19,15 @@
  * crash mid-write) is cut off: its record was never acknowledged and will
  * be written again.
  *
+ * Writeback starts early, every WRITEBACK_BYTES, without waiting
+ * (sync_file_range, SYNC_FILE_RANGE_WRITE), so that the device gets the
+ * output in steps rather than as one burst of up to SYNC_BYTES at each
+ * fdatasync: the journal's own small write and flush queue behind that
+ * burst on the same disk, and it showed in the bridge's answer latency
+ * (1 % of the journal's fdatasyncs over 1 ms with this sink, 0.3 % with
+ * Kafka). Only fdatasync makes anything durable: the early writeback is a
+ * hint, and its errors are fdatasync's to report.
+ *
  * @locality: sink thread (blocking I/O is fine there). */
 #include "hb/fmacros.h"
 
@@ -40,12 +49,14 @@
 #define SYNC_MS 50
 #define SYNC_BYTES (4u << 20)
 #define WRITE_BYTES (64u << 10)
+#define WRITEBACK_BYTES (256u << 10)
 
 typedef struct file_sink {
     hb_sink_t *sink;
     char *path;
     int fd;
     off_t size, synced; /* bytes written, and covered by a sync */
+    off_t flushing;     /* where early writeback was last started up to */
     char *buf;
     size_t len, cap;
     hb_msg_t *batch, **batch_tail;       /* formatted in buf, not written yet */
@@ -105,7 +116,7 @@ static int try_open(file_sink_t *f)
         f->fd = -1;
         goto fail;
     }
-    f->size = f->synced = st.st_size;
+    f->size = f->synced = f->flushing = st.st_size;
     hb_sink_set_status(f->sink, 1, NULL);
     return 0;
 fail:
@@ -188,6 +199,12 @@ static int write_batch(file_sink_t *f)
     }
     f->size += (off_t)f->len;
     f->len = 0;
+    if (f->flushing < f->synced)
+        f->flushing = f->synced;
+    if (f->size - f->flushing >= (off_t)WRITEBACK_BYTES) {
+        (void)sync_file_range(f->fd, f->flushing, f->size - f->flushing, SYNC_FILE_RANGE_WRITE);
+        f->flushing = f->size;
+    }
     *f->unsynced_tail = f->batch;
     f->unsynced_tail = f->batch_tail;
     f->batch = NULL;
