@@ -311,6 +311,14 @@ int main(int argc, char **argv)
         return 1;
     }
     if (check) {
+        choose_sinks(&app);
+        for (size_t i = 0; i < app.n_sink_ops; i++) {
+            if (app.sink_ops[i]->check && app.sink_ops[i]->check(&app.cfg, err, sizeof(err)) < 0) {
+                fprintf(stderr, "hookbridge: configuration error: %s\n", err);
+                hb_config_free(&app.cfg);
+                return 1;
+            }
+        }
         printf("hookbridge: configuration OK\n");
         hb_config_free(&app.cfg);
         return 0;

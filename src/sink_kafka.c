@@ -390,9 +390,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     update_status(k);
 }
 
-static rd_kafka_t *make_producer(kafka_sink_t *k, char *err, size_t errlen)
+/* The producer's configuration: our defaults, the user's kafka.*
+ * properties, then the guarantees. NULL with the reason in err when
+ * librdkafka refuses a property. warn: log the guarantees a user's
+ * property tried to change. */
+static rd_kafka_conf_t *kafka_conf(const hb_config_t *cfg, int warn, char *err, size_t errlen)
 {
-    const hb_config_t *cfg = k->cfg;
     char errstr[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     /* ours first, so that a user's property can override the defaults
@@ -422,13 +425,34 @@ static rd_kafka_t *make_producer(kafka_sink_t *k, char *err, size_t errlen)
         }
     }
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
-        for (size_t p = 0; p < cfg->n_kafka_props; p++)
+        for (size_t p = 0; warn && p < cfg->n_kafka_props; p++)
             if (strcmp(cfg->kafka_props[p].key, fixed[i][0]) == 0 &&
                 strcmp(cfg->kafka_props[p].value, fixed[i][1]) != 0)
                 hb_warn(C, "kafka.%s = %s ignored: hookbridge's delivery guarantee needs %s",
                         fixed[i][0], cfg->kafka_props[p].value, fixed[i][1]);
         rd_kafka_conf_set(conf, fixed[i][0], fixed[i][1], errstr, sizeof(errstr));
     }
+    return conf;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+static int kafka_check(const hb_config_t *cfg, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = kafka_conf(cfg, 1, err, errlen);
+    if (!conf)
+        return -1;
+    rd_kafka_conf_destroy(conf);
+    return 0;
+}
+
+static rd_kafka_t *make_producer(kafka_sink_t *k, char *err, size_t errlen)
+{
+    char errstr[512];
+    rd_kafka_conf_t *conf = kafka_conf(k->cfg, 1, err, errlen);
+    if (!conf)
+        return NULL;
     rd_kafka_conf_set_opaque(conf, k);
     rd_kafka_conf_set_dr_msg_cb(conf, kafka_dr_cb);
     rd_kafka_conf_set_error_cb(conf, kafka_error_cb);
@@ -590,4 +614,5 @@ const hb_sink_ops_t hb_sink_kafka_ops = {
     .publish = kafka_publish,
     .flush = NULL,
     .close = kafka_close,
+    .check = kafka_check,
 };

@@ -113,6 +113,10 @@ typedef struct hb_sink_ops {
     void (*flush)(void *state);
     /* Give up on everything in flight (report it with RETRY) and free. */
     void (*close)(void *state);
+    /* --check-config: what only the sink's library can judge (Kafka: every
+     * kafka.* property, through librdkafka), without connecting or
+     * starting anything. 0, or -1 with the reason in err. May be NULL. */
+    int (*check)(const hb_config_t *cfg, char *err, size_t errlen);
 } hb_sink_ops_t;
 
 extern const hb_sink_ops_t hb_sink_file_ops;

@@ -121,6 +121,32 @@ class CheckConfig(unittest.TestCase):
                 self.assertIn(key, err, "%s = %s: stderr does not name the key: %r" %
                               (key, value, err))
 
+    def test_kafka_properties_judged_by_librdkafka(self):
+        """kafka.* properties pass through to librdkafka: --check-config asks it,
+        as the bridge would at start, instead of saying OK and failing later."""
+        base = self.good_config()
+        base.update({"sinks": "kafka", "kafka.brokers": "127.0.0.1:9"})
+        for line, key in (("kafka.linger.ms = banana", "kafka.linger.ms"),
+                          ("kafka.no.such.property = 1", "kafka.no.such.property"),
+                          ("kafka.compression.type = carrier-pigeon", "kafka.compression.type")):
+            rc, out, err = self.check(self.write(base, [line]))
+            with self.subTest(line=line):
+                self.assertEqual(rc, 1, "%s: rc %d (stderr %r)" % (line, rc, err))
+                self.assertIn(key, err, "%s: stderr does not name the key: %r" % (line, err))
+                self.assertIn("librdkafka", err, "%s: stderr does not say who refused: %r" %
+                              (line, err))
+        rc, out, err = self.check(self.write(base, ["kafka.linger.ms = 20",
+                                                    "kafka.compression.type = zstd"]))
+        self.assertEqual(rc, 0, "good kafka.* properties: rc %d (stderr %r)" % (rc, err))
+        # A guarantee the bridge keeps whatever the file says: allowed, and said.
+        rc, out, err = self.check(self.write(base, ["kafka.acks = 1"]))
+        self.assertEqual(rc, 0, "kafka.acks = 1: rc %d (stderr %r)" % (rc, err))
+        self.assertIn("kafka.acks = 1 ignored", err)
+        # Without the Kafka sink, its properties configure nothing and are not judged.
+        off = dict(base, sinks="file")
+        rc, out, err = self.check(self.write(off, ["kafka.linger.ms = banana"]))
+        self.assertEqual(rc, 0, "kafka.* with sinks = file: rc %d (stderr %r)" % (rc, err))
+
     def test_misleading_values_fail_check_config(self):
         """issue 10: values that parse but configure nothing (or less than
         meant) fail --check-config naming the key, without quoting a secret."""
