@@ -87,6 +87,9 @@ struct hb_edge {
     atomic_int_fast64_t inflight;
     pthread_mutex_t al_lock; /* held only to match or swap */
     hb_allowlist_t *al;
+    /* bumped by every swap: a connection's verdict is for one list, and a
+     * keep-alive connection is judged again once the list has changed */
+    atomic_uint al_gen;
 };
 
 typedef enum {
@@ -113,6 +116,7 @@ struct hb_conn {
     size_t scan;  /* hold: start of the first line not yet scanned */
     unsigned lines;
     int peer_checked, peer_ok, rewriting;
+    unsigned peer_gen; /* edge->al_gen the verdict peer_ok was made for */
     struct event *deadline;
     int64_t timeout_ms;
     unsigned requests, seen; /* requests read in full; value at the last tick */
@@ -135,6 +139,7 @@ hb_edge_t *hb_edge_new(int64_t max_body, int64_t chunked_hold, int64_t budget, h
     e->chunked_hold = chunked_hold;
     e->budget = budget;
     atomic_init(&e->inflight, 0);
+    atomic_init(&e->al_gen, 0);
     pthread_mutex_init(&e->al_lock, NULL);
     e->al = al;
     return e;
@@ -146,6 +151,7 @@ void hb_edge_set_allowlist(hb_edge_t *e, hb_allowlist_t *al)
     hb_allowlist_t *old = e->al;
     e->al = al;
     pthread_mutex_unlock(&e->al_lock);
+    atomic_fetch_add(&e->al_gen, 1);
     hb_allowlist_free(old);
 }
 
@@ -399,8 +405,12 @@ static int judge_head(hb_conn_t *c, const char *h, size_t end, verdict_t *v)
     int bad = check_head(h, end, c->edge, v) < 0;
     /* intercom.allow_ips guards the Intercom route (and any path no
      * route has), not the other providers on the same listener */
-    if ((!v->route || v->route->allowlisted) && !c->peer_checked) {
+    unsigned gen = atomic_load_explicit(&c->edge->al_gen, memory_order_relaxed);
+    if ((!v->route || v->route->allowlisted) && (!c->peer_checked || c->peer_gen != gen)) {
+        /* a swap between the load and the match leaves an older gen with
+         * the newer verdict: the next request judges it again */
         c->peer_checked = 1;
+        c->peer_gen = gen;
         c->peer_ok = edge_allows(c->edge, bufferevent_getfd(c->bev));
     }
     if ((!v->route || v->route->allowlisted) && !c->peer_ok) {

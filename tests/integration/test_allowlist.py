@@ -8,6 +8,7 @@ The bridge listens on 127.0.0.1, so "allowed" means a list holding it.
 Run: python3 -m unittest -v tests/integration/test_allowlist.py
 """
 
+import http.client
 import json
 import os
 import signal
@@ -101,6 +102,43 @@ class Allowlist(BridgeTestCase):
             for line in t.splitlines())), b.log_tail())
         self.assert_forbidden(b)
         self.assertTrue(b.running())
+        b.wait_ids([nid])
+
+    def test_sighup_judges_open_keep_alive_connections_again(self):
+        """Regression: the verdict was kept per connection, so a keep-alive
+        connection opened while its source was listed went on being served
+        after a SIGHUP had taken the source off the list."""
+        b = hbtest.Bridge(start=False)
+        self.addCleanup(self._finish_bridge, b)
+        path = os.path.join(b.tmpdir, "ranges.json")
+        os.replace(ranges_file(b.tmpdir, True), path)
+        b.config["intercom.allow_ips"] = "file:" + path
+        b.start()
+        conn = http.client.HTTPSConnection("127.0.0.1", b.port, timeout=hbtest.scaled(20),
+                                           context=hbtest.client_ssl_context())
+        self.addCleanup(conn.close)
+
+        def post(nid):
+            body = notification(nid)
+            conn.request("POST", b.intercom_path, body=body,
+                         headers={"Content-Type": "application/json",
+                                  "X-Hub-Signature": hbtest.sign(body)})
+            sent_on = conn.sock
+            resp = conn.getresponse()
+            return resp.status, resp.read(), sent_on
+
+        nid = uid("before")
+        st, body, sock = post(nid)
+        self.assertEqual(st, 200, body)
+        self.assertIs(conn.sock, sock, "the bridge closed a keep-alive connection after a 200")
+        os.replace(ranges_file(b.tmpdir, False), path)
+        b.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(b.wait_log(lambda t: "SIGHUP: intercom.allow_ips: 4 block(s)" in t),
+                        b.log_tail())
+        st, body, sent_on = post(uid("after"))
+        self.assertIs(sent_on, sock, "the second request did not reuse the connection")
+        self.assertEqual(st, 403, "an open connection from a source no longer listed was "
+                         "served after SIGHUP: %r" % body)
         b.wait_ids([nid])
 
     def test_bad_lists_fail_check_config(self):
