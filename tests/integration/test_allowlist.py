@@ -60,6 +60,17 @@ class Allowlist(BridgeTestCase):
         self.assertJsonBody(body, "error")
         self.assertEqual(h.get("connection", "").lower(), "close")
 
+    def start_with_ranges_file(self):
+        """A bridge whose intercom.allow_ips is a file of Intercom's ranges
+        listing 127.0.0.1 -> (bridge, the file's path, to rewrite)."""
+        b = hbtest.Bridge(start=False)
+        self.addCleanup(self._finish_bridge, b)
+        path = os.path.join(b.tmpdir, "ranges.json")
+        os.replace(ranges_file(b.tmpdir, True), path)
+        b.config["intercom.allow_ips"] = "file:" + path
+        b.start()
+        return b, path
+
     def test_source_outside_the_list_gets_403_before_its_body(self):
         b = self.start_bridge(**{"intercom.allow_ips": "10.0.0.0/8, 2001:db8::/32"})
         self.assert_forbidden(b)
@@ -77,12 +88,7 @@ class Allowlist(BridgeTestCase):
         b.wait_ids([nid])
 
     def test_intercom_json_ranges_and_sighup_refresh(self):
-        b = hbtest.Bridge(start=False)
-        self.addCleanup(self._finish_bridge, b)
-        path = os.path.join(b.tmpdir, "ranges.json")
-        os.replace(ranges_file(b.tmpdir, True), path)
-        b.config["intercom.allow_ips"] = "file:" + path
-        b.start()
+        b, path = self.start_with_ranges_file()
         self.assertTrue(b.wait_log(lambda t: "intercom.allow_ips: 5 block(s)" in t),
                         "4 INTERCOM-OUTBOUND ranges of the sample + 127.0.0.1\n" + b.log_tail())
         nid = uid("json")
@@ -108,12 +114,7 @@ class Allowlist(BridgeTestCase):
         """Regression: the verdict was kept per connection, so a keep-alive
         connection opened while its source was listed went on being served
         after a SIGHUP had taken the source off the list."""
-        b = hbtest.Bridge(start=False)
-        self.addCleanup(self._finish_bridge, b)
-        path = os.path.join(b.tmpdir, "ranges.json")
-        os.replace(ranges_file(b.tmpdir, True), path)
-        b.config["intercom.allow_ips"] = "file:" + path
-        b.start()
+        b, path = self.start_with_ranges_file()
         conn = http.client.HTTPSConnection("127.0.0.1", b.port, timeout=hbtest.scaled(20),
                                            context=hbtest.client_ssl_context())
         self.addCleanup(conn.close)
