@@ -87,6 +87,12 @@ typedef struct kafka_sink {
 static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
+    /* We set this property on purpose (make_producer); librdkafka warns
+     * on every start that it is experimental, which reads like a fault. */
+    if (strcmp(fac, "CONFWARN") == 0 && strstr(buf, "enable.gapless.guarantee is experimental")) {
+        hb_log(HB_LOG_DEBUG, "librdkafka", "%s: %s", fac, buf);
+        return;
+    }
     hb_log_level_t l = level <= 3   ? HB_LOG_ERROR
                        : level <= 4 ? HB_LOG_WARN
                        : level <= 6 ? HB_LOG_INFO
