@@ -446,10 +446,23 @@ fail:
 
 static int kafka_check(const hb_config_t *cfg, char *err, size_t errlen)
 {
+    char errstr[512];
     rd_kafka_conf_t *conf = kafka_conf(cfg, 1, err, errlen);
     if (!conf)
         return -1;
-    rd_kafka_conf_destroy(conf);
+    /* librdkafka judges some properties only together, when the producer
+     * is made (max.in.flight with enable.idempotence, the ssl.* files):
+     * make one that knows no broker, so that it connects nowhere, and
+     * keep its own log lines out of --check-config's answer. */
+    rd_kafka_conf_set(conf, "bootstrap.servers", "", errstr, sizeof(errstr));
+    rd_kafka_conf_set_log_cb(conf, NULL);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (!rk) {
+        snprintf(err, errlen, "kafka.*: rejected by librdkafka: %s", errstr);
+        rd_kafka_conf_destroy(conf); /* rd_kafka_new takes it only on success */
+        return -1;
+    }
+    rd_kafka_destroy(rk);
     return 0;
 }
 

@@ -147,6 +147,21 @@ class CheckConfig(unittest.TestCase):
         rc, out, err = self.check(self.write(off, ["kafka.linger.ms = banana"]))
         self.assertEqual(rc, 0, "kafka.* with sinks = file: rc %d (stderr %r)" % (rc, err))
 
+    def test_kafka_properties_judged_together_by_librdkafka(self):
+        """Regression: --check-config asked librdkafka about each kafka.* property
+        alone and said OK to combinations it refuses only when the producer is
+        made, so the bridge then failed at start."""
+        base = self.good_config()
+        base.update({"sinks": "kafka", "kafka.brokers": "127.0.0.1:9"})
+        line = "kafka.max.in.flight.requests.per.connection = 10"  # with idempotence
+        rc, out, err = self.check(self.write(base, [line]))
+        self.assertEqual(rc, 1, "%s: rc %d (stderr %r)" % (line, rc, err))
+        self.assertIn("max.in.flight", err, "stderr does not name the property: %r" % err)
+        self.assertIn("librdkafka", err, "stderr does not say who refused: %r" % err)
+        rc, out, err = self.check(self.write(base, ["kafka.max.in.flight.requests.per.connection = 5"]))
+        self.assertEqual(rc, 0, "max.in.flight = 5: rc %d (stderr %r)" % (rc, err))
+        self.assertEqual(err, "", "librdkafka's own log lines in --check-config's answer")
+
     def test_misleading_values_fail_check_config(self):
         """issue 10: values that parse but configure nothing (or less than
         meant) fail --check-config naming the key, without quoting a secret."""
