@@ -81,14 +81,18 @@ for c in "${calls[@]}"; do
 done
 
 # Two passes, so that counting every system call (a tracepoint each) does not
-# inflate the CPU per request the profile is scaled by.
+# inflate the CPU per request the profile is scaled by. The warm-up runs
+# before either pass, not inside them (measure's own, WARMUP=0 below): perf
+# would count its requests and samples, and the per-request figures divide
+# by the measured run's requests only.
+warm_up "$url" "$conns" "$drain"
 perf record -F 999 -g -a -o "$TMP/perf.data" >"$TMP/perf-record.log" 2>&1 &
 rec_pid=$!
 PIDS+=("$rec_pid")
 sleep 1 # perf attaches to every thread before the load starts
 # shellcheck disable=SC2086
 read -r u0 k0 < <(user_sys_ticks $target_pids)
-measure "$target_pids" "$broker_pid" "$url" "$conns" "$drain"
+WARMUP=0 measure "$target_pids" "$broker_pid" "$url" "$conns" "$drain"
 kill -INT "$rec_pid" 2>/dev/null || true
 wait "$rec_pid" 2>/dev/null || true
 forget_pid "$rec_pid"
@@ -101,7 +105,7 @@ perf stat -x, -e "$events" -p "$pid_list" -o "$TMP/perf-stat.csv" >/dev/null 2>&
 stat_pid=$!
 PIDS+=("$stat_pid")
 sleep 1
-measure "$target_pids" "$broker_pid" "$url" "$conns" "$drain"
+WARMUP=0 measure "$target_pids" "$broker_pid" "$url" "$conns" "$drain"
 kill -INT "$stat_pid" 2>/dev/null || true
 wait "$stat_pid" 2>/dev/null || true
 forget_pid "$stat_pid"
