@@ -452,7 +452,7 @@ static int kafka_check(const hb_config_t *cfg, char *err, size_t errlen)
         return -1;
     /* librdkafka judges some properties only together, when the producer
      * is made (max.in.flight with enable.idempotence, the ssl.* files):
-     * make one that knows no broker, so that it connects nowhere, and
+     * make one that knows no broker, so that it connects to none, and
      * keep its own log lines out of --check-config's answer. */
     rd_kafka_conf_set(conf, "bootstrap.servers", "", errstr, sizeof(errstr));
     rd_kafka_conf_set_log_cb(conf, NULL);

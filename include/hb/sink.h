@@ -114,8 +114,8 @@ typedef struct hb_sink_ops {
     /* Give up on everything in flight (report it with RETRY) and free. */
     void (*close)(void *state);
     /* --check-config: what only the sink's library can judge (Kafka: every
-     * kafka.* property, through librdkafka), without connecting to
-     * anything. 0, or -1 with the reason in err. May be NULL. */
+     * kafka.* property, through librdkafka), without connecting to a
+     * broker. 0, or -1 with the reason in err. May be NULL. */
     int (*check)(const hb_config_t *cfg, char *err, size_t errlen);
 } hb_sink_ops_t;
 
