@@ -158,8 +158,9 @@ class CheckConfig(unittest.TestCase):
         self.assertEqual(rc, 1, "%s: rc %d (stderr %r)" % (line, rc, err))
         self.assertIn("max.in.flight", err, "stderr does not name the property: %r" % err)
         self.assertIn("librdkafka", err, "stderr does not say who refused: %r" % err)
-        rc, out, err = self.check(self.write(base, ["kafka.max.in.flight.requests.per.connection = 5"]))
-        self.assertEqual(rc, 0, "max.in.flight = 5: rc %d (stderr %r)" % (rc, err))
+        line = "kafka.max.in.flight.requests.per.connection = 5"
+        rc, out, err = self.check(self.write(base, [line]))
+        self.assertEqual(rc, 0, "%s: rc %d (stderr %r)" % (line, rc, err))
         self.assertEqual(err, "", "librdkafka's own log lines in --check-config's answer")
 
     def test_misleading_values_fail_check_config(self):
