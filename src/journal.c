@@ -163,7 +163,7 @@ struct hb_journal {
     uint64_t whigh;       /* the highest offset ever written to it */
     int active_prealloc;  /* it was zero-filled to segment_bytes ahead of time */
     int progress_owed;    /* records made durable that the sinks were not told of */
-    uint64_t progress_ns; /* when they were last told */
+    uint64_t progress_ms; /* when they were last told */
     uint64_t next_seq;
     unsigned char *wbuf;
     size_t wcap;
@@ -1146,19 +1146,17 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
 /* Waking the sinks. Each wake-up of a sleeping sink thread is a system
  * call here and a context switch there, and a sink is off the
  * acknowledgement path, so while the writer goes from batch to batch the
- * sinks are told of new records at most every SINK_WAKE_NS; whenever the
+ * sinks are told of new records at most every SINK_WAKE_MS; whenever the
  * writer runs out of work they are told at once, so nothing waits on a
  * quiet journal. */
-#define SINK_WAKE_NS 2000000ull
+#define SINK_WAKE_MS 2
 static void tell_sinks(hb_journal_t *j, int idle)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-    if (!idle && now - j->progress_ns < SINK_WAKE_NS)
+    uint64_t now = hb_mono_ms();
+    if (!idle && now - j->progress_ms < SINK_WAKE_MS)
         return;
     j->progress_owed = 0;
-    j->progress_ns = now;
+    j->progress_ms = now;
     notify(atomic_load(&j->progress));
 }
 

@@ -14,10 +14,10 @@
  * system call per few records, and no line is acknowledged before its
  * sync anyway. A message is acknowledged only once a sync covers it: the
  * acknowledgement lets the journal delete its record, so it must never
- * run ahead of what is on disk. A failed write or sync cuts the file back to the last good
- * sync and publishes what followed again. On open, a partial last line (a
- * crash mid-write) is cut off: its record was never acknowledged and will
- * be written again.
+ * run ahead of what is on disk. A failed write or sync cuts the file back
+ * to the last good sync and publishes what followed again. On open, a
+ * partial last line (a crash mid-write) is cut off: its record was never
+ * acknowledged and will be written again.
  *
  * Writeback starts early, every WRITEBACK_BYTES, without waiting
  * (sync_file_range, SYNC_FILE_RANGE_WRITE), so that the device gets the
@@ -59,7 +59,7 @@ typedef struct file_sink {
     char *path;
     int fd;
     off_t size, synced; /* bytes written, and covered by a sync */
-    off_t flushing;     /* where early writeback was last started up to */
+    off_t flushing;     /* early writeback started up to here (or synced) */
     char *buf;
     size_t len, cap;
     hb_msg_t *batch, **batch_tail;       /* formatted in buf, not written yet */
@@ -202,8 +202,6 @@ static int write_batch(file_sink_t *f)
     }
     f->size += (off_t)f->len;
     f->len = 0;
-    if (f->flushing < f->synced)
-        f->flushing = f->synced;
     if (f->size - f->flushing >= (off_t)WRITEBACK_BYTES) {
         (void)sync_file_range(f->fd, f->flushing, f->size - f->flushing, SYNC_FILE_RANGE_WRITE);
         f->flushing = f->size;
@@ -224,7 +222,7 @@ static void sync_now(file_sink_t *f)
         file_failed(f, "sync of");
         return;
     }
-    f->synced = f->size;
+    f->synced = f->flushing = f->size;
     finish_list(&f->unsynced, &f->unsynced_tail, HB_SINK_OK, NULL);
 }
 

@@ -397,10 +397,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 }
 
 /* The producer's configuration: our defaults, the user's kafka.*
- * properties, then the guarantees. NULL with the reason in err when
- * librdkafka refuses a property. warn: log the guarantees a user's
- * property tried to change. */
-static rd_kafka_conf_t *kafka_conf(const hb_config_t *cfg, int warn, char *err, size_t errlen)
+ * properties, then the guarantees (a user's property that tried to change
+ * one is logged). NULL with the reason in err when librdkafka refuses a
+ * property. */
+static rd_kafka_conf_t *kafka_conf(const hb_config_t *cfg, char *err, size_t errlen)
 {
     char errstr[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -431,7 +431,7 @@ static rd_kafka_conf_t *kafka_conf(const hb_config_t *cfg, int warn, char *err, 
         }
     }
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
-        for (size_t p = 0; warn && p < cfg->n_kafka_props; p++)
+        for (size_t p = 0; p < cfg->n_kafka_props; p++)
             if (strcmp(cfg->kafka_props[p].key, fixed[i][0]) == 0 &&
                 strcmp(cfg->kafka_props[p].value, fixed[i][1]) != 0)
                 hb_warn(C, "kafka.%s = %s ignored: hookbridge's delivery guarantee needs %s",
@@ -447,7 +447,7 @@ fail:
 static int kafka_check(const hb_config_t *cfg, char *err, size_t errlen)
 {
     char errstr[512];
-    rd_kafka_conf_t *conf = kafka_conf(cfg, 1, err, errlen);
+    rd_kafka_conf_t *conf = kafka_conf(cfg, err, errlen);
     if (!conf)
         return -1;
     /* librdkafka judges some properties only together, when the producer
@@ -469,7 +469,7 @@ static int kafka_check(const hb_config_t *cfg, char *err, size_t errlen)
 static rd_kafka_t *make_producer(kafka_sink_t *k, char *err, size_t errlen)
 {
     char errstr[512];
-    rd_kafka_conf_t *conf = kafka_conf(k->cfg, 1, err, errlen);
+    rd_kafka_conf_t *conf = kafka_conf(k->cfg, err, errlen);
     if (!conf)
         return NULL;
     rd_kafka_conf_set_opaque(conf, k);
