@@ -69,6 +69,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netdb.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -122,6 +123,18 @@ struct hb_conn {
     unsigned requests, seen; /* requests read in full; value at the last tick */
     int busy;                /* requests being answered */
     int lingering;           /* refused and answered: draining until the client closes */
+    /* direct requests (hb/conn.h) */
+    hb_conn_direct_fn direct; /* NULL: every request goes to evhttp */
+    void *direct_arg;
+    int owed;        /* heads handed to evhttp and not answered yet */
+    int direct_busy; /* a direct request waits for its answer */
+    int keep_spare;  /* keep_read's next firing is the direct request's own */
+    int writing;     /* a direct answer is in the output: our write callback */
+    /* evhttp's callbacks, while a direct answer is being written */
+    bufferevent_data_cb evhttp_readcb, evhttp_writecb;
+    bufferevent_event_cb evhttp_eventcb;
+    void *evhttp_cbarg;
+    struct event *resume; /* hold has bytes to judge once a direct answer is out */
     int refs;
     void (*closed)(void *arg);
     void *closed_arg;
@@ -356,6 +369,7 @@ static int check_head(const char *h, size_t len, const hb_edge_t *e, verdict_t *
 static void gate_refuse(hb_conn_t *c, const verdict_t *v)
 {
     evbuffer_drain(c->hold, evbuffer_get_length(c->hold));
+    c->owed++;
     /* the stand-in asks for the route's path, so its answer is counted
      * and logged under that route */
     evbuffer_add_printf(
@@ -435,6 +449,101 @@ static int reserve_body(hb_conn_t *c, verdict_t *v)
     return 0;
 }
 
+/* ---- direct requests (hb/conn.h) ---- */
+
+static int name_is(const char *l, size_t n, const char *name)
+{
+    return strlen(name) == n && strncasecmp(l, name, n) == 0;
+}
+
+/* Fill r's headers from the judged head h[0..end) (copied into scratch,
+ * which has room for HB_CONN_HEAD_MAX bytes), if the request may be taken
+ * directly: "POST <origin-form target> HTTP/1.1", with no header that asks
+ * for more than a Content-Length framed request and answer (Connection,
+ * Expect, Transfer-Encoding, Upgrade). 0 to leave it to evhttp. */
+static int direct_head(const char *h, size_t end, hb_conn_req_t *r, char *scratch)
+{
+    const char *nl = memchr(h, '\n', end);
+    size_t n = (size_t)(nl - h);
+    if (n && h[n - 1] == '\r')
+        n--;
+    static const char tail[] = " HTTP/1.1";
+    if (n < 5 + 1 + sizeof(tail) - 1 || memcmp(h, "POST /", 6) != 0 ||
+        memcmp(h + n - (sizeof(tail) - 1), tail, sizeof(tail) - 1) != 0)
+        return 0;
+    memcpy(scratch, h, end);
+    r->n_headers = 0;
+    for (size_t pos = (size_t)(nl - h) + 1; pos < end;) {
+        char *l = scratch + pos, *e = memchr(l, '\n', end - pos);
+        pos = (size_t)(e - scratch) + 1;
+        if (e > l && e[-1] == '\r')
+            e--;
+        if (e == l)
+            break; /* the empty line */
+        /* the gate checked the line: a token, ':', a value */
+        char *colon = memchr(l, ':', (size_t)(e - l)), *v = colon + 1;
+        size_t nlen = (size_t)(colon - l);
+        if (name_is(l, nlen, "Connection") || name_is(l, nlen, "Expect") ||
+            name_is(l, nlen, "Transfer-Encoding") || name_is(l, nlen, "Upgrade"))
+            return 0;
+        while (v < e && (*v == ' ' || *v == '\t'))
+            v++;
+        while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        *colon = '\0';
+        *e = '\0';
+        r->headers[r->n_headers].name = l;
+        r->headers[r->n_headers].value = v;
+        r->n_headers++;
+    }
+    return 1;
+}
+
+const char *hb_conn_req_header(const hb_conn_req_t *r, const char *name)
+{
+    for (size_t i = 0; i < r->n_headers; i++)
+        if (strcasecmp(r->headers[i].name, name) == 0)
+            return r->headers[i].value;
+    return NULL;
+}
+
+static void conn_counted(hb_conn_t *c);
+static void on_resume(evutil_socket_t fd, short what, void *arg);
+
+/* Take the judged request h[0..end) with its whole body (v->body bytes
+ * after the head) directly, if it qualifies: 1 when taken (answered or
+ * pending), 0 to hand it to evhttp. Its body is reserved already. */
+static int gate_direct(hb_conn_t *c, const char *h, size_t end, const verdict_t *v)
+{
+    if (!c->direct || !v->route || v->chunked || c->owed || c->direct_busy || c->writing)
+        return 0;
+    hb_conn_req_t r;
+    char scratch[HB_CONN_HEAD_MAX];
+    if (!direct_head(h, end, &r, scratch))
+        return 0;
+    r.route = (size_t)(v->route - c->edge->paths);
+    r.body = (const unsigned char *)h + end;
+    r.body_len = (size_t)v->body;
+    conn_counted(c);
+    c->direct_busy = 1;
+    if (!c->direct(c->direct_arg, c, &r)) {
+        c->direct_busy = 0; /* answered */
+    } else if (c->direct_busy && c->bev) {
+        /* nothing more is read until it is answered, as evhttp does; see
+         * on_keep_read for why the socket stays in epoll */
+        c->keep_spare = 1;
+        bufferevent_disable(c->bev, EV_READ);
+    }
+    return 1;
+}
+
+/* Heads wait in hold while a direct request is answered and while its
+ * answer is written (see hb/conn.h). */
+static int gate_blocked(const hb_conn_t *c)
+{
+    return c->direct_busy || c->writing;
+}
+
 /* Judge what hold has: whole heads, with the bodies that follow them. */
 static void gate_run(hb_conn_t *c)
 {
@@ -451,6 +560,8 @@ static void gate_run(hb_conn_t *c)
             gate_body(c);
             continue;
         }
+        if (gate_blocked(c))
+            return; /* on_resume judges it */
         verdict_t v;
         size_t len = evbuffer_get_length(c->hold);
         size_t avail = len < HB_CONN_HEAD_MAX ? len : HB_CONN_HEAD_MAX;
@@ -479,6 +590,14 @@ static void gate_run(hb_conn_t *c)
             gate_refuse(c, &v);
             continue;
         }
+        if (!v.chunked && (int64_t)(len - (size_t)end) >= v.body) {
+            h = (const char *)evbuffer_pullup(c->hold, (ev_ssize_t)end + v.body);
+            if (gate_direct(c, h, (size_t)end, &v)) {
+                evbuffer_drain(c->hold, (size_t)end + (size_t)v.body);
+                continue;
+            }
+        }
+        c->owed++;
         evbuffer_remove_buffer(c->hold, c->in, (size_t)end);
         if (v.chunked) {
             c->state = G_PASS;
@@ -495,6 +614,8 @@ static void gate_run(hb_conn_t *c)
  * through, or refused), 0 to take the general way. */
 static int gate_in_place(hb_conn_t *c, struct evbuffer *buf)
 {
+    if (gate_blocked(c))
+        return 0;
     size_t len = evbuffer_get_length(buf);
     size_t avail = len < HB_CONN_HEAD_MAX ? len : HB_CONN_HEAD_MAX, scan = 0;
     unsigned lines = 0;
@@ -515,6 +636,13 @@ static int gate_in_place(hb_conn_t *c, struct evbuffer *buf)
         c->rewriting = 0;
         return 1;
     }
+    if ((int64_t)(len - (size_t)end) == v.body && gate_direct(c, h, (size_t)end, &v)) {
+        c->rewriting = 1;
+        evbuffer_drain(buf, len);
+        c->rewriting = 0;
+        return 1;
+    }
+    c->owed++;
     c->body_left = v.body - (int64_t)(len - (size_t)end);
     c->state = c->body_left > 0 ? G_BODY : G_HEAD;
     return 1;
@@ -585,6 +713,15 @@ static void on_keep_read(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     hb_conn_t *c = arg;
+    /* A direct request stops the bufferevent's reading from within its
+     * read, which the readiness that made it read activated for this event
+     * too: that firing says nothing new, and stepping aside for it would
+     * cost two epoll_ctl calls per request. A second one means the client
+     * sent more while it waits. */
+    if (c->keep_spare && c->direct_busy) {
+        c->keep_spare = 0;
+        return;
+    }
     if (!c->bev || !event_pending(&c->bev->ev_read, EV_READ, NULL)) {
         event_del(c->keep_read);
         c->keep_parked = 1;
@@ -668,6 +805,8 @@ static void conn_unref(hb_conn_t *c)
         event_free(c->recheck);
     if (c->deadline)
         event_free(c->deadline);
+    if (c->resume)
+        event_free(c->resume);
     if (c->hold)
         evbuffer_free(c->hold);
     if (c->front)
@@ -718,6 +857,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 static void linger_start(struct evhttp_request *req, void *arg)
 {
     hb_conn_t *c = arg;
+    c->owed--;
     evhttp_remove_header(evhttp_request_get_output_headers(req), "Connection");
     if (!c->bev)
         return;
@@ -751,6 +891,8 @@ void hb_conn_closed(hb_conn_t *c)
         event_del(c->recheck);
     if (c->deadline)
         event_del(c->deadline);
+    if (c->resume)
+        event_del(c->resume);
     atomic_fetch_sub(&c->edge->inflight, c->held);
     c->held = 0;
     void (*closed)(void *) = c->closed;
@@ -807,23 +949,135 @@ void hb_conn_start(hb_conn_t *c, struct bufferevent *bev)
             hb_oom("evbuffer_add_cb");
     }
     c->deadline = evtimer_new(bufferevent_get_base(bev), on_deadline, c);
-    if (!c->deadline)
+    c->resume = evtimer_new(bufferevent_get_base(bev), on_resume, c);
+    if (!c->deadline || !c->resume)
         hb_oom("evtimer_new");
     arm_deadline(c);
+}
+
+/* A request read in full (the client is not stalling). */
+static void conn_counted(hb_conn_t *c)
+{
+    c->requests++;
+    if (c->bev)
+        keep_read_start(c);
+}
+
+static hb_conn_t *conn_of_bev(struct bufferevent *bev)
+{
+    SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+    return ssl ? SSL_get_ex_data(ssl, conn_ex_index) : NULL;
+}
+
+/* evhttp wrote the answer to a head the gate handed it. */
+static void evhttp_answered(struct evhttp_request *req, void *arg)
+{
+    (void)req;
+    hb_conn_t *c = arg;
+    c->owed--;
 }
 
 hb_conn_t *hb_conn_of(struct evhttp_request *req)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-    SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
-    hb_conn_t *c = ssl ? SSL_get_ex_data(ssl, conn_ex_index) : NULL;
+    hb_conn_t *c = conn_of_bev(evcon ? evhttp_connection_get_bufferevent(evcon) : NULL);
     if (c) {
-        c->requests++;
-        if (c->bev)
-            keep_read_start(c);
+        conn_counted(c);
+        evhttp_request_set_on_complete_cb(req, evhttp_answered, c);
     }
     return c;
+}
+
+void hb_conn_set_direct(hb_conn_t *c, hb_conn_direct_fn fn, void *arg)
+{
+    c->direct = fn;
+    c->direct_arg = arg;
+}
+
+static void schedule_resume(hb_conn_t *c)
+{
+    static const struct timeval now = {0, 0};
+    if (c->bev && c->resume && evbuffer_get_length(c->hold) > 0)
+        evtimer_add(c->resume, &now);
+}
+
+/* Heads that waited in hold: judge them now. Bytes handed to evhttp here
+ * were not added by a read, so its read callback is run for them. */
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    hb_conn_t *c = arg;
+    if (!c->bev || gate_blocked(c) || evbuffer_get_length(c->hold) == 0)
+        return;
+    size_t before = evbuffer_get_length(c->in);
+    c->rewriting = 1;
+    gate_run(c);
+    c->rewriting = 0;
+    if (c->bev && evbuffer_get_length(c->in) > before)
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* The direct answers are written: the bufferevent is evhttp's again, as
+ * evhttp left it waiting for a request (writing disabled). */
+static void direct_written(struct bufferevent *bev, void *arg)
+{
+    hb_conn_t *c = arg;
+    bufferevent_setcb(bev, c->evhttp_readcb, c->evhttp_writecb, c->evhttp_eventcb, c->evhttp_cbarg);
+    bufferevent_disable(bev, EV_WRITE);
+    c->writing = 0;
+    schedule_resume(c);
+}
+
+static void direct_read(struct bufferevent *bev, void *arg)
+{
+    hb_conn_t *c = arg;
+    if (c->evhttp_readcb)
+        c->evhttp_readcb(bev, c->evhttp_cbarg);
+}
+
+static void direct_event(struct bufferevent *bev, short what, void *arg)
+{
+    hb_conn_t *c = arg;
+    if (c->evhttp_eventcb)
+        c->evhttp_eventcb(bev, what, c->evhttp_cbarg);
+}
+
+/* evhttp, waiting for the connection's next request, has left its write
+ * callback set to finish its last answer: that callback must not run for
+ * ours, so until ours is out the bufferevent calls direct_written, and
+ * evhttp's other two callbacks through direct_read and direct_event. */
+void hb_conn_answer(hb_conn_t *c, const char *head, size_t head_len, const void *body,
+                    size_t body_len)
+{
+    c->direct_busy = 0;
+    c->keep_spare = 0;
+    if (!c->bev)
+        return;
+    if (!c->writing) {
+        bufferevent_getcb(c->bev, &c->evhttp_readcb, &c->evhttp_writecb, &c->evhttp_eventcb,
+                          &c->evhttp_cbarg);
+        bufferevent_setcb(c->bev, direct_read, direct_written, direct_event, c);
+        c->writing = 1;
+    }
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_add(out, head, head_len);
+    if (body_len)
+        evbuffer_add(out, body, body_len);
+    bufferevent_enable(c->bev, EV_WRITE | EV_READ);
+    schedule_resume(c);
+}
+
+void hb_conn_peer(const hb_conn_t *c, char *buf, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char host[NI_MAXHOST] = "?", port[NI_MAXSERV] = "0";
+    evutil_socket_t fd = c->bev ? bufferevent_getfd(c->bev) : -1;
+    if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+        getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), port, sizeof(port),
+                    NI_NUMERICHOST | NI_NUMERICSERV);
+    snprintf(buf, len, "%s:%s", host, port);
 }
 
 void hb_conn_busy(hb_conn_t *c)

@@ -158,11 +158,23 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static void peer(struct evhttp_request *req, char *buf, size_t len)
+/* Whom an answer goes to: evhttp's request, or a request the gate took
+ * directly (hb/conn.h) when req is NULL. */
+typedef struct to {
+    struct evhttp_request *req;
+    hb_conn_t *conn;
+} to_t;
+#define TO(req, conn) ((to_t){(req), (conn)})
+
+static void peer(to_t to, char *buf, size_t len)
 {
+    if (!to.req) {
+        hb_conn_peer(to.conn, buf, len);
+        return;
+    }
     char *addr = NULL;
     ev_uint16_t port = 0;
-    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    struct evhttp_connection *conn = evhttp_request_get_connection(to.req);
     if (conn)
         evhttp_connection_get_peer(conn, &addr, &port);
     snprintf(buf, len, "%s:%u", addr ? addr : "?", (unsigned)port);
@@ -219,19 +231,91 @@ static void send_answer(struct evhttp_request *req, int code, const char *reason
         evbuffer_pullup(out, -1);
 }
 
+static const char *reason_phrase(int code)
+{
+    return code == 200   ? "OK"
+           : code == 400 ? "Bad Request"
+           : code == 401 ? "Unauthorized"
+           : code == 403 ? "Forbidden"
+           : code == 404 ? "Not Found"
+           : code == 405 ? "Method Not Allowed"
+           : code == 413 ? "Payload Too Large"
+           : code == 431 ? "Request Header Fields Too Large"
+           : code == 503 ? "Service Unavailable"
+                         : "Error";
+}
+
+typedef struct text {
+    char *p;
+    size_t n, cap;
+} text_t;
+
+static void put(text_t *t, const char *s, size_t n)
+{
+    if (t->n + n <= t->cap) {
+        memcpy(t->p + t->n, s, n);
+        t->n += n;
+    } else {
+        t->n = t->cap + 1; /* too long: put_ok says so */
+    }
+}
+#define PUT(t, lit) put((t), (lit), sizeof(lit) - 1)
+static void puts0(text_t *t, const char *s)
+{
+    put(t, s, strlen(s));
+}
+static void put_uint(text_t *t, uint64_t v)
+{
+    char d[24], *e = d + sizeof(d);
+    do
+        *--e = (char)('0' + v % 10);
+    while (v /= 10);
+    put(t, e, (size_t)(d + sizeof(d) - e));
+}
+
+/* A direct request's answer, byte for byte what evhttp writes for the same
+ * answer to an HTTP/1.1 request (send_answer): status line, Content-Type,
+ * Retry-After for a 503, Date, Content-Length. */
+static void direct_send(hb_conn_t *conn, int code, const char *type, const char *body, size_t n)
+{
+    char buf[512];
+    text_t t = {buf, 0, sizeof(buf)};
+    PUT(&t, "HTTP/1.1 ");
+    put_uint(&t, (uint64_t)code);
+    PUT(&t, " ");
+    puts0(&t, reason_phrase(code));
+    PUT(&t, "\r\nContent-Type: ");
+    puts0(&t, type);
+    if (code == 503)
+        PUT(&t, "\r\nRetry-After: 5");
+    PUT(&t, "\r\nDate: ");
+    puts0(&t, http_date());
+    PUT(&t, "\r\nContent-Length: ");
+    put_uint(&t, n);
+    PUT(&t, "\r\n\r\n");
+    if (t.n > t.cap) { /* a reply_type too long for buf: not worth a heap path */
+        t.n = 0;
+        PUT(&t, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n");
+        n = 0;
+    }
+    hb_conn_answer(conn, buf, t.n, body, n);
+}
+
 /* Answer with a short JSON body. `field` is "status" or "error"; text
  * holds no '"', '\\' or control character (see json_safe). The body goes
  * straight into the request's own output buffer: nothing is allocated per
  * answer beyond what evhttp allocates anyway. `route` labels the metrics
  * (HB_METRICS_NO_ROUTE: none). */
-static void reply(struct evhttp_request *req, size_t route, int code, const char *field,
-                  const char *text, uint64_t t0_us)
+static void reply(to_t to, size_t route, int code, const char *field, const char *text,
+                  uint64_t t0_us)
 {
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD && field) {
-        /* {"field":"text"}\n, put together without a printf per answer */
-        char body[320];
-        size_t fl = strlen(field), tl = strlen(text), n = 0;
+    struct evhttp_request *req = to.req;
+    /* {"field":"text"}\n, put together without a printf per answer */
+    char body[320];
+    size_t n = 0;
+    int with_body = field && (!req || evhttp_request_get_command(req) != EVHTTP_REQ_HEAD);
+    if (with_body) {
+        size_t fl = strlen(field), tl = strlen(text);
         if (fl + tl + 8 <= sizeof(body)) {
             memcpy(body, "{\"", 2);
             memcpy(body + 2, field, fl);
@@ -240,22 +324,19 @@ static void reply(struct evhttp_request *req, size_t route, int code, const char
             memcpy(body + 5 + fl + tl, "\"}\n", 3);
             n = fl + tl + 8;
         }
-        evhttp_add_header(h, "Content-Type", "application/json");
-        evbuffer_add(evhttp_request_get_output_buffer(req), body, n);
     }
-    if (code == 503)
-        evhttp_add_header(h, "Retry-After", "5");
-    const char *reason = code == 200   ? "OK"
-                         : code == 400 ? "Bad Request"
-                         : code == 401 ? "Unauthorized"
-                         : code == 403 ? "Forbidden"
-                         : code == 404 ? "Not Found"
-                         : code == 405 ? "Method Not Allowed"
-                         : code == 413 ? "Payload Too Large"
-                         : code == 431 ? "Request Header Fields Too Large"
-                         : code == 503 ? "Service Unavailable"
-                                       : "Error";
-    send_answer(req, code, reason);
+    if (!req) {
+        direct_send(to.conn, code, "application/json", body, n);
+    } else {
+        struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+        if (with_body) {
+            evhttp_add_header(h, "Content-Type", "application/json");
+            evbuffer_add(evhttp_request_get_output_buffer(req), body, n);
+        }
+        if (code == 503)
+            evhttp_add_header(h, "Retry-After", "5");
+        send_answer(req, code, reason_phrase(code));
+    }
     hb_metrics_request(route, code, (double)(now_us() - t0_us) / 1e6);
 }
 
@@ -269,8 +350,8 @@ static void json_safe(const char *in, char *out, size_t len)
     out[n] = '\0';
 }
 
-static void refuse(struct evhttp_request *req, size_t route, const hb_route_t *r, int code,
-                   const char *error, const char *detail, uint64_t t0_us)
+static void refuse(to_t to, size_t route, const hb_route_t *r, int code, const char *error,
+                   const char *detail, uint64_t t0_us)
 {
     /* a client causes these at will: at most a few lines per status and
      * interval, the rest counted into one "more like this" line */
@@ -284,21 +365,21 @@ static void refuse(struct evhttp_request *req, size_t route, const hb_route_t *r
                                        : "other";
     if (HB_LOG_WARN >= hb_log_level && hb_log_allow(C, reason)) {
         char who[64];
-        peer(req, who, sizeof(who));
+        peer(to, who, sizeof(who));
         hb_warn(C, "%d to %s%s%s: %s%s%s", code, who, route < r->n_routes ? " on route " : "",
                 route < r->n_routes ? r->routes[route].rc->name : "", error, detail ? ": " : "",
                 detail ? detail : "");
     }
-    reply(req, route, code, "error", error, t0_us);
+    reply(to, route, code, "error", error, t0_us);
 }
 
 static void answer_pending(hb_route_loop_t *l, pending_t *p, int code, const char *field,
                            const char *text)
 {
     if (code == 200)
-        reply(p->req, p->route, code, field, text, p->t0_us);
+        reply(TO(p->req, p->conn), p->route, code, field, text, p->t0_us);
     else
-        refuse(p->req, p->route, l->r, code, text, NULL, p->t0_us);
+        refuse(TO(p->req, p->conn), p->route, l->r, code, text, NULL, p->t0_us);
     atomic_fetch_sub(&l->pending, 1);
     if (p->conn) {
         hb_conn_release(p->conn, p->body_len);
@@ -500,7 +581,7 @@ static void on_shared_checked(hb_dedup_shared_verdict_t v, const char *owner, vo
         hb_journal_append(atomic_load(&l->r->journal), &p->a);
     } else if (v == HB_DEDUP_SHARED_DUPLICATE) {
         char who[64];
-        peer(p->req, who, sizeof(who));
+        peer(TO(p->req, p->conn), who, sizeof(who));
         hb_info(C,
                 "200 to %s: notification %.*s already received by replica %s within "
                 "dedup.window; not published again",
@@ -531,7 +612,7 @@ static int answer_repeat(hb_route_loop_t *l, struct evhttp_request *req, hb_conn
     hb_journal_t *j = atomic_load(&r->journal);
     const char *name = r->routes[ri].rc->name;
     char who[64];
-    peer(req, who, sizeof(who));
+    peer(TO(req, conn), who, sizeof(who));
     if (r->cfg->ack == HB_ACK_PUBLISHED && first_seq > hb_journal_min_cursor(j)) {
         hb_info(C,
                 "delivery %s from %s on route %s already received, not yet published: waiting "
@@ -545,20 +626,23 @@ static int answer_repeat(hb_route_loop_t *l, struct evhttp_request *req, hb_conn
             "published again",
             who, name, d->id);
     hb_metrics_duplicate();
-    reply(req, ri, 200, "status", "duplicate", t0);
+    reply(TO(req, conn), ri, 200, "status", "duplicate", t0);
     return 0;
 }
 
 /* A verified handshake (Slack's url_verification): its reply, nothing
  * journaled or published. */
-static void answer_handshake(struct evhttp_request *req, size_t ri, const hb_delivery_t *d,
-                             uint64_t t0)
+static void answer_handshake(to_t to, size_t ri, const hb_delivery_t *d, uint64_t t0)
 {
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      d->reply_type ? d->reply_type : "text/plain");
-    if (d->reply)
-        evbuffer_add(evhttp_request_get_output_buffer(req), d->reply, strlen(d->reply));
-    send_answer(req, 200, "OK");
+    const char *type = d->reply_type ? d->reply_type : "text/plain";
+    if (!to.req) {
+        direct_send(to.conn, 200, type, d->reply ? d->reply : "", d->reply ? strlen(d->reply) : 0);
+    } else {
+        evhttp_add_header(evhttp_request_get_output_headers(to.req), "Content-Type", type);
+        if (d->reply)
+            evbuffer_add(evhttp_request_get_output_buffer(to.req), d->reply, strlen(d->reply));
+        send_answer(to.req, 200, "OK");
+    }
     hb_metrics_request(ri, 200, (double)(now_us() - t0) / 1e6);
 }
 
@@ -585,7 +669,7 @@ static int journal_delivery(hb_route_loop_t *l, struct evhttp_request *req, hb_c
      * (503 if it cannot be made durable), so acceptance resumes by itself
      * as soon as a write succeeds again. */
     if (hb_journal_full(j)) {
-        refuse(req, ri, r, 503, "journal full", NULL, t0);
+        refuse(TO(req, conn), ri, r, 503, "journal full", NULL, t0);
         goto out;
     }
     hb_record_hdr_t hdrs[HB_DELIVERY_MAX_HEADERS];
@@ -610,7 +694,7 @@ static int journal_delivery(hb_route_loop_t *l, struct evhttp_request *req, hb_c
         .n_headers = d->n_headers,
     };
     if (rec.topic_len > 0xffff || rec.app_id_len > 0xffff || rec.id_len > 0xffff) {
-        refuse(req, ri, r, 400, "topic, source or id longer than 65535 bytes", NULL, t0);
+        refuse(TO(req, conn), ri, r, 400, "topic, source or id longer than 65535 bytes", NULL, t0);
         goto out;
     }
     size_t size = hb_record_size(&rec);
@@ -654,51 +738,76 @@ out:
     return rc;
 }
 
-/* 1 when the request is left pending (answered later), 0 when answered. */
+/* A POST to route ri with its body and headers: 1 when the request is
+ * left pending (answered later), 0 when answered. req is NULL for a
+ * direct request (hb/conn.h). */
 static int handle_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *conn, uint64_t t0,
-                       size_t ri)
+                       size_t ri, const unsigned char *body, size_t len, const hb_headers_t *h)
 {
     hb_route_t *r = l->r;
     const route_ent_t *e = &r->routes[ri];
     const hb_route_cfg_t *rc = e->rc;
     char why[256], text[256];
     if (!atomic_load(&r->journal)) {
-        refuse(req, ri, r, 503, "journal not open yet", NULL, t0);
+        refuse(TO(req, conn), ri, r, 503, "journal not open yet", NULL, t0);
         return 0;
     }
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    size_t len = evbuffer_get_length(in);
     if ((int64_t)len > rc->max_body) {
         snprintf(why, sizeof(why), "%zu bytes, limit %" PRId64, len, rc->max_body);
-        refuse(req, ri, r, 413, "body too large", why, t0);
+        refuse(TO(req, conn), ri, r, 413, "body too large", why, t0);
         return 0;
     }
-    const unsigned char *body = len ? evbuffer_pullup(in, -1) : (const unsigned char *)"";
-    hb_headers_t h = {input_header, evhttp_request_get_input_headers(req)};
     hb_delivery_t d;
     uint64_t now_ms = hb_now_ms(); /* the request's one wall-clock reading */
     hb_scheme_status_t st =
-        hb_scheme_read(e->scheme, rc->verify ? loop_keyctx(l, ri) : NULL, rc->verify, &h, body, len,
+        hb_scheme_read(e->scheme, rc->verify ? loop_keyctx(l, ri) : NULL, rc->verify, h, body, len,
                        (int64_t)(now_ms / 1000), &d, why, sizeof(why));
     int pending = 0;
     switch (st) {
     case HB_SCHEME_UNAUTHORIZED:
         hb_metrics_verify_failure();
         json_safe(why, text, sizeof(text));
-        refuse(req, ri, r, 401, text, NULL, t0);
+        refuse(TO(req, conn), ri, r, 401, text, NULL, t0);
         return 0;
     case HB_SCHEME_BAD_REQUEST:
         json_safe(why, text, sizeof(text));
-        refuse(req, ri, r, 400, text, NULL, t0);
+        refuse(TO(req, conn), ri, r, 400, text, NULL, t0);
         return 0;
     case HB_SCHEME_HANDSHAKE:
-        answer_handshake(req, ri, &d, t0);
+        answer_handshake(TO(req, conn), ri, &d, t0);
         break;
     case HB_SCHEME_OK:
         pending = journal_delivery(l, req, conn, t0, ri, &d, body, len, now_ms);
         break;
     }
     hb_delivery_clear(&d);
+    return pending;
+}
+
+static int handle_evhttp_post(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *conn,
+                              uint64_t t0, size_t ri)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    const unsigned char *body = len ? evbuffer_pullup(in, -1) : (const unsigned char *)"";
+    hb_headers_t h = {input_header, evhttp_request_get_input_headers(req)};
+    return handle_post(l, req, conn, t0, ri, body, len, &h);
+}
+
+static const char *direct_header(void *arg, const char *name)
+{
+    return hb_conn_req_header(arg, name);
+}
+
+int hb_route_direct(void *arg, hb_conn_t *conn, const hb_conn_req_t *rq)
+{
+    hb_route_loop_t *l = arg;
+    uint64_t t0 = now_us();
+    hb_headers_t h = {direct_header, (void *)rq};
+    const unsigned char *body = rq->body_len ? rq->body : (const unsigned char *)"";
+    int pending = handle_post(l, NULL, conn, t0, rq->route, body, rq->body_len, &h);
+    if (!pending)
+        hb_conn_release(conn, rq->body_len);
     return pending;
 }
 
@@ -731,7 +840,7 @@ static void answer_refusal(hb_route_loop_t *l, struct evhttp_request *req, hb_co
     snprintf(error, sizeof(error), "%.*s", (int)n, v);
     if (v[n] == ';')
         detail = v + n + 1 + (v[n + 1] == ' ');
-    refuse(req, ri < 0 ? HB_METRICS_NO_ROUTE : (size_t)ri, l->r, code, error, detail, t0);
+    refuse(TO(req, conn), ri < 0 ? HB_METRICS_NO_ROUTE : (size_t)ri, l->r, code, error, detail, t0);
 }
 
 static int dispatch(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *conn, uint64_t t0);
@@ -767,7 +876,7 @@ static int dispatch(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *c
     if (ri < 0) {
         if (HB_LOG_INFO >= hb_log_level && hb_log_allow(C, "404")) {
             char who[64];
-            peer(req, who, sizeof(who));
+            peer(TO(req, conn), who, sizeof(who));
             hb_info(C, "404 to %s: no route at %s", who, path ? path : "(bad uri)");
         }
         static const char notfound[] = "{\"error\":\"not found\"}\n";
@@ -785,10 +894,10 @@ static int dispatch(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *c
         hb_metrics_request((size_t)ri, 200, -1);
         return 0;
     case EVHTTP_REQ_POST:
-        return handle_post(l, req, conn, t0, (size_t)ri);
+        return handle_evhttp_post(l, req, conn, t0, (size_t)ri);
     default:
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST, HEAD");
-        refuse(req, (size_t)ri, l->r, 405, "method not allowed", "use POST", t0);
+        refuse(TO(req, conn), (size_t)ri, l->r, 405, "method not allowed", "use POST", t0);
         return 0;
     }
 }

@@ -164,6 +164,7 @@ static struct bufferevent *make_tls_bev(struct event_base *base, void *arg)
      * stops accepting (the kernel backlog holds newcomers, as in nginx) and
      * accepts again once one closes. */
     hb_conn_t *c = hb_conn_new(w->srv->edge, ssl, w->srv->cfg->read_timeout_ms, on_conn_closed, w);
+    hb_conn_set_direct(c, hb_route_direct, w->loop);
     int conns = atomic_fetch_add(&w->conns, 1) + 1;
     hb_metrics_accepted(w->id);
     if (conns >= w->limit && w->accepting) {

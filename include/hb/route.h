@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include "hb/config.h"
+#include "hb/conn.h"
 #include "hb/journal.h"
 #include "hb/verify.h"
 
@@ -51,6 +52,9 @@ hb_route_loop_t *hb_route_loop_new(hb_route_t *r, struct event_base *base);
 void hb_route_loop_free(hb_route_loop_t *l);
 /* The evhttp general callback; arg is the hb_route_loop_t. */
 void hb_route_handle(struct evhttp_request *req, void *arg);
+/* The direct handler of a connection (hb/conn.h); arg is the
+ * hb_route_loop_t of the connection's thread. */
+int hb_route_direct(void *arg, hb_conn_t *conn, const hb_conn_req_t *rq);
 /* Requests accepted but not answered yet (waiting for the journal). */
 size_t hb_route_loop_pending(const hb_route_loop_t *l);
 

@@ -6,7 +6,8 @@
  * server has closed the connection and answered everything it accepted.
  *
  * intercom.verify is off (a fuzzer cannot sign), so inputs reach the
- * envelope scanner, dedup and the journal; the journal is acknowledged
+ * envelope scanner, dedup and the journal (most POSTs by the gate's direct
+ * way, the rest through evhttp); the journal is acknowledged
  * after each input so that its segments are reclaimed.
  *
  * Per input: a fresh evhttp bound to a dup of one listening socket, freed
@@ -77,6 +78,7 @@ static struct bufferevent *make_bev(struct event_base *base, void *arg)
     if (!bev)
         die("bufferevent_socket_new");
     hb_conn_t *c = hb_conn_new(F.edge, NULL, F.cfg.read_timeout_ms, NULL, NULL);
+    hb_conn_set_direct(c, hb_route_direct, F.loop);
     hb_conn_start(c, bev);
     if (F.n_conns == sizeof(F.conns) / sizeof(F.conns[0]))
         abort(); /* one connection per input */

@@ -56,6 +56,16 @@ def read_until_closed(s, timeout=30.0):
     return data
 
 
+def read_until_closed_after(tc, b, raw, timeout=30.0):
+    """Send raw on a new TLS connection; everything until the server closes."""
+    s = b.tls_socket(timeout=timeout)
+    try:
+        s.sendall(raw)
+        return read_until_closed(s, timeout)
+    finally:
+        s.close()
+
+
 def parse_responses(data):
     """[(status, {lower-case header: value}, body)] from raw response bytes."""
     out = []
@@ -457,6 +467,74 @@ class HttpEdges(BridgeTestCase):
         resps = self.exchange(b, raw)
         self.assertEqual([r[0] for r in resps], [200, 200, 200], resps)
         b.wait_ids(ids)
+
+    def test_heads_and_posts_pipelined_in_any_order_are_answered_in_order(self):
+        """The gate takes a plain POST itself (hb/conn.h, direct requests)
+        and leaves a HEAD to evhttp: on one connection, each waits for the
+        answer before it, whichever way either is read."""
+        b = self.start_bridge()
+        ids = [uid("mixed") for _ in range(3)]
+        head = ("HEAD %s HTTP/1.1\r\nHost: x\r\n\r\n" % b.intercom_path).encode()
+        raw = (head + signed_post(b.intercom_path, notification(ids[0])) +
+               signed_post(b.intercom_path, notification(ids[1])) + head + head +
+               signed_post(b.intercom_path, notification(ids[2]), extra=["Connection: close"]))
+        kinds = ["head", "post", "post", "head", "head", "post"]
+        data = read_until_closed_after(self, b, raw)
+        got = []
+        for kind in kinds:
+            top, sep, rest = data.partition(b"\r\n\r\n")
+            self.assertTrue(sep, "answers missing after %r: %r" % (got, data[:300]))
+            lines = top.decode("latin-1").split("\r\n")
+            h = dict((k.strip().lower(), v.strip())
+                     for k, _, v in (ln.partition(":") for ln in lines[1:]))
+            n = 0 if kind == "head" else int(h["content-length"])
+            body, data = rest[:n], rest[n:]
+            got.append((kind, int(lines[0].split()[1])))
+            if kind == "post":
+                self.assertJsonBody(body, "status", "accepted", "answer %d" % len(got))
+        self.assertEqual(got, [(k, 200) for k in kinds])
+        self.assertEqual(data, b"", "more answers than requests")
+        b.wait_ids(ids)
+
+    def test_answers_are_the_same_bytes_whichever_way_the_request_is_read(self):
+        """A request with a Connection header goes through evhttp; the same
+        without one is read by the gate itself: the answers (200, 401, 400)
+        differ in nothing but the Date."""
+        b = self.start_bridge()
+
+        def answer(raw):
+            s = b.tls_socket()
+            try:
+                s.sendall(raw)
+                s.settimeout(scaled(30))
+                data = b""
+                while b"\r\n\r\n" not in data or not data.endswith(b"}\n"):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            finally:
+                s.close()
+            lines = data.split(b"\r\n")
+            return [ln if not ln.startswith(b"Date: ") else b"Date" for ln in lines]
+
+        body = notification(uid("same"))
+        forged = body.replace(b"}", b" }", 1)
+        cases = [("accepted", body, []),
+                 ("bad signature", forged, ["X-Hub-Signature: sha1=" + "0" * 40]),
+                 ("not JSON", b"[1]", [])]
+        for what, payload, extra in cases:
+            def raw(conn_header, k):
+                p = payload if what != "accepted" else notification(uid("same%d" % k))
+                lines = ["POST %s HTTP/1.1" % b.intercom_path, "Host: x",
+                         "Content-Length: %d" % len(p)]
+                lines += extra or ["X-Hub-Signature: %s" % sign(p)]
+                lines += conn_header
+                return ("\r\n".join(lines) + "\r\n\r\n").encode() + p
+            direct = answer(raw([], 0))
+            via_evhttp = answer(raw(["Connection: keep-alive"], 1))
+            self.assertEqual(direct, via_evhttp, what)
+            self.assertIn(b"Date", direct, what)
 
     def test_pipelined_refusal_closes_and_what_follows_is_not_read(self):
         b = self.start_bridge()
