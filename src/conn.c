@@ -456,11 +456,24 @@ static int name_is(const char *l, size_t n, const char *name)
     return strlen(name) == n && strncasecmp(l, name, n) == 0;
 }
 
+/* 1 when p[0..n) has no NUL and no CR: evhttp reads each line as a C
+ * string (a NUL ends it) and refuses a header value with a CR not
+ * followed by a space, so a line with either is left to it. */
+static int plain_line(const char *p, size_t n)
+{
+    return !memchr(p, '\0', n) && !memchr(p, '\r', n);
+}
+
 /* Fill r's headers from the judged head h[0..end) (copied into scratch,
  * which has room for HB_CONN_HEAD_MAX bytes), if the request may be taken
  * directly: "POST <origin-form target> HTTP/1.1", with no header that asks
  * for more than a Content-Length framed request and answer (Connection,
- * Expect, Transfer-Encoding, Upgrade). 0 to leave it to evhttp. */
+ * Expect, Transfer-Encoding, Upgrade). 0 to leave it to evhttp. The head
+ * must read as evhttp reads it: the target has no space (evhttp's runs to
+ * the line's last space, find_route's to the next one: "POST /p x
+ * HTTP/1.1" is a 404 to evhttp), and a header value starts after the
+ * spaces that follow the colon, not after a tab (evhttp skips spaces
+ * only); a line evhttp would read differently is left to it. */
 static int direct_head(const char *h, size_t end, hb_conn_req_t *r, char *scratch)
 {
     const char *nl = memchr(h, '\n', end);
@@ -470,6 +483,9 @@ static int direct_head(const char *h, size_t end, hb_conn_req_t *r, char *scratc
     static const char tail[] = " HTTP/1.1";
     if (n < 5 + 1 + sizeof(tail) - 1 || memcmp(h, "POST /", 6) != 0 ||
         memcmp(h + n - (sizeof(tail) - 1), tail, sizeof(tail) - 1) != 0)
+        return 0;
+    size_t tlen = n - 5 - (sizeof(tail) - 1); /* the target, h + 5 */
+    if (memchr(h + 5, ' ', tlen) || !plain_line(h, n))
         return 0;
     memcpy(scratch, h, end);
     r->n_headers = 0;
@@ -484,9 +500,10 @@ static int direct_head(const char *h, size_t end, hb_conn_req_t *r, char *scratc
         char *colon = memchr(l, ':', (size_t)(e - l)), *v = colon + 1;
         size_t nlen = (size_t)(colon - l);
         if (name_is(l, nlen, "Connection") || name_is(l, nlen, "Expect") ||
-            name_is(l, nlen, "Transfer-Encoding") || name_is(l, nlen, "Upgrade"))
+            name_is(l, nlen, "Transfer-Encoding") || name_is(l, nlen, "Upgrade") ||
+            !plain_line(l, (size_t)(e - l)))
             return 0;
-        while (v < e && (*v == ' ' || *v == '\t'))
+        while (v < e && *v == ' ')
             v++;
         while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
             e--;
