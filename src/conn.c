@@ -335,12 +335,20 @@ static void find_route(const hb_edge_t *e, const char *l, size_t n, verdict_t *v
     free(target);
 }
 
+/* 1 when evhttp 2.1 reads no body for the method of the request line
+ * l[0..n), HEAD or TRACE, whatever Content-Length says: it reads the bytes
+ * after the head as the next request. */
+static int method_bodyless(const char *l, size_t n)
+{
+    return (n > 5 && !memcmp(l, "HEAD ", 5)) || (n > 6 && !memcmp(l, "TRACE ", 6));
+}
+
 /* The head h[0..len) ends with its empty line. 0 to let it through, -1
  * with v filled to refuse. Line ends are "\n" with an optional "\r", as
  * evhttp reads them. */
 static int check_head(const char *h, size_t len, const hb_edge_t *e, verdict_t *v)
 {
-    int seen_cl = 0, seen_te = 0;
+    int seen_cl = 0, seen_te = 0, bodyless = 0;
     memset(v, 0, sizeof(*v));
     for (size_t pos = 0, no = 0; pos < len; no++) {
         const char *nl = memchr(h + pos, '\n', len - pos);
@@ -352,14 +360,22 @@ static int check_head(const char *h, size_t len, const hb_edge_t *e, verdict_t *
                 return refuse_head(v, 400, "empty request line");
             break;
         }
-        if (no == 0)
+        if (no == 0) {
             find_route(e, h + pos, n, v);
+            bodyless = method_bodyless(h + pos, n);
+        }
         if (no > 0 && check_header(h + pos, n, v, &seen_cl, &seen_te) < 0)
             return -1;
         pos = (size_t)(nl - h) + 1;
     }
     if (seen_cl && seen_te)
         return refuse_head(v, 400, "both Content-Length and Transfer-Encoding");
+    /* Frame it as evhttp does: what follows is the next head, judged as
+     * one. Let through as a body, it reached evhttp unjudged, as a request
+     * the gate had not counted (owed), and a direct request could then be
+     * answered while evhttp's was still waiting. */
+    if (bodyless)
+        v->body = 0;
     return 0;
 }
 
@@ -456,11 +472,24 @@ static int name_is(const char *l, size_t n, const char *name)
     return strlen(name) == n && strncasecmp(l, name, n) == 0;
 }
 
+/* 1 when p[0..n) has no NUL and no CR: evhttp reads each line as a C
+ * string (a NUL ends it) and refuses a header value with a CR not
+ * followed by a space, so a line with either is left to it. */
+static int plain_line(const char *p, size_t n)
+{
+    return !memchr(p, '\0', n) && !memchr(p, '\r', n);
+}
+
 /* Fill r's headers from the judged head h[0..end) (copied into scratch,
  * which has room for HB_CONN_HEAD_MAX bytes), if the request may be taken
  * directly: "POST <origin-form target> HTTP/1.1", with no header that asks
  * for more than a Content-Length framed request and answer (Connection,
- * Expect, Transfer-Encoding, Upgrade). 0 to leave it to evhttp. */
+ * Expect, Transfer-Encoding, Upgrade). 0 to leave it to evhttp. The head
+ * must read as evhttp reads it: the target has no space (evhttp's runs to
+ * the line's last space, find_route's to the next one: "POST /p x
+ * HTTP/1.1" is a 404 to evhttp), and a header value starts after the
+ * spaces that follow the colon, not after a tab (evhttp skips spaces
+ * only); a line evhttp would read differently is left to it. */
 static int direct_head(const char *h, size_t end, hb_conn_req_t *r, char *scratch)
 {
     const char *nl = memchr(h, '\n', end);
@@ -470,6 +499,9 @@ static int direct_head(const char *h, size_t end, hb_conn_req_t *r, char *scratc
     static const char tail[] = " HTTP/1.1";
     if (n < 5 + 1 + sizeof(tail) - 1 || memcmp(h, "POST /", 6) != 0 ||
         memcmp(h + n - (sizeof(tail) - 1), tail, sizeof(tail) - 1) != 0)
+        return 0;
+    size_t tlen = n - 5 - (sizeof(tail) - 1); /* the target, h + 5 */
+    if (memchr(h + 5, ' ', tlen) || !plain_line(h, n))
         return 0;
     memcpy(scratch, h, end);
     r->n_headers = 0;
@@ -484,9 +516,10 @@ static int direct_head(const char *h, size_t end, hb_conn_req_t *r, char *scratc
         char *colon = memchr(l, ':', (size_t)(e - l)), *v = colon + 1;
         size_t nlen = (size_t)(colon - l);
         if (name_is(l, nlen, "Connection") || name_is(l, nlen, "Expect") ||
-            name_is(l, nlen, "Transfer-Encoding") || name_is(l, nlen, "Upgrade"))
+            name_is(l, nlen, "Transfer-Encoding") || name_is(l, nlen, "Upgrade") ||
+            !plain_line(l, (size_t)(e - l)))
             return 0;
-        while (v < e && (*v == ' ' || *v == '\t'))
+        while (v < e && *v == ' ')
             v++;
         while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
             e--;
