@@ -669,7 +669,11 @@ static int gate_in_place(hb_conn_t *c, struct evbuffer *buf)
         c->rewriting = 0;
         return 1;
     }
-    if ((int64_t)(len - (size_t)end) == v.body && gate_direct(c, h, (size_t)end, &v)) {
+    /* h has only the first HB_CONN_HEAD_MAX bytes in one piece: the
+     * direct way reads the body through it too */
+    if ((int64_t)(len - (size_t)end) == v.body &&
+        (len <= avail || (h = (const char *)evbuffer_pullup(buf, (ev_ssize_t)len))) &&
+        gate_direct(c, h, (size_t)end, &v)) {
         c->rewriting = 1;
         evbuffer_drain(buf, len);
         c->rewriting = 0;
