@@ -543,12 +543,19 @@ const char *hb_conn_req_header(const hb_conn_req_t *r, const char *name)
 static void conn_counted(hb_conn_t *c);
 static void on_resume(evutil_socket_t fd, short what, void *arg);
 
+/* Heads wait in hold while a direct request is answered and while its
+ * answer is written (see hb/conn.h). */
+static int gate_blocked(const hb_conn_t *c)
+{
+    return c->direct_busy || c->writing;
+}
+
 /* Take the judged request h[0..end) with its whole body (v->body bytes
  * after the head) directly, if it qualifies: 1 when taken (answered or
  * pending), 0 to hand it to evhttp. Its body is reserved already. */
 static int gate_direct(hb_conn_t *c, const char *h, size_t end, const verdict_t *v)
 {
-    if (!c->direct || !v->route || v->chunked || c->owed || c->direct_busy || c->writing)
+    if (!c->direct || !v->route || v->chunked || c->owed || gate_blocked(c))
         return 0;
     hb_conn_req_t r;
     char scratch[HB_CONN_HEAD_MAX];
@@ -568,13 +575,6 @@ static int gate_direct(hb_conn_t *c, const char *h, size_t end, const verdict_t 
         bufferevent_disable(c->bev, EV_READ);
     }
     return 1;
-}
-
-/* Heads wait in hold while a direct request is answered and while its
- * answer is written (see hb/conn.h). */
-static int gate_blocked(const hb_conn_t *c)
-{
-    return c->direct_busy || c->writing;
 }
 
 /* Judge what hold has: whole heads, with the bodies that follow them. */

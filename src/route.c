@@ -200,6 +200,15 @@ static const char *http_date(void)
     return text;
 }
 
+/* v in decimal, its last digit just before end: its first digit. */
+static char *decimal(char *end, uint64_t v)
+{
+    do
+        *--end = (char)('0' + v % 10);
+    while (v /= 10);
+    return end;
+}
+
 /* Send the answer queued in req's output buffer. To an HTTP/1.1 request,
  * the Date and Content-Length headers that evhttp would add are added
  * here, in the same order and with the same values, so evhttp finds them
@@ -216,13 +225,11 @@ static void send_answer(struct evhttp_request *req, int code, const char *reason
         struct evkeyvalq *h = evhttp_request_get_output_headers(req);
         evhttp_add_header(h, "Date", http_date());
         if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
-            char len[24], *e = len + sizeof(len) - 1;
-            size_t n = evbuffer_get_length(evhttp_request_get_output_buffer(req));
-            *e = '\0';
-            do
-                *--e = (char)('0' + n % 10);
-            while (n /= 10);
-            evhttp_add_header(h, "Content-Length", e);
+            char len[24];
+            len[sizeof(len) - 1] = '\0';
+            evhttp_add_header(h, "Content-Length",
+                              decimal(len + sizeof(len) - 1,
+                                      evbuffer_get_length(evhttp_request_get_output_buffer(req))));
         }
     }
     evhttp_send_reply(req, code, reason, NULL);
@@ -245,60 +252,42 @@ static const char *reason_phrase(int code)
                          : "Error";
 }
 
-typedef struct text {
-    char *p;
-    size_t n, cap;
-} text_t;
-
-static void put(text_t *t, const char *s, size_t n)
+static char *cat(char *p, const char *s, size_t n)
 {
-    if (t->n + n <= t->cap) {
-        memcpy(t->p + t->n, s, n);
-        t->n += n;
-    } else {
-        t->n = t->cap + 1; /* too long: put_ok says so */
-    }
+    memcpy(p, s, n);
+    return p + n;
 }
-#define PUT(t, lit) put((t), (lit), sizeof(lit) - 1)
-static void puts0(text_t *t, const char *s)
-{
-    put(t, s, strlen(s));
-}
-static void put_uint(text_t *t, uint64_t v)
-{
-    char d[24], *e = d + sizeof(d);
-    do
-        *--e = (char)('0' + v % 10);
-    while (v /= 10);
-    put(t, e, (size_t)(d + sizeof(d) - e));
-}
+#define CAT(p, lit) cat((p), (lit), sizeof(lit) - 1)
 
 /* A direct request's answer, byte for byte what evhttp writes for the same
  * answer to an HTTP/1.1 request (send_answer): status line, Content-Type,
  * Retry-After for a 503, Date, Content-Length. */
 static void direct_send(hb_conn_t *conn, int code, const char *type, const char *body, size_t n)
 {
-    char buf[512];
-    text_t t = {buf, 0, sizeof(buf)};
-    PUT(&t, "HTTP/1.1 ");
-    put_uint(&t, (uint64_t)code);
-    PUT(&t, " ");
-    puts0(&t, reason_phrase(code));
-    PUT(&t, "\r\nContent-Type: ");
-    puts0(&t, type);
+    const char *reason = reason_phrase(code), *date = http_date();
+    size_t rl = strlen(reason), tl = strlen(type), dl = strlen(date);
+    /* the fixed text below and the two numbers take under 128 bytes; the
+     * types are the schemes' constants, so the heap is never needed today */
+    char stack[512], num[24], *d;
+    char *buf = 128 + rl + tl + dl <= sizeof(stack) ? stack : hb_malloc(128 + rl + tl + dl);
+    char *p = CAT(buf, "HTTP/1.1 ");
+    d = decimal(num + sizeof(num), (uint64_t)code);
+    p = cat(p, d, (size_t)(num + sizeof(num) - d));
+    p = CAT(p, " ");
+    p = cat(p, reason, rl);
+    p = CAT(p, "\r\nContent-Type: ");
+    p = cat(p, type, tl);
     if (code == 503)
-        PUT(&t, "\r\nRetry-After: 5");
-    PUT(&t, "\r\nDate: ");
-    puts0(&t, http_date());
-    PUT(&t, "\r\nContent-Length: ");
-    put_uint(&t, n);
-    PUT(&t, "\r\n\r\n");
-    if (t.n > t.cap) { /* a reply_type too long for buf: not worth a heap path */
-        t.n = 0;
-        PUT(&t, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n");
-        n = 0;
-    }
-    hb_conn_answer(conn, buf, t.n, body, n);
+        p = CAT(p, "\r\nRetry-After: 5");
+    p = CAT(p, "\r\nDate: ");
+    p = cat(p, date, dl);
+    p = CAT(p, "\r\nContent-Length: ");
+    d = decimal(num + sizeof(num), n);
+    p = cat(p, d, (size_t)(num + sizeof(num) - d));
+    p = CAT(p, "\r\n\r\n");
+    hb_conn_answer(conn, buf, (size_t)(p - buf), body, n);
+    if (buf != stack)
+        free(buf);
 }
 
 /* Answer with a short JSON body. `field` is "status" or "error"; text
