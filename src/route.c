@@ -1026,6 +1026,11 @@ hb_route_loop_t *hb_route_loop_new(hb_route_t *r, struct event_base *base)
     l->keys_ev = event_new(base, -1, 0, on_keys, l);
     if (!l->done_ev || !l->progress_ev || !l->tick_ev || !l->keys_ev)
         hb_oom("event_new");
+    /* ahead of the connections' reads where the base has priorities (an
+     * HTTP worker's: see server.c): the answers these two wake-ups release
+     * end round trips, a read starts one */
+    event_priority_set(l->done_ev, 0);
+    event_priority_set(l->progress_ev, 0);
     if (r->cfg->ack == HB_ACK_PUBLISHED) {
         struct timeval tv = {0, 250000};
         event_add(l->tick_ev, &tv);
