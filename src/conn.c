@@ -821,10 +821,15 @@ static void out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, vo
     hb_conn_t *c = arg;
     if (!c->bev)
         return;
-    if (info->n_added && info->orig_size == 0)
+    if (info->n_added && info->orig_size == 0) {
+        /* with the route loop's completions (server.c's two priorities):
+         * the answer leaves in their queue, not behind the pass's reads.
+         * Set each time: evhttp's bufferevent_setfd reassigns the event,
+         * and a failure (the event already active) only keeps priority 1. */
+        event_priority_set(&c->bev->ev_write, 0);
         event_active(&c->bev->ev_write, EV_WRITE, 1);
-    else if (info->n_deleted && evbuffer_get_length(buf) == 0 && c->recheck &&
-             SSL_has_pending(c->ssl)) {
+    } else if (info->n_deleted && evbuffer_get_length(buf) == 0 && c->recheck &&
+               SSL_has_pending(c->ssl)) {
         static const struct timeval now = {0, 0};
         evtimer_add(c->recheck, &now); /* an answer went out: evhttp reads again */
     }

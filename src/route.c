@@ -1027,8 +1027,9 @@ hb_route_loop_t *hb_route_loop_new(hb_route_t *r, struct event_base *base)
     if (!l->done_ev || !l->progress_ev || !l->tick_ev || !l->keys_ev)
         hb_oom("event_new");
     /* ahead of the connections' reads where the base has priorities (an
-     * HTTP worker's: see server.c): the answers these two wake-ups release
-     * end round trips, a read starts one */
+     * HTTP worker's: see server.c): the answers these two wake-ups queue
+     * (written at the same priority, see conn.c's out_cb) end round trips,
+     * a read starts one */
     event_priority_set(l->done_ev, 0);
     event_priority_set(l->progress_ev, 0);
     if (r->cfg->ack == HB_ACK_PUBLISHED) {

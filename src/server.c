@@ -277,9 +277,11 @@ static int worker_init(hb_server_t *s, worker_t *w, char *err, size_t errlen)
     event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
     w->base = event_base_new_with_config(ec);
     event_config_free(ec);
-    /* Two priorities: the journal's completions (route.c) run before the
-     * reads that arrived in the same loop pass, so that a batch's answers
-     * leave before the pass reads and parses more requests. */
+    /* Two priorities: the journal's completions (route.c) and the writes of
+     * the answers they queue (conn.c, out_cb) run at 0, ahead of the reads
+     * that became active in the same loop pass (1, libevent's default with
+     * two), so that a batch's answers leave before the pass reads and
+     * parses more requests. */
     if (w->base)
         event_base_priority_init(w->base, 2);
     w->http = w->base ? evhttp_new(w->base) : NULL;
