@@ -268,8 +268,9 @@ static void direct_send(hb_conn_t *conn, int code, const char *type, const char 
     size_t rl = strlen(reason), tl = strlen(type), dl = strlen(date);
     /* the fixed text below and the two numbers take under 128 bytes; the
      * types are the schemes' constants, so the heap is never needed today */
+    size_t need = 128 + rl + tl + dl;
     char stack[512], num[24], *d;
-    char *buf = 128 + rl + tl + dl <= sizeof(stack) ? stack : hb_malloc(128 + rl + tl + dl);
+    char *buf = need <= sizeof(stack) ? stack : hb_malloc(need);
     char *p = CAT(buf, "HTTP/1.1 ");
     d = decimal(num + sizeof(num), (uint64_t)code);
     p = cat(p, d, (size_t)(num + sizeof(num) - d));
