@@ -157,6 +157,11 @@ class DedupShared(BridgeTestCase):
                 break
         self.assertIsNotNone(key, "no claim reached Redis within 60 s of its return\n%s" %
                              a.log_tail())
+        # B's workers reconnect on their own backoff (up to 5 s): its retry is
+        # only checked against Redis once each of its connections is back
+        self.assertTrue(b.wait_log(
+            lambda t: len(re.findall(r"shared dedup store at \S+ is back", t)) >=
+            t.count("deduplicating with the local set alone"), 30), b.log_tail())
         self.post(b, notification(key), "duplicate", "Redis back, retry to B")
         self.assertTrue(a.wait_log(back, 10), a.log_tail())
         r.close()
