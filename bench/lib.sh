@@ -348,6 +348,17 @@ hb_answered_200() {
     hb_metrics | awk '/^hookbridge_requests_total\{route="intercom",status="200"\}/ && !n++ {print $2}'
 }
 
+# journal_sums: "fdatasync_seconds_sum fdatasync_count records_sum batches"
+# from the bridge's /metrics (all zero when it has none).
+journal_sums() {
+    hb_metrics | awk '
+        /^hookbridge_journal_fdatasync_seconds_sum / { s = $2 }
+        /^hookbridge_journal_fdatasync_seconds_count / { sc = $2 }
+        /^hookbridge_journal_batch_records_sum / { r = $2 }
+        /^hookbridge_journal_batch_records_count / { rc = $2 }
+        END { printf "%s %s %s %s\n", s + 0, sc + 0, r + 0, rc + 0 }'
+}
+
 # What reached the sink, counted at the sink, not by the bridge.
 published_count() {
     case "$HB_SINK" in
@@ -449,9 +460,12 @@ measure() {
     s0=$(proc_ticks $server_pids) b0=$(proc_ticks $broker_pid)
     m0=$(machine_busy_ticks)
     children_ticks >"$TMP/c0"
+    local j0="" j1=""
+    ((drain)) && j0="$(journal_sums)"
     t0=$(now_ns)
     out="$(wrk -t1 -c"$conns" -d"${duration}s" --timeout 10s -s bench/post.lua "$url" 2>&1)" || true
     t1=$(now_ns)
+    ((drain)) && j1="$(journal_sums)"
     children_ticks >"$TMP/c1"
     m1=$(machine_busy_ticks)
     c0=$(cat "$TMP/c0") c1=$(cat "$TMP/c1")
@@ -467,6 +481,14 @@ measure() {
             o = (m - s - b - c) / hz / (ns / 1e9); if (o < 0) o = 0; printf "%.2f", o }')"
     WRK_CORES="$(awk -v c=$((c1 - c0)) -v ns=$((t1 - t0)) -v hz="$CLK_TCK" \
         'BEGIN { printf "%.2f", c / hz / (ns / 1e9) }')"
+    # The journal while wrk ran: the mean fdatasync and records per batch.
+    SYNC_US="-" BATCH="-"
+    if [[ -n "$j0" && -n "$j1" ]]; then
+        read -r SYNC_US BATCH < <(awk -v a="$j0" -v b="$j1" 'BEGIN {
+            split(a, x, " "); split(b, y, " "); n = y[2] - x[2]
+            if (n > 0) printf "%.0f %.1f\n", (y[1] - x[1]) / n * 1e6, (y[3] - x[3]) / n
+            else print "- -" }')
+    fi
     PUBLISHED="-" DRAIN_S="-" ANSWERED=$((W_requests - W_non2xx))
     if ((drain)); then
         # Requests in flight when wrk stopped are still answered (to closed

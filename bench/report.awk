@@ -81,6 +81,32 @@ END {
             commas(sum(k, "published")), st, max(k, "drain_s"), br, fmt(median(k, "others_cores"), 2)
     }
 
+    # The journal's sync sets a bound on the rate of any server that answers
+    # only after one: each of the c connections waits at least one fdatasync
+    # (T) per request on top of the ceiling's own round trip (c / ceiling
+    # rate), so rate <= c / (c / ceiling + T), whatever else the server does.
+    # Generous: the queueing of group commit (a request arriving while a sync
+    # runs waits for it too) and any cost above nginx's come on top.
+    nb = 0
+    for (i = 1; i <= nk; i++) {
+        k = order[i]; split(k, f, SUBSEP)
+        if (f[1] == "ceiling" || !cnt[k] || f[3] == "written") continue
+        if (v[rows[k, 1], "sync_us"] == "" || v[rows[k, 1], "sync_us"] == "-") continue
+        c = f[5]
+        if (!((c in crps) && crps[c])) continue
+        T = median(k, "sync_us")
+        bound[k] = r2(1 / (1 + T * 1e-6 * crps[c] / c))
+        if (!nb++) {
+            print "\n### The journal's fdatasync and the bound it sets\n"
+            print "A server that answers only after its delivery is synced waits at least one `fdatasync` (its mean while wrk ran, from `/metrics`) per request, on top of the ceiling's own round trip (connections / the ceiling's req/s). So its rate is at most connections / (connections / ceiling + fdatasync), whatever else it does: `bound`, as a ratio to the ceiling. The bound is generous: it leaves out the wait for a sync already running when a request arrives (group commit) and every cost above nginx's.\n"
+            print "| sink | ack | workers | conns | fdatasync | records per batch | req/s × ceiling | bound × ceiling | share of the bound |"
+            print "|---|---|---|---|---|---|---|---|---|"
+        }
+        sink = f[2]; if (f[1] == "hookbridge-real-kafka") sink = sink ", real broker"
+        printf "| %s | %s | %s | %s | %.0f µs | %.1f | %s | %s | %.0f %% |\n", sink, f[3], f[4], c, T, \
+            median(k, "batch"), q_rps[k], bound[k], 100 * num(q_rps[k]) / num(bound[k])
+    }
+
     # Issue 8 targets, on the medians: one line each, with the failing cases.
     print "\n### Issue 8 targets in this run\n"
     t1seen = t2seen = t4seen = 0; t1w = t2w = t4w = t5w = t6w = ""
@@ -90,7 +116,8 @@ END {
         id = f[2] "/" f[3] "/w" f[4] "/c" f[5]
         if (f[1] == "hookbridge" && f[3] == "durable" && f[5] == 32 && (f[2] == "file" || f[2] == "kafka") && q_rps[k] != "-") {
             t1seen = 1
-            if (num(q_rps[k]) < 0.6 || median(k, "p99_ms") > 3) t1w = t1w " " id " (" q_rps[k] "×, p99 " fmt(median(k, "p99_ms"), 2) " ms);"
+            if (num(q_rps[k]) < 0.6 || median(k, "p99_ms") > 3)
+                t1w = t1w " " id " (" q_rps[k] "×" ((k in bound) ? " of a " bound[k] "× bound" : "") ", p99 " fmt(median(k, "p99_ms"), 2) " ms);"
         }
         if (q_cpu[k] != "-") {
             t2seen = 1
