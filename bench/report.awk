@@ -81,12 +81,13 @@ END {
             commas(sum(k, "published")), st, max(k, "drain_s"), br, fmt(median(k, "others_cores"), 2)
     }
 
-    # The journal's sync sets a bound on the rate of any server that answers
-    # only after one: each of the c connections waits at least one fdatasync
-    # (T) per request on top of the ceiling's own round trip (c / ceiling
-    # rate), so rate <= c / (c / ceiling + T), whatever else the server does.
-    # Generous: the queueing of group commit (a request arriving while a sync
-    # runs waits for it too) and any cost above nginx's come on top.
+    # A serial model, not a bound: the rate if the journal's mean fdatasync
+    # (T) added to the ceiling's round trip at c connections (c / ceiling
+    # rate): c / (c / ceiling + T). That round trip is mostly queueing for
+    # nginx's busy worker, which a server that works on other connections'
+    # requests while a sync runs overlaps with the sync; what one sync per
+    # request bounds is c / (a lone request's round trip + T) (Little's law),
+    # which needs the ceiling at one connection.
     nb = 0
     for (i = 1; i <= nk; i++) {
         k = order[i]; split(k, f, SUBSEP)
@@ -97,9 +98,9 @@ END {
         T = median(k, "sync_us")
         bound[k] = r2(1 / (1 + T * 1e-6 * crps[c] / c))
         if (!nb++) {
-            print "\n### The journal's fdatasync and the bound it sets\n"
-            print "A server that answers only after its delivery is synced waits at least one `fdatasync` (its mean while wrk ran, from `/metrics`) per request, on top of the ceiling's own round trip (connections / the ceiling's req/s). So its rate is at most connections / (connections / ceiling + fdatasync), whatever else it does: `bound`, as a ratio to the ceiling. The bound is generous: it leaves out the wait for a sync already running when a request arrives (group commit) and every cost above nginx's.\n"
-            print "| sink | ack | workers | conns | fdatasync | records per batch | req/s × ceiling | bound × ceiling | share of the bound |"
+            print "\n### The journal's fdatasync, and a serial model of what it costs\n"
+            print "A server that answers only after its delivery is synced waits at least one `fdatasync` (its mean while wrk ran, from `/metrics`) per request. `serial model` is the rate, as a ratio to the ceiling, if that wait added to the ceiling's own round trip (connections / the ceiling's req/s): connections / (connections / ceiling + fdatasync). It is not an upper bound: the ceiling's round trip is mostly queueing for its busy worker, and a server that keeps working on other connections' requests while a sync runs overlaps the sync with that queueing. One sync per request bounds the rate by connections / (a lone request's round trip + fdatasync), not measured here.\n"
+            print "| sink | ack | workers | conns | fdatasync | records per batch | req/s × ceiling | serial model × ceiling | share of the model |"
             print "|---|---|---|---|---|---|---|---|---|"
         }
         sink = f[2]; if (f[1] == "hookbridge-real-kafka") sink = sink ", real broker"
@@ -117,7 +118,7 @@ END {
         if (f[1] == "hookbridge" && f[3] == "durable" && f[5] == 32 && (f[2] == "file" || f[2] == "kafka") && q_rps[k] != "-") {
             t1seen = 1
             if (num(q_rps[k]) < 0.6 || median(k, "p99_ms") > 3)
-                t1w = t1w " " id " (" q_rps[k] "×" ((k in bound) ? " of a " bound[k] "× bound" : "") ", p99 " fmt(median(k, "p99_ms"), 2) " ms);"
+                t1w = t1w " " id " (" q_rps[k] "×" ((k in bound) ? " of a " bound[k] "× serial model" : "") ", p99 " fmt(median(k, "p99_ms"), 2) " ms);"
         }
         if (q_cpu[k] != "-") {
             t2seen = 1
