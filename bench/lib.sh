@@ -349,14 +349,15 @@ hb_answered_200() {
 }
 
 # journal_sums: "fdatasync_seconds_sum fdatasync_count records_sum batches"
-# from the bridge's /metrics (all zero when it has none).
+# from the bridge's /metrics; nothing when it has no fdatasync count (or no
+# /metrics answered), so that a missing "before" is not taken for zero.
 journal_sums() {
     hb_metrics | awk '
         /^hookbridge_journal_fdatasync_seconds_sum / { s = $2 }
         /^hookbridge_journal_fdatasync_seconds_count / { sc = $2 }
         /^hookbridge_journal_batch_records_sum / { r = $2 }
         /^hookbridge_journal_batch_records_count / { rc = $2 }
-        END { printf "%s %s %s %s\n", s + 0, sc + 0, r + 0, rc + 0 }'
+        END { if (sc != "") printf "%s %s %s %s\n", s + 0, sc + 0, r + 0, rc + 0 }'
 }
 
 # What reached the sink, counted at the sink, not by the bridge.
@@ -451,7 +452,7 @@ warm_up() {
 # measure SERVER_PIDS BROKER_PID URL CONNS DRAIN(0|1): one wrk run, then (for
 # the bridge) the wait until the sink has everything, with the server's CPU
 # counted over both. Sets W_* (wrk's figures), ANSWERED, PUBLISHED, DRAIN_S, CPU_US,
-# BROKER_US, RSS_KB, OTHERS_CORES.
+# BROKER_US, RSS_KB, OTHERS_CORES, WRK_CORES, and (for the bridge) SYNC_US, BATCH.
 measure() {
     local server_pids="$1" broker_pid="$2" url="$3" conns="$4" drain="$5"
     # shellcheck disable=SC2086
