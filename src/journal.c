@@ -1440,6 +1440,7 @@ void hb_journal_close(hb_journal_t *j)
  * hb_journal_hold), or NULL. */
 static _Thread_local hb_journal_t *held_by_thread;
 static _Thread_local int holding;
+static _Thread_local unsigned held_n;
 
 void hb_journal_append(hb_journal_t *j, hb_append_t *a)
 {
@@ -1459,8 +1460,15 @@ void hb_journal_append(hb_journal_t *j, hb_append_t *a)
     pthread_mutex_unlock(&j->lock);
     if (wake)
         pthread_cond_signal(&j->wcond);
-    else if (holding)
+    else if (holding) {
         held_by_thread = j;
+        held_n++;
+    }
+}
+
+unsigned hb_journal_held(void)
+{
+    return held_n;
 }
 
 void hb_journal_hold(int on)
@@ -1471,6 +1479,7 @@ void hb_journal_hold(int on)
 void hb_journal_release_held(void)
 {
     hb_journal_t *j = held_by_thread;
+    held_n = 0;
     if (!j)
         return;
     held_by_thread = NULL;

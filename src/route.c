@@ -151,13 +151,6 @@ static void pending_free(pending_t *p)
     l->n_pool++;
 }
 
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /* Whom an answer goes to: evhttp's request, or a request the gate took
  * directly (hb/conn.h) when req is NULL. */
 typedef struct to {
@@ -327,7 +320,7 @@ static void reply(to_t to, size_t route, int code, const char *field, const char
             evhttp_add_header(h, "Retry-After", "5");
         send_answer(req, code, reason_phrase(code));
     }
-    hb_metrics_request(route, code, (double)(now_us() - t0_us) / 1e6);
+    hb_metrics_request(route, code, (double)(hb_mono_us() - t0_us) / 1e6);
 }
 
 /* A scheme's reason, fit for a JSON string: it may quote what the client
@@ -633,7 +626,7 @@ static void answer_handshake(to_t to, size_t ri, const hb_delivery_t *d, uint64_
             evbuffer_add(evhttp_request_get_output_buffer(to.req), d->reply, strlen(d->reply));
         send_answer(to.req, 200, "OK");
     }
-    hb_metrics_request(ri, 200, (double)(now_us() - t0) / 1e6);
+    hb_metrics_request(ri, 200, (double)(hb_mono_us() - t0) / 1e6);
 }
 
 /* Journal the verified delivery d of route ri; 1: pending until durable. */
@@ -792,7 +785,7 @@ static const char *direct_header(void *arg, const char *name)
 int hb_route_direct(void *arg, hb_conn_t *conn, const hb_conn_req_t *rq)
 {
     hb_route_loop_t *l = arg;
-    uint64_t t0 = now_us();
+    uint64_t t0 = hb_mono_us();
     hb_headers_t h = {direct_header, (void *)rq};
     const unsigned char *body = rq->body_len ? rq->body : (const unsigned char *)"";
     int pending = handle_post(l, NULL, conn, t0, rq->route, body, rq->body_len, &h);
@@ -838,7 +831,7 @@ static int dispatch(hb_route_loop_t *l, struct evhttp_request *req, hb_conn_t *c
 void hb_route_handle(struct evhttp_request *req, void *arg)
 {
     hb_route_loop_t *l = arg;
-    uint64_t t0 = now_us();
+    uint64_t t0 = hb_mono_us();
     hb_conn_t *conn = hb_conn_of(req); /* counts the request: the client is not stalling */
     struct evkeyvalq *in = evhttp_request_get_input_headers(req);
     const char *refusal = evhttp_find_header(in, HB_CONN_REFUSAL_HEADER);

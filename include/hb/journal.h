@@ -94,12 +94,14 @@ void hb_journal_append(hb_journal_t *j, hb_append_t *a);
  * per pass; woken at the first append, the writer would start a batch
  * with that one alone and leave the rest of the pass for the next sync.
  * A thread that calls hb_journal_hold(1) has its appends queued without
- * waking the writer, and must call hb_journal_release_held() at the end
- * of every loop pass (before it can block), which wakes the writer once
- * for everything the pass appended. A writer busy with a batch takes the
- * queue when it is done either way. */
+ * waking the writer, and must call hb_journal_release_held() before its
+ * loop can block (at the end of a pass, or of a few non-blocking passes
+ * in a row: server.c), which wakes the writer once for everything held.
+ * A writer busy with a batch takes the queue when it is done either way. */
 void hb_journal_hold(int on);
 void hb_journal_release_held(void);
+/* Appends this thread made while holding since its last release. */
+unsigned hb_journal_held(void);
 /* Non-blocking hint for the front end: 1 while the journal is over its
  * limit and has not drained below the low-water mark yet. */
 int hb_journal_full(const hb_journal_t *j);

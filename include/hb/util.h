@@ -16,6 +16,7 @@ char *hb_strndup(const char *s, size_t n);
 
 uint64_t hb_now_ms(void);  /* wall clock, Unix milliseconds */
 uint64_t hb_mono_ms(void); /* monotonic milliseconds */
+uint64_t hb_mono_us(void); /* monotonic microseconds */
 /* Name the calling thread (at most 15 bytes show), so that top -H, perf
  * and /proc/PID/task tell the pipeline's stages apart. */
 void hb_thread_name(const char *name);
