@@ -72,6 +72,10 @@ struct evhttp_request;
 #define HB_CONN_REFUSAL_HEADER "X-Hookbridge-Refusal" /* "CODE error; detail" */
 #define HB_EDGE_SMALL_BODY 65536
 #define HB_CONN_LINGER_MS 5000 /* a refused connection drains at most this long */
+/* Bytes a connection may have waiting (read but not yet judged or taken by
+ * evhttp, answers not yet written) before it stops reading its socket until
+ * the client takes its answers (src/conn.c, "Backpressure"). */
+#define HB_CONN_WAITING_MAX (4 * HB_CONN_HEAD_MAX)
 
 typedef struct hb_edge hb_edge_t;
 typedef struct hb_conn hb_conn_t;
