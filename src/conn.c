@@ -584,10 +584,19 @@ static void conn_counted(hb_conn_t *c);
 static void on_resume(evutil_socket_t fd, short what, void *arg);
 
 /* Heads wait in hold while a direct request is answered and while its
- * answer is written (see hb/conn.h). */
+ * answer is written (see hb/conn.h), and while evhttp has a request of
+ * ours it has not answered: evhttp is given one request at a time. With
+ * several heads in its input, evhttp schedules a read of its own once an
+ * answer is out (read_more), and a read of the socket before that one ran
+ * leaves the bufferevent's deferred read callback pending behind it: that
+ * callback then finds evhttp answering the next request, and libevent
+ * exits ("evhttp_read_cb: illegal connection state"). A client that
+ * pipelines and reads late made that happen within seconds once reading
+ * stops and resumes (Backpressure). Held back, the heads are judged once
+ * the answer is written (evhttp_answered), and may be taken directly. */
 static int gate_blocked(const hb_conn_t *c)
 {
-    return c->direct_busy || c->writing;
+    return c->direct_busy || c->writing || c->owed > 0;
 }
 
 /* Take the judged request h[0..end) with its whole body (v->body bytes
@@ -595,7 +604,7 @@ static int gate_blocked(const hb_conn_t *c)
  * pending), 0 to hand it to evhttp. Its body is reserved already. */
 static int gate_direct(hb_conn_t *c, const char *h, size_t end, const verdict_t *v)
 {
-    if (!c->direct || !v->route || v->chunked || c->owed || gate_blocked(c))
+    if (!c->direct || !v->route || v->chunked || gate_blocked(c))
         return 0;
     hb_conn_req_t r;
     char scratch[HB_CONN_HEAD_MAX];
@@ -849,8 +858,12 @@ static void read_pending(hb_conn_t *c)
  * (see "Backpressure" at the top of the file). Called wherever what waits
  * changes: bytes read or taken by evhttp (gate_cb), judged (on_resume),
  * answers queued or written (out_cb, hb_conn_answer). Resuming looks at
- * what OpenSSL holds as well: records it read ahead before the stall
- * would not make the socket readable again. */
+ * what OpenSSL holds as well (records read ahead, or the rest of one the
+ * suspension cut short, would not make the socket readable again), but in
+ * the next loop pass, not at once: on_resume has just scheduled evhttp's
+ * read callback for the heads it handed over, and a read run before it
+ * could let evhttp take a request and start answering it, when that
+ * callback would find it answering (libevent exits on that). */
 static void conn_flow(hb_conn_t *c)
 {
     if (!c->bev)
@@ -867,7 +880,10 @@ static void conn_flow(hb_conn_t *c)
     } else if (c->stalled && waiting <= HB_CONN_WAITING_MAX / 2) {
         c->stalled = 0;
         bufferevent_unsuspend_read_(c->bev, CONN_SUSPEND_WAITING);
-        read_pending(c);
+        if (c->recheck) {
+            static const struct timeval now = {0, 0};
+            evtimer_add(c->recheck, &now);
+        }
     }
 }
 
@@ -1104,12 +1120,16 @@ static hb_conn_t *conn_of_bev(struct bufferevent *bev)
     return ssl ? SSL_get_ex_data(ssl, conn_ex_index) : NULL;
 }
 
-/* evhttp wrote the answer to a head the gate handed it. */
+static void schedule_resume(hb_conn_t *c);
+
+/* evhttp wrote the answer to a head the gate handed it: the heads that
+ * waited behind it are judged (evhttp reads again by then). */
 static void evhttp_answered(struct evhttp_request *req, void *arg)
 {
     (void)req;
     hb_conn_t *c = arg;
     c->owed--;
+    schedule_resume(c);
 }
 
 hb_conn_t *hb_conn_of(struct evhttp_request *req)

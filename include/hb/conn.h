@@ -40,11 +40,11 @@
  * handler (hb_conn_set_direct) and writes the handler's answer itself
  * (hb_conn_answer). evhttp's request object, header lists and answer
  * formatting cost about a fifth of the HTTP thread per request; every
- * other request (HEAD, refusals, chunked bodies, bodies still arriving,
- * pipelined requests behind one evhttp is answering) takes the evhttp way
- * as before. Answers stay in request order: while a direct request waits
- * for its answer, the connection reads nothing more, and while a direct
- * answer is being written nothing is handed to evhttp.
+ * other request (HEAD, refusals, chunked bodies, bodies still arriving)
+ * takes the evhttp way as before. Answers stay in request order: while a
+ * direct request waits for its answer, the connection reads nothing more,
+ * and while any answer is being made or written, the heads pipelined
+ * behind it wait in the gate; evhttp is handed one request at a time.
  *
  * Ownership: the connection's SSL object holds one reference (released
  * when OpenSSL frees the SSL, which evhttp does when the connection closes:
