@@ -267,5 +267,6 @@ class PipelineBound(BridgeTestCase):
         self.assertEqual(set(codes), {200})
         b.wait_ids(ids, timeout=120)
 
+
 if __name__ == "__main__":
     hbtest.main()
