@@ -54,8 +54,38 @@
  * after the first request's bytes: bytes read ahead with the handshake's
  * last record would be left in the buffer with no read to follow.
  *
+ * Backpressure. A client may pipeline requests on a keep-alive connection
+ * and never read the answers. Each connection answers one request at a
+ * time (a direct answer blocks the gate until it is written, evhttp reads
+ * the next request only once its answer is out), so its answers never
+ * pile up; what piles up is its input. While an answer cannot be written,
+ * the bufferevent kept reading: evhttp leaves reading on while it writes
+ * an answer (to see a close), hb_conn_answer turns it on, and the gate
+ * moved every new byte into hold, or into the input buffer for evhttp,
+ * outside limits.max_inflight_bytes: 85 MiB sent that way took the bridge
+ * from 12 MB to 370 MB of RSS (one evbuffer chain of 4 KiB per TLS record
+ * of ~700 bytes), until the write timeout closed the connection. Turning
+ * reading off does not hold: evhttp and hb_conn_answer turn it on again,
+ * each time, and enabling it behind evhttp's back while it waits for a
+ * route (its read callback still set) would abort. So the connection's
+ * reading is *suspended* (libevent's own suspension, which enabling does
+ * not undo and which evhttp never sees) once the bytes waiting in hold,
+ * the input buffer and the output buffer are over HB_CONN_WAITING_MAX, and
+ * resumed once they are below half of it. Bodies let through count in
+ * limits.max_inflight_bytes instead (evhttp reads a body only once it has
+ * all of it: it may lie in the input buffer whole). The socket then fills, the
+ * client's sends block, the kernel's buffers are the only ones that grow,
+ * and a client that never reads is closed by the write timeout
+ * (limits.read_timeout_ms, evhttp's, also set on the bufferevent's writes)
+ * or the slow-client deadline. The bound leaves room for a whole head
+ * (HB_CONN_HEAD_MAX) behind the bytes being answered, so a connection that
+ * is not stuck never stalls: the gate judges every head once it is whole,
+ * and hands a body to evhttp as it arrives.
+ *
  * All of this looks into struct bufferevent (event2/bufferevent_struct.h,
- * stable within libevent 2.1, which this code is built for). */
+ * stable within libevent 2.1, which this code is built for), and suspends
+ * reading with libevent 2.1's bufferevent_suspend_read_ (exported by
+ * libevent_core, declared in its internal bufferevent-internal.h). */
 #include "hb/fmacros.h"
 
 #include "hb/conn.h"
@@ -80,6 +110,14 @@
 #include <event2/http.h>
 
 #define C "server"
+
+/* libevent 2.1's read suspension (see "Backpressure" above), with a flag
+ * of its own that nothing else sets on an accepted TLS connection:
+ * BEV_SUSPEND_LOOKUP, used only while bufferevent_socket_connect_hostname
+ * resolves a name. */
+void bufferevent_suspend_read_(struct bufferevent *bufev, ev_uint16_t what);
+void bufferevent_unsuspend_read_(struct bufferevent *bufev, ev_uint16_t what);
+#define CONN_SUSPEND_WAITING 0x08
 
 struct hb_edge {
     int64_t max_body, chunked_hold, budget;
@@ -134,7 +172,9 @@ struct hb_conn {
     bufferevent_data_cb evhttp_readcb, evhttp_writecb;
     bufferevent_event_cb evhttp_eventcb;
     void *evhttp_cbarg;
-    struct event *resume; /* hold has bytes to judge once a direct answer is out */
+    struct event *resume;           /* hold has bytes to judge once a direct answer is out */
+    int stalled;                    /* reading suspended: too many bytes wait (Backpressure) */
+    unsigned answers, answers_seen; /* answers started; value at the last tick */
     int refs;
     void (*closed)(void *arg);
     void *closed_arg;
@@ -544,10 +584,19 @@ static void conn_counted(hb_conn_t *c);
 static void on_resume(evutil_socket_t fd, short what, void *arg);
 
 /* Heads wait in hold while a direct request is answered and while its
- * answer is written (see hb/conn.h). */
+ * answer is written (see hb/conn.h), and while evhttp has a request of
+ * ours it has not answered: evhttp is given one request at a time. With
+ * several heads in its input, evhttp schedules a read of its own once an
+ * answer is out (read_more), and a read of the socket before that one ran
+ * leaves the bufferevent's deferred read callback pending behind it: that
+ * callback then finds evhttp answering the next request, and libevent
+ * exits ("evhttp_read_cb: illegal connection state"). A client that
+ * pipelines and reads late made that happen within seconds once reading
+ * stops and resumes (Backpressure). Held back, the heads are judged once
+ * the answer is written (evhttp_answered), and may be taken directly. */
 static int gate_blocked(const hb_conn_t *c)
 {
-    return c->direct_busy || c->writing;
+    return c->direct_busy || c->writing || c->owed > 0;
 }
 
 /* Take the judged request h[0..end) with its whole body (v->body bytes
@@ -555,7 +604,7 @@ static int gate_blocked(const hb_conn_t *c)
  * pending), 0 to hand it to evhttp. Its body is reserved already. */
 static int gate_direct(hb_conn_t *c, const char *h, size_t end, const verdict_t *v)
 {
-    if (!c->direct || !v->route || v->chunked || c->owed || gate_blocked(c))
+    if (!c->direct || !v->route || v->chunked || gate_blocked(c))
         return 0;
     hb_conn_req_t r;
     char scratch[HB_CONN_HEAD_MAX];
@@ -687,18 +736,25 @@ static int gate_in_place(hb_conn_t *c, struct evbuffer *buf)
 
 static void keep_read_arm(hb_conn_t *c);
 static void read_ahead(hb_conn_t *c);
+static void conn_flow(hb_conn_t *c);
 
 static void gate_take(hb_conn_t *c, struct evbuffer *buf, size_t n_added);
 
 static void gate_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     hb_conn_t *c = arg;
-    if (c->rewriting || info->n_added == 0 || !c->bev)
+    if (c->rewriting || !c->bev)
         return;
+    if (info->n_added == 0) {
+        if (c->stalled)
+            conn_flow(c); /* evhttp took bytes it waited with */
+        return;
+    }
     if (c->keep_parked)
         keep_read_arm(c); /* the bufferevent reads again */
     gate_take(c, buf, info->n_added);
-    if (c->ssl && c->out)
+    conn_flow(c);
+    if (c->ssl && c->out && c->bev)
         read_ahead(c);
 }
 
@@ -728,7 +784,17 @@ static void gate_take(hb_conn_t *c, struct evbuffer *buf, size_t n_added)
         c->state = G_HEAD;
     }
     evbuffer_remove_buffer(buf, c->front, keep);
-    evbuffer_add_buffer(c->hold, buf);
+    size_t n = evbuffer_get_length(buf);
+    if (n <= 4096) {
+        /* Moved, each read would keep its own chain of 4 KiB or more in
+         * hold, whatever the size of the client's TLS records: copied,
+         * what hold counts (Backpressure) is what it costs. */
+        char tmp[4096];
+        evbuffer_remove(buf, tmp, n);
+        evbuffer_add(c->hold, tmp, n);
+    } else {
+        evbuffer_add_buffer(c->hold, buf);
+    }
     evbuffer_add_buffer(buf, c->front);
     gate_run(c);
     c->rewriting = 0;
@@ -783,8 +849,42 @@ static void keep_read_start(hb_conn_t *c)
 /* Read what OpenSSL holds if the bufferevent is reading. */
 static void read_pending(hb_conn_t *c)
 {
-    if (c->bev && SSL_has_pending(c->ssl) && (bufferevent_get_enabled(c->bev) & EV_READ))
+    if (c->bev && c->ssl && !c->stalled && SSL_has_pending(c->ssl) &&
+        (bufferevent_get_enabled(c->bev) & EV_READ))
         event_active(&c->bev->ev_read, EV_READ, 1);
+}
+
+/* Stop reading while too much waits, read again once half of it has gone
+ * (see "Backpressure" at the top of the file). Called wherever what waits
+ * changes: bytes read or taken by evhttp (gate_cb), judged (on_resume),
+ * answers queued or written (out_cb, hb_conn_answer). Resuming looks at
+ * what OpenSSL holds as well (records read ahead, or the rest of one the
+ * suspension cut short, would not make the socket readable again), but in
+ * the next loop pass, not at once: on_resume has just scheduled evhttp's
+ * read callback for the heads it handed over, and a read run before it
+ * could let evhttp take a request and start answering it, when that
+ * callback would find it answering (libevent exits on that). */
+static void conn_flow(hb_conn_t *c)
+{
+    if (!c->bev)
+        return;
+    /* Bodies the gate let through are in the body budget (c->held), and
+     * evhttp takes a body from the input buffer only once all of it is
+     * there: they are not counted twice. */
+    size_t in = evbuffer_get_length(c->in), bodies = c->held > 0 ? (size_t)c->held : 0;
+    size_t waiting = evbuffer_get_length(c->hold) + (in > bodies ? in - bodies : 0) +
+                     (c->out ? evbuffer_get_length(c->out) : 0);
+    if (!c->stalled && waiting > HB_CONN_WAITING_MAX) {
+        c->stalled = 1;
+        bufferevent_suspend_read_(c->bev, CONN_SUSPEND_WAITING);
+    } else if (c->stalled && waiting <= HB_CONN_WAITING_MAX / 2) {
+        c->stalled = 0;
+        bufferevent_unsuspend_read_(c->bev, CONN_SUSPEND_WAITING);
+        if (c->recheck) {
+            static const struct timeval now = {0, 0};
+            evtimer_add(c->recheck, &now);
+        }
+    }
 }
 
 static void on_recheck(evutil_socket_t fd, short what, void *arg)
@@ -821,7 +921,10 @@ static void out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, vo
     hb_conn_t *c = arg;
     if (!c->bev)
         return;
+    if (info->n_deleted && c->stalled)
+        conn_flow(c); /* the client took answers */
     if (info->n_added && info->orig_size == 0) {
+        c->answers++; /* progress, for the slow-client deadline */
         /* with the route loop's completions (server.c's two priorities):
          * the answer leaves in their queue, not behind the pass's reads.
          * Set each time: evhttp's bufferevent_setfd reassigns the event,
@@ -869,8 +972,14 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     hb_conn_t *c = arg;
     if (!c->bev)
         return;
-    if (!c->lingering && (c->busy || c->requests != c->seen)) {
+    /* An answer that started since the last tick counts as progress: one
+     * queued in this loop pass, its request done (busy back to 0) before
+     * its write event has run, would otherwise be shut down unwritten. It
+     * gets a whole period to be written; a client that takes none of it
+     * in that time is slow, and the write timeout would close it too. */
+    if (!c->lingering && (c->busy || c->requests != c->seen || c->answers != c->answers_seen)) {
         c->seen = c->requests;
+        c->answers_seen = c->answers;
         arm_deadline(c);
         return;
     }
@@ -1011,12 +1120,16 @@ static hb_conn_t *conn_of_bev(struct bufferevent *bev)
     return ssl ? SSL_get_ex_data(ssl, conn_ex_index) : NULL;
 }
 
-/* evhttp wrote the answer to a head the gate handed it. */
+static void schedule_resume(hb_conn_t *c);
+
+/* evhttp wrote the answer to a head the gate handed it: the heads that
+ * waited behind it are judged (evhttp reads again by then). */
 static void evhttp_answered(struct evhttp_request *req, void *arg)
 {
     (void)req;
     hb_conn_t *c = arg;
     c->owed--;
+    schedule_resume(c);
 }
 
 hb_conn_t *hb_conn_of(struct evhttp_request *req)
@@ -1058,6 +1171,7 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
     c->rewriting = 0;
     if (c->bev && evbuffer_get_length(c->in) > before)
         bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+    conn_flow(c);
 }
 
 /* The direct answers are written: the bufferevent is evhttp's again, as
@@ -1107,6 +1221,7 @@ void hb_conn_answer(hb_conn_t *c, const char *head, size_t head_len, const void 
     if (body_len)
         evbuffer_add(out, body, body_len);
     bufferevent_enable(c->bev, EV_WRITE | EV_READ);
+    conn_flow(c);
     schedule_resume(c);
 }
 

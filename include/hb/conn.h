@@ -40,11 +40,11 @@
  * handler (hb_conn_set_direct) and writes the handler's answer itself
  * (hb_conn_answer). evhttp's request object, header lists and answer
  * formatting cost about a fifth of the HTTP thread per request; every
- * other request (HEAD, refusals, chunked bodies, bodies still arriving,
- * pipelined requests behind one evhttp is answering) takes the evhttp way
- * as before. Answers stay in request order: while a direct request waits
- * for its answer, the connection reads nothing more, and while a direct
- * answer is being written nothing is handed to evhttp.
+ * other request (HEAD, refusals, chunked bodies, bodies still arriving)
+ * takes the evhttp way as before. Answers stay in request order: while a
+ * direct request waits for its answer, the connection reads nothing more,
+ * and while any answer is being made or written, the heads pipelined
+ * behind it wait in the gate; evhttp is handed one request at a time.
  *
  * Ownership: the connection's SSL object holds one reference (released
  * when OpenSSL frees the SSL, which evhttp does when the connection closes:
@@ -72,6 +72,10 @@ struct evhttp_request;
 #define HB_CONN_REFUSAL_HEADER "X-Hookbridge-Refusal" /* "CODE error; detail" */
 #define HB_EDGE_SMALL_BODY 65536
 #define HB_CONN_LINGER_MS 5000 /* a refused connection drains at most this long */
+/* Bytes a connection may have waiting (read but not yet judged or taken by
+ * evhttp, answers not yet written) before it stops reading its socket until
+ * the client takes its answers (src/conn.c, "Backpressure"). */
+#define HB_CONN_WAITING_MAX (4 * HB_CONN_HEAD_MAX)
 
 typedef struct hb_edge hb_edge_t;
 typedef struct hb_conn hb_conn_t;
