@@ -69,8 +69,15 @@ class RecordClient:
     records travel together in one TCP send: tls(data) returns the records
     for data (one per call) without sending them."""
 
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=scaled(30))
+    def __init__(self, port, rcvbuf=None):
+        if rcvbuf is None:
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=scaled(30))
+        else:
+            # before connect(2): the window scale is chosen from it
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(scaled(30))
+            self.sock.connect(("127.0.0.1", port))
         self.inc, self.outg = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.obj = client_ssl_context().wrap_bio(self.inc, self.outg, server_hostname="localhost")
 

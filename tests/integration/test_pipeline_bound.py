@@ -218,12 +218,16 @@ class PipelineBound(BridgeTestCase):
         # test alone decides when it reads. It sends until the bridge stops
         # reading (no progress for a second) or everything is sent, then
         # reads the answers while it sends the rest.
-        c = RecordClient(b.port)
+        # A receive buffer of a few KiB while the client does not read, set
+        # before connecting (the window scale stays 0): unread answers soon
+        # fill the socket and the bridge stops reading. With 256 KiB the
+        # kernel's buffers took the answers and the bridge never stopped
+        # reading here (a connection that never reads again passed). Once
+        # the client reads, 256 KiB: with a window of a few KiB, loopback
+        # TCP takes a whole delayed-ACK wait per window, and the answers
+        # would drain slower than the timeout.
+        c = RecordClient(b.port, rcvbuf=4096)
         self.addCleanup(c.close)
-        # unread answers fill the socket sooner (not much smaller: with a
-        # window of a few KiB, loopback TCP takes a whole delayed-ACK wait
-        # per window, and the answers would drain slower than the timeout)
-        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
         c.handshake()
         c.sock.setblocking(False)
         wire, nxt, data, codes = b"", 0, b"", []
@@ -260,6 +264,7 @@ class PipelineBound(BridgeTestCase):
                 last_progress = now
             elif not reading and (now - last_progress > 1.0 or (nxt == len(ids) and not wire)):
                 stalled_for, reading = now - last_progress, True
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
             select.select([c.sock] if reading else [], [c.sock] if wire else [], [], 0.05)
         print("\n[pipeline] %d requests sent before the client read (it waited %.1f s), "
               "%d answers" % (nxt, stalled_for, len(codes)))
