@@ -156,7 +156,7 @@ static void render_journal_hist(struct evbuffer *o, const char *name, const char
     for (size_t i = 0; i < h->n; i++)
         evbuffer_add_printf(o, "%s_bucket{le=\"%g\"} %llu\n", name, h->bounds[i],
                             (unsigned long long)h->cumulative[i]);
-    evbuffer_add_printf(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %g\n%s_count %llu\n", name,
+    evbuffer_add_printf(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name,
                         (unsigned long long)h->count, name, h->sum, name,
                         (unsigned long long)h->count);
 }

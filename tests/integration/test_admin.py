@@ -101,6 +101,11 @@ class Admin(BridgeTestCase):
                          "one fdatasync per batch")
         self.assertEqual(metric_sum(m, "hookbridge_journal_batch_records_bucket", le="+Inf"),
                          batches)
+        # sums in fixed notation (as the request histograms): %g kept 6 significant
+        # digits, too coarse for rate(_sum) on a bridge that runs for days
+        text = b.admin_get("/metrics")[2].decode("utf-8")
+        for name in ("batch_records", "write_seconds", "fdatasync_seconds"):
+            self.assertRegex(text, r"(?m)^hookbridge_journal_%s_sum [0-9]+\.[0-9]{6}$" % name)
 
 
 class Accepting(BridgeTestCase):
