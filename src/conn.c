@@ -788,10 +788,10 @@ static void gate_take(hb_conn_t *c, struct evbuffer *buf, size_t n_added)
     if (n <= 4096) {
         /* Moved, each read would keep its own chain of 4 KiB or more in
          * hold, whatever the size of the client's TLS records: copied,
-         * what hold counts (Backpressure) is what it costs. */
-        char tmp[4096];
-        evbuffer_remove(buf, tmp, n);
-        evbuffer_add(c->hold, tmp, n);
+         * what hold counts (Backpressure) is what it costs. One copy: a
+         * read's bytes are one chain, so the pullup moves nothing. */
+        evbuffer_add(c->hold, evbuffer_pullup(buf, (ev_ssize_t)n), n);
+        evbuffer_drain(buf, n);
     } else {
         evbuffer_add_buffer(c->hold, buf);
     }

@@ -109,13 +109,6 @@ void hb_log_set_limit(unsigned burst, unsigned interval_ms)
     atomic_store(&limit_interval_ms, interval_ms ? interval_ms : 1);
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 size_t hb_log_escape(char *dst, size_t dstlen, const char *src, size_t srclen)
 {
     static const char hex[] = "0123456789abcdef";
@@ -233,11 +226,11 @@ static void *log_thread(void *arg)
     char *out;
     size_t len;
     uint64_t dropped, upto;
-    uint64_t next_sweep = mono_ms() + atomic_load(&limit_interval_ms);
+    uint64_t next_sweep = hb_mono_ms() + atomic_load(&limit_interval_ms);
     pthread_mutex_lock(&q.lock);
     for (;;) {
         while (q.fill_len == 0 && !q.dropped && !q.stopping) {
-            uint64_t now = mono_ms();
+            uint64_t now = hb_mono_ms();
             if (now >= next_sweep)
                 break;
             struct timespec ts;
@@ -251,7 +244,7 @@ static void *log_thread(void *arg)
             }
             pthread_cond_timedwait(&q.wake, &q.lock, &ts);
         }
-        uint64_t now = mono_ms();
+        uint64_t now = hb_mono_ms();
         if (now >= next_sweep) {
             next_sweep = now + atomic_load(&limit_interval_ms);
             pthread_mutex_unlock(&q.lock);
@@ -371,7 +364,7 @@ void hb_log_flush(void)
     pthread_mutex_unlock(&q.lock);
     if (!started)
         return;
-    sweep(mono_ms()); /* the summaries due so far are part of what was logged */
+    sweep(hb_mono_ms()); /* the summaries due so far are part of what was logged */
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += 5; /* a consumer that never reads must not hang exit */
@@ -411,7 +404,7 @@ static limit_slot_t *limit_slot(const char *component, const char *reason)
 int hb_log_allow(const char *component, const char *reason)
 {
     limit_slot_t *s = limit_slot(component, reason);
-    uint64_t now = mono_ms();
+    uint64_t now = hb_mono_ms();
     uint64_t start = atomic_load(&s->window_start_ms);
     if ((now - start >= atomic_load(&limit_interval_ms) || start == 0) &&
         atomic_compare_exchange_strong(&s->window_start_ms, &start, now ? now : 1))

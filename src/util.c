@@ -67,18 +67,16 @@ void hb_thread_name(const char *name)
     pthread_setname_np(pthread_self(), n);
 }
 
-uint64_t hb_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 uint64_t hb_mono_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t hb_mono_ms(void)
+{
+    return hb_mono_us() / 1000u;
 }
 
 struct timeval hb_ms_timeval(int64_t ms)
