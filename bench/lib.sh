@@ -348,16 +348,23 @@ hb_answered_200() {
     hb_metrics | awk '/^hookbridge_requests_total\{route="intercom",status="200"\}/ && !n++ {print $2}'
 }
 
-# journal_sums: "fdatasync_seconds_sum fdatasync_count records_sum batches"
-# from the bridge's /metrics; nothing when it has no fdatasync count (or no
-# /metrics answered), so that a missing "before" is not taken for zero.
+# journal_sums: "fdatasync_seconds_sum fdatasync_count records_sum batches
+# queue_seconds_sum queue_count handoff_seconds_sum handoff_count" from the
+# bridge's /metrics; nothing when it has no fdatasync count (or no /metrics
+# answered), so that a missing "before" is not taken for zero. (A bridge
+# without the queue and hand-off histograms gives 0 0 for them.)
 journal_sums() {
     hb_metrics | awk '
         /^hookbridge_journal_fdatasync_seconds_sum / { s = $2 }
         /^hookbridge_journal_fdatasync_seconds_count / { sc = $2 }
         /^hookbridge_journal_batch_records_sum / { r = $2 }
         /^hookbridge_journal_batch_records_count / { rc = $2 }
-        END { if (sc != "") printf "%s %s %s %s\n", s + 0, sc + 0, r + 0, rc + 0 }'
+        /^hookbridge_journal_queue_seconds_sum / { q = $2 }
+        /^hookbridge_journal_queue_seconds_count / { qc = $2 }
+        /^hookbridge_journal_handoff_seconds_sum / { h = $2 }
+        /^hookbridge_journal_handoff_seconds_count / { hc = $2 }
+        END { if (sc != "") printf "%s %s %s %s %s %s %s %s\n", s + 0, sc + 0, r + 0, rc + 0,
+                  q + 0, qc + 0, h + 0, hc + 0 }'
 }
 
 # What reached the sink, counted at the sink, not by the bridge.
@@ -452,7 +459,8 @@ warm_up() {
 # measure SERVER_PIDS BROKER_PID URL CONNS DRAIN(0|1): one wrk run, then (for
 # the bridge) the wait until the sink has everything, with the server's CPU
 # counted over both. Sets W_* (wrk's figures), ANSWERED, PUBLISHED, DRAIN_S, CPU_US,
-# BROKER_US, RSS_KB, OTHERS_CORES, WRK_CORES, and (for the bridge) SYNC_US, BATCH.
+# BROKER_US, RSS_KB, OTHERS_CORES, WRK_CORES, and (for the bridge) SYNC_US, BATCH,
+# QUEUE_US, HANDOFF_US.
 measure() {
     local server_pids="$1" broker_pid="$2" url="$3" conns="$4" drain="$5"
     # shellcheck disable=SC2086
@@ -482,13 +490,16 @@ measure() {
             o = (m - s - b - c) / hz / (ns / 1e9); if (o < 0) o = 0; printf "%.2f", o }')"
     WRK_CORES="$(awk -v c=$((c1 - c0)) -v ns=$((t1 - t0)) -v hz="$CLK_TCK" \
         'BEGIN { printf "%.2f", c / hz / (ns / 1e9) }')"
-    # The journal while wrk ran: the mean fdatasync and records per batch.
-    SYNC_US="-" BATCH="-"
+    # The journal while wrk ran: the mean fdatasync, records per batch, and
+    # per record the mean wait for the writer and hand-off back.
+    SYNC_US="-" BATCH="-" QUEUE_US="-" HANDOFF_US="-"
     if [[ -n "$j0" && -n "$j1" ]]; then
-        read -r SYNC_US BATCH < <(awk -v a="$j0" -v b="$j1" 'BEGIN {
+        read -r SYNC_US BATCH QUEUE_US HANDOFF_US < <(awk -v a="$j0" -v b="$j1" '
+            function mean_us(i) { d = y[i + 1] - x[i + 1]; return d > 0 ? sprintf("%.0f", (y[i] - x[i]) / d * 1e6) : "-" }
+            BEGIN {
             split(a, x, " "); split(b, y, " "); n = y[2] - x[2]
-            if (n > 0) printf "%.0f %.1f\n", (y[1] - x[1]) / n * 1e6, (y[3] - x[3]) / n
-            else print "- -" }')
+            if (n > 0) printf "%.0f %.1f %s %s\n", (y[1] - x[1]) / n * 1e6, (y[3] - x[3]) / n, mean_us(5), mean_us(7)
+            else print "- - - -" }')
     fi
     PUBLISHED="-" DRAIN_S="-" ANSWERED=$((W_requests - W_non2xx))
     if ((drain)); then
@@ -523,12 +534,25 @@ measure() {
 }
 
 # describe_setup: the machine, the versions and the load, for the results file.
+# How the CPUs idle: on a VM whose guest halts at once (haltpoll with
+# guest_halt_poll_ns = 0), waking a thread on an idle vCPU costs tens of
+# microseconds, twice per journal batch (bench/README.md, session 9).
+cpuidle_desc() {
+    local d=/sys/devices/system/cpu/cpuidle p=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+    if [[ -r $d/current_driver ]]; then
+        printf 'cpuidle %s' "$(cat "$d/current_driver")"
+        [[ -r $p ]] && printf ', guest_halt_poll_ns %s' "$(cat "$p")"
+    else
+        printf 'cpuidle: none'
+    fi
+}
+
 describe_setup() {
     local rev dirty=""
     rev="$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
     git diff --quiet HEAD -- src include CMakeLists.txt 2>/dev/null || dirty=" (with uncommitted changes)"
     cat <<EOF2
-- machine: $NCPU × $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r), Debian $(cat /etc/debian_version 2>/dev/null || echo '?'); journal on $(df --output=fstype "$TMP" | tail -n1)
+- machine: $NCPU × $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r), Debian $(cat /etc/debian_version 2>/dev/null || echo '?'); journal on $(df --output=fstype "$TMP" | tail -n1); $(cpuidle_desc)
 - **the machine is shared**: the load generator runs on the same 2 cores, and other agents may be compiling (the \`others\` column says how many cores they took while wrk ran). Compare ratios to the ceiling, measured in the same run, rather than absolute figures.
 - hookbridge: commit $rev$dirty (src/ last changed in $(git log -1 --format=%h -- src include 2>/dev/null || echo '?')), $("$HB_BIN" --version 2>&1 | sed -n 1p)
 - ceiling: $(nginx -v 2>&1 | sed 's/^nginx version: //'), libnginx-mod-http-lua $(dpkg-query -W -f '${Version}' libnginx-mod-http-lua 2>/dev/null || echo '?'), 1 worker, Lua \`ngx.req.read_body()\` then 200

@@ -90,7 +90,8 @@ typedef struct listener {
 typedef int (*fault_fn)(const char *op, void *arg);
 
 /* A histogram for /metrics: counts per bucket (not cumulative), the last
- * one past every bound. Written by one thread, read by any. */
+ * one past every bound. Any thread adds (the handoff one is added to by
+ * every HTTP loop) and reads. */
 typedef struct hist {
     _Atomic uint64_t counts[HB_JOURNAL_HIST_MAX + 1];
     _Atomic uint64_t sum; /* in the unit of the bounds times 1e6 */
@@ -99,6 +100,9 @@ typedef struct hist {
 static const double records_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
 static const double seconds_bounds[] = {50e-6, 100e-6, 250e-6, 500e-6, 1e-3,   2.5e-3,
                                         5e-3,  10e-3,  25e-3,  50e-3,  100e-3, 250e-3};
+/* per record: tens of microseconds matter there */
+static const double wait_bounds[] = {10e-6, 25e-6,  50e-6, 100e-6, 250e-6, 500e-6,
+                                     1e-3,  2.5e-3, 5e-3,  10e-3,  25e-3,  100e-3};
 #define NBOUNDS(a) (sizeof(a) / sizeof((a)[0]))
 
 static void hist_add(hist_t *h, const double *bounds, size_t n, double v)
@@ -181,7 +185,7 @@ struct hb_journal {
     _Atomic(listener_t *) progress, published; /* pushed, never removed until close */
     fault_fn fault;
     void *fault_arg;
-    hist_t h_records, h_write, h_sync;
+    hist_t h_records, h_write, h_sync, h_queue, h_handoff;
     pthread_t writer, keeper;
     int threads; /* how many of them were started */
 };
@@ -906,10 +910,12 @@ static void notify(listener_t *l)
 /* Hand every append of `list` back; none may be touched afterwards. */
 static void finish(hb_append_t *list, int err)
 {
+    uint64_t now = list ? hb_mono_us() : 0;
     while (list) {
         hb_append_t *next = list->next;
         if (err)
             list->err = err;
+        list->done_us = now;
         list->done(list);
         list = next;
     }
@@ -1063,6 +1069,7 @@ static void ensure_wcap(hb_journal_t *j, size_t need)
 
 static void write_batch(hb_journal_t *j, hb_append_t *batch)
 {
+    uint64_t taken = hb_mono_us();
     /* Two lists, because done() hands an append back to its owner, who may
      * free it at once: an append must never be on a list we walk later. */
     hb_append_t *durable = NULL, **dtail = &durable, *written = NULL, **wtail = &written;
@@ -1074,6 +1081,8 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
     for (hb_append_t *a = batch, *next; a; a = next) {
         next = a->next;
         a->next = NULL;
+        hist_add(&j->h_queue, wait_bounds, NBOUNDS(wait_bounds),
+                 taken > a->queued_us ? (double)(taken - a->queued_us) / 1e6 : 0);
         if (len == 0) {
             if (j->wpos >= j->segment_bytes || want_prealloc(j))
                 rotate(j);
@@ -1445,6 +1454,7 @@ static _Thread_local unsigned held_n;
 void hb_journal_append(hb_journal_t *j, hb_append_t *a)
 {
     a->next = NULL;
+    a->queued_us = hb_mono_us();
     pthread_mutex_lock(&j->lock);
     if (j->qtail)
         j->qtail->next = a;
@@ -1553,12 +1563,19 @@ size_t hb_journal_segments(const hb_journal_t *j)
     return n;
 }
 
-void hb_journal_histograms(const hb_journal_t *j, hb_journal_hist_t *records,
-                           hb_journal_hist_t *write_s, hb_journal_hist_t *sync_s)
+void hb_journal_histograms(const hb_journal_t *j, hb_journal_hists_t *out)
 {
-    hist_read(&j->h_records, records_bounds, NBOUNDS(records_bounds), records);
-    hist_read(&j->h_write, seconds_bounds, NBOUNDS(seconds_bounds), write_s);
-    hist_read(&j->h_sync, seconds_bounds, NBOUNDS(seconds_bounds), sync_s);
+    hist_read(&j->h_records, records_bounds, NBOUNDS(records_bounds), &out->records);
+    hist_read(&j->h_write, seconds_bounds, NBOUNDS(seconds_bounds), &out->write_s);
+    hist_read(&j->h_sync, seconds_bounds, NBOUNDS(seconds_bounds), &out->sync_s);
+    hist_read(&j->h_queue, wait_bounds, NBOUNDS(wait_bounds), &out->queue_s);
+    hist_read(&j->h_handoff, wait_bounds, NBOUNDS(wait_bounds), &out->handoff_s);
+}
+
+void hb_journal_handed_off(hb_journal_t *j, const hb_append_t *a, uint64_t now_us)
+{
+    hist_add(&j->h_handoff, wait_bounds, NBOUNDS(wait_bounds),
+             now_us > a->done_us ? (double)(now_us - a->done_us) / 1e6 : 0);
 }
 
 void hb_journal_retained(const hb_journal_t *j, uint64_t *bytes, uint64_t *oldest_ms)

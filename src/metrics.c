@@ -163,14 +163,22 @@ static void render_journal_hist(struct evbuffer *o, const char *name, const char
 
 static void render_journal_histograms(struct evbuffer *o, struct hb_journal *j)
 {
-    hb_journal_hist_t records, write_s, sync_s;
-    hb_journal_histograms(j, &records, &write_s, &sync_s);
+    hb_journal_hists_t h;
+    hb_journal_histograms(j, &h);
     render_journal_hist(o, "hookbridge_journal_batch_records", "Records per journal batch.",
-                        &records);
+                        &h.records);
     render_journal_hist(o, "hookbridge_journal_write_seconds", "Time to write one journal batch.",
-                        &write_s);
+                        &h.write_s);
     render_journal_hist(o, "hookbridge_journal_fdatasync_seconds",
-                        "Time of one journal fdatasync (one per batch).", &sync_s);
+                        "Time of one journal fdatasync (one per batch).", &h.sync_s);
+    render_journal_hist(o, "hookbridge_journal_queue_seconds",
+                        "Time a record waited for the journal writer after its append (a burst "
+                        "being gathered, a sync in progress).",
+                        &h.queue_s);
+    render_journal_hist(o, "hookbridge_journal_handoff_seconds",
+                        "Time from the journal being done with a record (synced, or written "
+                        "under ack = written) to its HTTP loop taking up the answer.",
+                        &h.handoff_s);
 }
 
 void hb_metrics_render(struct evbuffer *o, struct hb_journal *j,

@@ -469,9 +469,13 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
     pending_t *p = l->done_head;
     l->done_head = l->done_tail = NULL;
     pthread_mutex_unlock(&l->lock);
+    hb_journal_t *j = atomic_load(&l->r->journal);
+    uint64_t now = hb_mono_us();
     while (p) {
         pending_t *next = p->next;
         p->next = NULL;
+        if (j)
+            hb_journal_handed_off(j, &p->a, now);
         if (p->a.err) {
             char why[128];
             snprintf(why, sizeof(why), "%s%s",

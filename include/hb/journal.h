@@ -54,6 +54,10 @@ typedef struct hb_append {
     uint64_t seq; /* out: the record's sequence number */
     int err;      /* out: 0, ENOSPC (journal full) or the errno of a failed write/sync */
     void (*done)(struct hb_append *a);
+    /* Journal's, for /metrics (hb_mono_us): when it was appended, and when
+     * the journal was done with it (written, or synced: the moment done is
+     * called for). See hb_journal_handed_off. */
+    uint64_t queued_us, done_us;
 } hb_append_t;
 
 typedef struct hb_journal_opts {
@@ -119,8 +123,11 @@ uint64_t hb_journal_bytes(const hb_journal_t *j);
 uint64_t hb_journal_max_bytes(const hb_journal_t *j);
 size_t hb_journal_segments(const hb_journal_t *j);
 
-/* Histograms for /metrics: records per batch written, seconds per
- * batch write, seconds per fdatasync round. Any thread. */
+/* Histograms for /metrics: records per batch written, seconds per batch
+ * write and per fdatasync round, and, per record, the seconds it waited for
+ * the writer after its append (queue) and from the journal being done with
+ * it to its owner taking the answer up (handoff). With the sync they make
+ * up a durable answer's time in the journal. Any thread. */
 #define HB_JOURNAL_HIST_MAX 16
 typedef struct hb_journal_hist {
     size_t n;                                 /* bounds */
@@ -129,8 +136,16 @@ typedef struct hb_journal_hist {
     uint64_t count;                           /* all observations (+Inf) */
     double sum;
 } hb_journal_hist_t;
-void hb_journal_histograms(const hb_journal_t *j, hb_journal_hist_t *records,
-                           hb_journal_hist_t *write_s, hb_journal_hist_t *sync_s);
+typedef struct hb_journal_hists {
+    hb_journal_hist_t records, write_s, sync_s, queue_s, handoff_s;
+} hb_journal_hists_t;
+void hb_journal_histograms(const hb_journal_t *j, hb_journal_hists_t *out);
+
+/* The owner of a (the thread its done callback handed it to) takes up its
+ * answer now: counts now_us - a->done_us in the handoff histogram. A
+ * cross-thread wake-up that has to bring an idle CPU back is most of it.
+ * Any thread. */
+void hb_journal_handed_off(hb_journal_t *j, const hb_append_t *a, uint64_t now_us);
 
 /* The retained span for /metrics: bytes of published segments kept, and
  * the received_at of their oldest record (0 when none). Any thread. */

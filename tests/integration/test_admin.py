@@ -101,10 +101,20 @@ class Admin(BridgeTestCase):
                          "one fdatasync per batch")
         self.assertEqual(metric_sum(m, "hookbridge_journal_batch_records_bucket", le="+Inf"),
                          batches)
+        # where a durable answer's time goes: each record's wait for the writer
+        # and the hand-off back to its HTTP loop, one observation per record
+        self.assertEqual(metric_sum(m, "hookbridge_journal_queue_seconds_count"), 3,
+                         "one queue wait per record")
+        self.assertEqual(metric_sum(m, "hookbridge_journal_handoff_seconds_count"), 3,
+                         "one hand-off per answered record")
+        self.assertEqual(metric_sum(m, "hookbridge_journal_handoff_seconds_bucket", le="+Inf"), 3)
+        self.assertGreater(metric_sum(m, "hookbridge_journal_handoff_seconds_sum"), 0,
+                           "a hand-off between threads takes some time")
         # sums in fixed notation (as the request histograms): %g kept 6 significant
         # digits, too coarse for rate(_sum) on a bridge that runs for days
         text = b.admin_get("/metrics")[2].decode("utf-8")
-        for name in ("batch_records", "write_seconds", "fdatasync_seconds"):
+        for name in ("batch_records", "write_seconds", "fdatasync_seconds", "queue_seconds",
+                     "handoff_seconds"):
             self.assertRegex(text, r"(?m)^hookbridge_journal_%s_sum [0-9]+\.[0-9]{6}$" % name)
 
 

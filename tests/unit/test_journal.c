@@ -12,6 +12,7 @@
 #include "hb/journal.h"
 #include "hb/log.h"
 #include "hb/record.h"
+#include "hb/util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -553,6 +554,16 @@ static void test_basic(void)
     is_int(ts[0]->a.seq, 1, "the first record of a fresh journal is seq 1");
     ok(consecutive, "seqs are consecutive in append order");
     ok(on_writer, "done() ran on the writer thread, not the caller's");
+    int stamped = 1;
+    uint64_t handed = hb_mono_us();
+    for (int i = 0; i < N; i++) {
+        if (!ts[i]->a.queued_us || ts[i]->a.done_us < ts[i]->a.queued_us ||
+            ts[i]->a.done_us > handed)
+            stamped = 0;
+        if (i < N / 2)
+            hb_journal_handed_off(j, &ts[i]->a, handed);
+    }
+    ok(stamped, "each append stamped when queued and when done, in that order");
     for (int i = 0; i < N; i++)
         free_append(ts[i]);
     is_int(hb_journal_durable_seq(j), N, "durable seq == last seq");
@@ -561,12 +572,18 @@ static void test_basic(void)
        "bytes == the records, a segment header and a commit mark per batch (%" PRIu64 ")",
        hb_journal_bytes(j));
     ok(atomic_load(&progress_calls) > 0, "the progress callback ran after the durable batch");
-    hb_journal_hist_t hr, hw, hs;
-    hb_journal_histograms(j, &hr, &hw, &hs);
+    hb_journal_hists_t h;
+    hb_journal_histograms(j, &h);
+    hb_journal_hist_t hr = h.records, hw = h.write_s, hs = h.sync_s, hq = h.queue_s,
+                      hh = h.handoff_s;
     ok(hr.count >= 1 && hr.sum == N && hr.cumulative[hr.n - 1] == hr.count,
        "batch-size histogram: %" PRIu64 " batches holding %g records", hr.count, hr.sum);
     ok(hw.count == hr.count && hs.count >= 1 && hs.count <= hr.count && hs.sum > 0,
        "one write per batch, at most one sync per batch (%" PRIu64 " syncs)", hs.count);
+    ok(hq.count == N && hq.cumulative[hq.n - 1] <= hq.count,
+       "queue histogram: one wait per record (%" PRIu64 ")", hq.count);
+    ok(hh.count == N / 2 && hh.sum >= 0,
+       "handoff histogram: one per record handed off (%" PRIu64 " of %d)", hh.count, N / 2);
 
     /* the earlier reader sees them now */
     int got = 0, in_order = 1;
