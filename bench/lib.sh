@@ -340,7 +340,9 @@ hb_stop() {
 }
 
 # (|| true: under set -e and pipefail, a failed read must not end the run)
-hb_metrics() { curl -fs "http://127.0.0.1:$HB_ADMIN/metrics" 2>/dev/null || true; }
+# Bounded: a bridge that stopped answering must not hang the run (the
+# callers treat an empty answer as "no figures").
+hb_metrics() { curl -fs --max-time 10 "http://127.0.0.1:$HB_ADMIN/metrics" 2>/dev/null || true; }
 
 # The bridge's own count of 200s on the webhook route, empty if it has none.
 hb_answered_200() {
