@@ -233,7 +233,7 @@ nginx_stop() {
 # wait_https PORT: until the endpoint answers over TLS (any HTTP status).
 wait_https() {
     for _ in $(seq 300); do
-        curl -sk -o /dev/null "https://127.0.0.1:$1/" && return 0
+        curl -sk --max-time 2 -o /dev/null "https://127.0.0.1:$1/" && return 0
         sleep 0.1
     done
     return 1
@@ -308,10 +308,10 @@ EOF
     local up=0
     for _ in $(seq 300); do
         alive "$HB_PID" || { tail -n 20 "$dir/log" >&2; die "hookbridge exited at start"; }
-        if curl -fs -o /dev/null "http://127.0.0.1:$HB_ADMIN/readyz"; then up=1; break; fi
+        if curl -fs --max-time 2 -o /dev/null "http://127.0.0.1:$HB_ADMIN/readyz"; then up=1; break; fi
         sleep 0.1
     done
-    ((up)) || log "warning: hookbridge not ready after 30 s ($sink): $(curl -s "http://127.0.0.1:$HB_ADMIN/readyz")"
+    ((up)) || log "warning: hookbridge not ready after 30 s ($sink): $(curl -s --max-time 5 "http://127.0.0.1:$HB_ADMIN/readyz")"
     [[ -n "${TLS_HB:-}" ]] || TLS_HB="$(tls_info "$HB_PORT")"
 }
 
