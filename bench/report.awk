@@ -122,17 +122,22 @@ END {
 
     # Issue 8 targets, on the medians: one line each, with the failing cases.
     print "\n### Issue 8 targets in this run\n"
-    t1seen = t2seen = t4seen = 0; t1w = t2w = t4w = t5w = t6w = ""
+    t1seen = t2seen = t4seen = 0; t1w = t2w = t2r = t4w = t5w = t6w = ""
     for (i = 1; i <= nk; i++) {
         k = order[i]; split(k, f, SUBSEP)
         if (f[1] == "ceiling") continue
-        id = f[2] "/" f[3] "/w" f[4] "/c" f[5]
+        real = f[1] == "hookbridge-real-kafka"
+        id = f[2] (real ? " (real broker)" : "") "/" f[3] "/w" f[4] "/c" f[5]
         if (f[1] == "hookbridge" && f[3] == "durable" && f[5] == 32 && (f[2] == "file" || f[2] == "kafka") && q_rps[k] != "-") {
             t1seen = 1
             if (num(q_rps[k]) < 0.6 || median(k, "p99_ms") > 3)
                 t1w = t1w " " id " (" q_rps[k] "×" ((k in bound) ? " of a " bound[k] "× serial model" : "") ", p99 " fmt(median(k, "p99_ms"), 2) " ms);"
         }
-        if (q_cpu[k] != "-") {
+        # the real broker's runs are for the record (issue 8): its JVM shares
+        # the two cores with everything else, so they are listed, not judged
+        if (q_cpu[k] != "-" && real) {
+            t2r = t2r " " id " " q_cpu[k] "×;"
+        } else if (q_cpu[k] != "-") {
             t2seen = 1
             if (num(q_cpu[k]) > 2) t2w = t2w " " id " (" q_cpu[k] "×);"
         }
@@ -146,7 +151,7 @@ END {
     }
     ok = "**met**"; no = "**not met**:"; na = "not measured"
     print "- `ack = durable`, 32 connections, file and Kafka: ≥ 0.6 × the ceiling's req/s and p99 ≤ 3 ms: " (t1seen ? (t1w == "" ? ok : no t1w) : na)
-    print "- CPU per request ≤ 2 × the ceiling's: " (t2seen ? (t2w == "" ? ok : no t2w) : na)
+    print "- CPU per request ≤ 2 × the ceiling's: " (t2seen ? (t2w == "" ? ok : no t2w) : na) (t2r == "" ? "" : " (for the record, the real broker's runs:" t2r ")")
     print "- 256 connections: no errors, RSS ≤ 64 MB: " (t4seen ? (t4w == "" ? ok : no t4w) : na)
     print "- nothing acknowledged is lost: " (t5w == "" ? ok : no t5w)
     print "- hookbridge survives every run: " (t6w == "" ? ok : no t6w)
