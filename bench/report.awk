@@ -19,6 +19,18 @@ function median(k, f,   m, i, j, t, a) {
 function sum(k, f,   i, s) { s = 0; for (i = 1; i <= cnt[k]; i++) s += num(v[rows[k, i], f]); return s }
 function max(k, f,   i, s) { s = 0; for (i = 1; i <= cnt[k]; i++) if (num(v[rows[k, i], f]) > s) s = num(v[rows[k, i], f]); return s }
 function fmt(x, d) { return x == "-" ? "-" : sprintf("%." d "f", x) }
+# With --paired every bridge run carries the ceiling run just before it:
+# the median over the rounds of each run's own ratio, or "" when a run has
+# no pair (then the ratio is to the median of the ceiling's runs).
+function paired_ratio(k, f, pf,   i, a, t, j, m) {
+    m = cnt[k]
+    for (i = 1; i <= m; i++) {
+        if (v[rows[k, i], pf] !~ /^[0-9.]+$/ || num(v[rows[k, i], pf]) <= 0) return ""
+        a[i] = num(v[rows[k, i], f]) / num(v[rows[k, i], pf])
+    }
+    for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+    return m ? r2(m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2) : ""
+}
 # the median of a µs column as "N µs", or "-" unless every round has it
 # (a bridge without that histogram, or a field missing from an older .tsv)
 function us_col(k, f,   i) {
@@ -36,6 +48,7 @@ NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
     # counted apart, not in the medians.
     if ($col["status"] ~ /^(DIED|EXIT)_/) { failed[k] = failed[k] (failed[k] == "" ? "" : ", ") $col["status"]; nfailed++; next }
     rows[k, ++cnt[k]] = n
+    if ($col["server"] != "ceiling" && ("pair_rps" in col) && $col["pair_rps"] ~ /^[0-9.]+$/) anypaired = 1
     if ($col["status"] ~ /^LOST/) lost[k] += substr($col["status"], 6)
 }
 END {
@@ -61,7 +74,7 @@ END {
     }
 
     print "\n### hookbridge, with each figure's ratio to the ceiling at the same connections\n"
-    print "Medians over the rounds (`runs`); answered and published are summed over them. CPU per request counts all of hookbridge's threads, from the start of a run until the sink had published everything (`drain`, the longest). `published` is counted at the sink: lines in the file, `XLEN` of the stream, the topic's high watermark. `broker` is the CPU per request of redis-server or of the Kafka broker (mock or real); `others` the cores the rest of the machine (other agents) used while wrk ran.\n"
+    print "Medians over the rounds (`runs`); answered and published are summed over them. CPU per request counts all of hookbridge's threads, from the start of a run until the sink had published everything (`drain`, the longest). `published` is counted at the sink: lines in the file, `XLEN` of the stream, the topic's high watermark. `broker` is the CPU per request of redis-server or of the Kafka broker (mock or real); `others` the cores the rest of the machine (other agents) used while wrk ran." (anypaired ? " With `--paired`, each `× ceiling` is the median over the rounds of the run's ratio to the ceiling run just before it at the same connections (rows whose runs all have one); otherwise it is the ratio to the median of the ceiling's runs above." : "") "\n"
     print "| sink | ack | workers | conns | runs | req/s | × ceiling | p50 | p99 | errors / non-200 | CPU per request | × ceiling | peak RSS | answered 200 | published | check | drain | broker | others |"
     print "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     for (i = 1; i <= nk; i++) {
@@ -71,6 +84,9 @@ END {
         rps = median(k, "rps"); cpu = median(k, "cpu_us_per_req")
         rr = (c in crps) && crps[c] ? r2(rps / crps[c]) : "-"
         cr = (c in ccpu) && ccpu[c] ? r2(cpu / ccpu[c]) : "-"
+        pr = paired_ratio(k, "rps", "pair_rps"); pc = paired_ratio(k, "cpu_us_per_req", "pair_cpu_us")
+        if (pr != "") { rr = pr; npaired++ }
+        if (pc != "") cr = pc
         q_rps[k] = rr; q_cpu[k] = cr
         sink = f[2]; if (f[1] == "hookbridge-real-kafka") sink = sink ", real broker"
         st = (k in lost) ? "**LOST " lost[k] "**" : "ok"

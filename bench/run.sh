@@ -31,6 +31,13 @@
 #     --real-kafka         also run kafka, ack = durable, against a real broker
 #                          (tests/services/kafka.sh, a JVM) "for the record"
 #     --no-ceiling         skip nginx (no ratios)
+#     --paired             also run the ceiling right before every hookbridge
+#                          run, at the same connections, and give each run's
+#                          ratios against that run: the machine's speed drifts
+#                          by a third within minutes here, and a pair 20 s
+#                          apart shares more of it than a round does. Doubles
+#                          the time; the tables then show medians of the
+#                          per-run ratios
 #     --tag NAME           appended to the results file name (e.g. before)
 #     --out DIR            results directory (default bench/results)
 #   Environment: BUILD_DIR (default build), HB_BIN (default $BUILD_DIR/hookbridge),
@@ -57,6 +64,7 @@ conns_list=32,256
 workers_list=1,2
 real_kafka=0
 ceiling=1
+paired=0
 tag=""
 outdir=bench/results
 while (($#)); do
@@ -71,6 +79,7 @@ while (($#)); do
     --workers) workers_list="$2"; shift ;;
     --real-kafka) real_kafka=1 ;;
     --no-ceiling) ceiling=0 ;;
+    --paired) paired=1 ;;
     --tag) tag="-$2"; shift ;;
     --out) outdir="$2"; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -104,7 +113,8 @@ RES_TSV="${RES_MD%.md}.tsv"
 # The .tsv's columns, in the order record() writes them.
 printf '%s\t' round server sink ack workers conns duration_s requests rps p50_ms p99_ms max_ms \
     errors non2xx answered_200 published status cpu_us_per_req broker_cpu_us_per_req \
-    peak_rss_mb drain_s wrk_cores others_cores sync_us batch queue_us handoff_us >"$RES_TSV"
+    peak_rss_mb drain_s wrk_cores others_cores sync_us batch queue_us handoff_us pair_rps \
+    pair_cpu_us >"$RES_TSV"
 echo note >>"$RES_TSV"
 
 # ---------------------------------------------------------------- the runs
@@ -117,11 +127,17 @@ run_ceiling() {
     measure "$NGINX_PIDS" "" "https://127.0.0.1:$port/webhooks/intercom" "$c" 0
     nginx_stop
     record ceiling nginx+lua - 1 "$c" $((W_requests - W_non2xx)) ""
+    PAIR_RPS="$W_rps" PAIR_CPU="$CPU_US"
 }
 
 # run_bridge SINK ACK WORKERS CONNS [real]
 run_bridge() {
     local sink="$1" ack="$2" w="$3" c="$4" real="${5:-}" brokers="" broker_pid="" note=""
+    local pair_rps=- pair_cpu=-
+    if ((ceiling && paired)); then
+        run_ceiling "$c"
+        pair_rps="$PAIR_RPS" pair_cpu="$PAIR_CPU"
+    fi
     KAFKA_BASE=0
     case "$sink" in
     kafka)
@@ -160,6 +176,7 @@ run_bridge() {
         note="$note; hookbridge $RUN_FAILED during the run, log in $keep"
         log "!!!!! hookbridge $RUN_FAILED: $sink ack=$ack workers=$w c=$c (log: $keep)"
     fi
+    PAIR_RPS="$pair_rps" PAIR_CPU="$pair_cpu"
     record "hookbridge${real:+-real-kafka}" "$sink" "$ack" "$w" "$c" "$answered" "$note"
 }
 
@@ -167,6 +184,8 @@ run_bridge() {
 # (see tsv_header) from the last measure, and a line of progress.
 record() {
     local server="$1" sink="$2" ack="$3" w="$4" c="$5" answered="$6" note="$7" status=-
+    # a ceiling row has no pair; a bridge row's is set by run_bridge
+    [[ "$server" == ceiling ]] && PAIR_RPS=- PAIR_CPU=-
     if [[ "$PUBLISHED" != - ]]; then
         status=ok
         ((PUBLISHED >= answered)) || status="LOST_$((answered - PUBLISHED))"
@@ -176,7 +195,7 @@ record() {
     printf '%s\t' "$round" "$server" "$sink" "$ack" "$w" "$c" "$duration" "$W_requests" "$W_rps" \
         "$W_p50_ms" "$W_p99_ms" "$W_max_ms" "$W_errors" "$W_non2xx" "$answered" "$PUBLISHED" \
         "$status" "$CPU_US" "$BROKER_US" "$(awk -v k="$RSS_KB" 'BEGIN { printf "%.1f", k / 1024 }')" \
-        "$DRAIN_S" "$WRK_CORES" "$OTHERS_CORES" "$SYNC_US" "$BATCH" "$QUEUE_US" "$HANDOFF_US" >>"$RES_TSV"
+        "$DRAIN_S" "$WRK_CORES" "$OTHERS_CORES" "$SYNC_US" "$BATCH" "$QUEUE_US" "$HANDOFF_US" "${PAIR_RPS:--}" "${PAIR_CPU:--}" >>"$RES_TSV"
     printf '%s\n' "$note" >>"$RES_TSV"
     ((++done_runs))
     log "[$done_runs/$total] $server $sink ack=$ack workers=$w c=$c: $W_rps req/s, p99 $W_p99_ms ms," \
@@ -186,8 +205,9 @@ record() {
 }
 
 done_runs=0
-total=$(( rounds * (${#SINKS[@]} * ${#ACKS[@]} * ${#WORKERS[@]} * ${#CONNS[@]} \
-    + (ceiling ? ${#CONNS[@]} : 0) + (real_kafka ? ${#WORKERS[@]} : 0)) \
+total=$(( rounds * ((${#SINKS[@]} * ${#ACKS[@]} * ${#WORKERS[@]} * ${#CONNS[@]} \
+    + (real_kafka ? ${#WORKERS[@]} : 0)) * (ceiling && paired ? 2 : 1) \
+    + (ceiling ? ${#CONNS[@]} : 0)) \
     + (ceiling && rounds > 1 ? ${#CONNS[@]} : 0) ))
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 log "$total runs of ${duration}s each; results in $RES_MD"
