@@ -555,13 +555,15 @@ static void test_basic(void)
     ok(consecutive, "seqs are consecutive in append order");
     ok(on_writer, "done() ran on the writer thread, not the caller's");
     int stamped = 1;
-    uint64_t handed = hb_mono_us();
+    uint64_t handed = hb_mono_us(), handoff_us = 0;
     for (int i = 0; i < N; i++) {
         if (!ts[i]->a.queued_us || ts[i]->a.done_us < ts[i]->a.queued_us ||
             ts[i]->a.done_us > handed)
             stamped = 0;
-        if (i < N / 2)
+        if (i < N / 2) {
             hb_journal_handed_off(j, &ts[i]->a, handed);
+            handoff_us += handed - ts[i]->a.done_us;
+        }
     }
     ok(stamped, "each append stamped when queued and when done, in that order");
     for (int i = 0; i < N; i++)
@@ -580,10 +582,12 @@ static void test_basic(void)
        "batch-size histogram: %" PRIu64 " batches holding %g records", hr.count, hr.sum);
     ok(hw.count == hr.count && hs.count >= 1 && hs.count <= hr.count && hs.sum > 0,
        "one write per batch, at most one sync per batch (%" PRIu64 " syncs)", hs.count);
-    ok(hq.count == N && hq.cumulative[hq.n - 1] <= hq.count,
+    ok(hq.count == (uint64_t)N && hq.cumulative[hq.n - 1] <= hq.count,
        "queue histogram: one wait per record (%" PRIu64 ")", hq.count);
-    ok(hh.count == N / 2 && hh.sum >= 0,
-       "handoff histogram: one per record handed off (%" PRIu64 " of %d)", hh.count, N / 2);
+    ok(hh.count == (uint64_t)N / 2 && (uint64_t)(hh.sum * 1e6 + 0.5) == handoff_us,
+       "handoff histogram: one per record handed off (%" PRIu64 " of %d), summing their "
+       "waits (%g s, %" PRIu64 " us)",
+       hh.count, N / 2, hh.sum, handoff_us);
 
     /* the earlier reader sees them now */
     int got = 0, in_order = 1;
