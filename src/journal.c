@@ -111,7 +111,10 @@ static void hist_add(hist_t *h, const double *bounds, size_t n, double v)
     while (i < n && v > bounds[i])
         i++;
     atomic_fetch_add(&h->counts[i], 1);
-    atomic_fetch_add(&h->sum, (uint64_t)(v * 1e6));
+    /* rounded, not truncated: a whole number of microseconds, turned into
+     * seconds and back, can land a hair below itself (10,240 µs came back
+     * as 10,239) */
+    atomic_fetch_add(&h->sum, (uint64_t)(v * 1e6 + 0.5));
 }
 
 static void hist_read(const hist_t *h, const double *bounds, size_t n, hb_journal_hist_t *out)
