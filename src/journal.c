@@ -111,7 +111,9 @@ static void hist_add(hist_t *h, const double *bounds, size_t n, double v)
     while (i < n && v > bounds[i])
         i++;
     atomic_fetch_add(&h->counts[i], 1);
-    atomic_fetch_add(&h->sum, (uint64_t)(v * 1e6));
+    /* rounded, not truncated: a wait of x whole microseconds comes in as
+     * x / 1e6, and x / 1e6 * 1e6 is a hair under x for some x (249 is one) */
+    atomic_fetch_add(&h->sum, (uint64_t)(v * 1e6 + 0.5));
 }
 
 static void hist_read(const hist_t *h, const double *bounds, size_t n, hb_journal_hist_t *out)
