@@ -20,8 +20,8 @@ function sum(k, f,   i, s) { s = 0; for (i = 1; i <= cnt[k]; i++) s += num(v[row
 function max(k, f,   i, s) { s = 0; for (i = 1; i <= cnt[k]; i++) if (num(v[rows[k, i], f]) > s) s = num(v[rows[k, i], f]); return s }
 function fmt(x, d) { return x == "-" ? "-" : sprintf("%." d "f", x) }
 # With --paired every bridge run carries the ceiling run just before it:
-# the median over the rounds of each run's own ratio, or "" when a run has
-# no pair (then the ratio is to the median of the ceiling's runs).
+# the median over the rounds of each run's own ratio (unrounded), or "" when
+# a run has no pair (then the ratio is to the median of the ceiling's runs).
 function paired_ratio(k, f, pf,   i, a, t, j, m) {
     m = cnt[k]
     for (i = 1; i <= m; i++) {
@@ -29,7 +29,7 @@ function paired_ratio(k, f, pf,   i, a, t, j, m) {
         a[i] = num(v[rows[k, i], f]) / num(v[rows[k, i], pf])
     }
     for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
-    return m ? r2(m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2) : ""
+    return m ? (m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2) : ""
 }
 # the median of a µs column as "N µs", or "-" unless every round has it
 # (a bridge without that histogram, or a field missing from an older .tsv)
@@ -82,11 +82,13 @@ END {
         if (f[1] == "ceiling") continue
         c = f[5]
         rps = median(k, "rps"); cpu = median(k, "cpu_us_per_req")
-        rr = (c in crps) && crps[c] ? r2(rps / crps[c]) : "-"
+        # q_rpsv: the ratio shown, unrounded, for the serial model's share
+        q_rpsv[k] = (c in crps) && crps[c] ? rps / crps[c] : ""
         cr = (c in ccpu) && ccpu[c] ? r2(cpu / ccpu[c]) : "-"
         pr = paired_ratio(k, "rps", "pair_rps"); pc = paired_ratio(k, "cpu_us_per_req", "pair_cpu_us")
-        if (pr != "") { rr = pr; npaired++ }
-        if (pc != "") cr = pc
+        if (pr != "") q_rpsv[k] = pr
+        if (pc != "") cr = r2(pc)
+        rr = q_rpsv[k] == "" ? "-" : r2(q_rpsv[k])
         q_rps[k] = rr; q_cpu[k] = cr
         sink = f[2]; if (f[1] == "hookbridge-real-kafka") sink = sink ", real broker"
         st = (k in lost) ? "**LOST " lost[k] "**" : "ok"
@@ -133,7 +135,7 @@ END {
         sink = f[2]; if (f[1] == "hookbridge-real-kafka") sink = sink ", real broker"
         printf "| %s | %s | %s | %s | %.0f µs | %.1f | %s | %s | %s | %s | %.0f %% |\n", sink, f[3], f[4], c, T, \
             median(k, "batch"), us_col(k, "queue_us"), us_col(k, "handoff_us"), q_rps[k], bound[k], \
-            100 * median(k, "rps") / crps[c] / model
+            100 * q_rpsv[k] / model
     }
 
     # Issue 8 targets, on the medians: one line each, with the failing cases.

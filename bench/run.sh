@@ -37,7 +37,7 @@
 #                          by a third within minutes here, and a pair 20 s
 #                          apart shares more of it than a round does. Doubles
 #                          the time; the tables then show medians of the
-#                          per-run ratios
+#                          per-run ratios. Not with --no-ceiling
 #     --tag NAME           appended to the results file name (e.g. before)
 #     --out DIR            results directory (default bench/results)
 #   Environment: BUILD_DIR (default build), HB_BIN (default $BUILD_DIR/hookbridge),
@@ -87,6 +87,8 @@ while (($#)); do
     esac
     shift
 done
+# a pair is a ceiling run: without the ceiling --paired would be ignored
+if ((paired && !ceiling)); then die "--paired needs the ceiling (not with --no-ceiling)"; fi
 IFS=, read -ra SINKS <<<"$sinks"
 IFS=, read -ra ACKS <<<"$acks"
 IFS=, read -ra CONNS <<<"$conns_list"

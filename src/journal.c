@@ -111,9 +111,8 @@ static void hist_add(hist_t *h, const double *bounds, size_t n, double v)
     while (i < n && v > bounds[i])
         i++;
     atomic_fetch_add(&h->counts[i], 1);
-    /* rounded, not truncated: a whole number of microseconds, turned into
-     * seconds and back, can land a hair below itself (10,240 µs came back
-     * as 10,239) */
+    /* rounded, not truncated: a wait of x whole microseconds comes in as
+     * x / 1e6, and x / 1e6 * 1e6 is a hair under x for some x (249 is one) */
     atomic_fetch_add(&h->sum, (uint64_t)(v * 1e6 + 0.5));
 }
 

@@ -654,6 +654,34 @@ out:
     rm_tmpdir(dir);
 }
 
+/* Regression: the hand-off histogram's sum lost a microsecond on some
+ * waits (249 us came in as 249 / 1e6 s and was stored as 248 us), so the
+ * sum of waits checked in test_basic missed by one now and then. */
+static void test_handoff_sum_whole_microseconds(void)
+{
+    char dir[128], err[512];
+    mk_tmpdir(dir, sizeof(dir), "handoff");
+    hb_journal_t *j = open_j(dir, 1 << 20, 0, one_sink, 1, err, sizeof(err));
+    ok(j != NULL, "open (%s)", err);
+    if (!j)
+        goto out;
+    static const uint64_t waits[] = {249, 251, 489, 493, 498, 0, 1, 1000003};
+    const size_t n = sizeof(waits) / sizeof(waits[0]);
+    hb_append_t a = {.done_us = 5000000};
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        hb_journal_handed_off(j, &a, a.done_us + waits[i]);
+        total += waits[i];
+    }
+    hb_journal_hists_t h;
+    hb_journal_histograms(j, &h);
+    ok(h.handoff_s.count == n && (uint64_t)(h.handoff_s.sum * 1e6 + 0.5) == total,
+       "hand-off sum of %zu waits: %" PRIu64 " us exactly (%.6f s)", n, total, h.handoff_s.sum);
+    hb_journal_close(j);
+out:
+    rm_tmpdir(dir);
+}
+
 static void test_stage_written(void)
 {
     char dir[128], err[512];
@@ -2245,6 +2273,7 @@ int main(void)
     hb_log_set_level(HB_LOG_WARN);
     uint64_t t0 = mono_ms();
     test_basic();
+    test_handoff_sum_whole_microseconds();
     test_stage_written();
     test_written_not_touched_after_done();
     test_big_records();
