@@ -183,7 +183,7 @@ run_bridge() {
 }
 
 # record SERVER SINK ACK WORKERS CONNS ANSWERED_200 NOTE: one row of the .tsv
-# (see tsv_header) from the last measure, and a line of progress.
+# (columns as in the header printed above the runs) from the last measure, and a line of progress.
 record() {
     local server="$1" sink="$2" ack="$3" w="$4" c="$5" answered="$6" note="$7" status=-
     # a ceiling row has no pair; a bridge row's is set by run_bridge
