@@ -1072,7 +1072,7 @@ static void ensure_wcap(hb_journal_t *j, size_t need)
 
 static void write_batch(hb_journal_t *j, hb_append_t *batch)
 {
-    uint64_t taken = hb_mono_us();
+    uint64_t taken = 0;
     /* Two lists, because done() hands an append back to its owner, who may
      * free it at once: an append must never be on a list we walk later. */
     hb_append_t *durable = NULL, **dtail = &durable, *written = NULL, **wtail = &written;
@@ -1084,6 +1084,11 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
     for (hb_append_t *a = batch, *next; a; a = next) {
         next = a->next;
         a->next = NULL;
+        /* taken at each part of a batch split by MAX_BATCH_BYTES: a record
+         * of a later part waited for the earlier parts' write and sync,
+         * which no histogram of its own counts */
+        if (len == 0)
+            taken = hb_mono_us();
         hist_add(&j->h_queue, wait_bounds, NBOUNDS(wait_bounds),
                  taken > a->queued_us ? (double)(taken - a->queued_us) / 1e6 : 0);
         if (len == 0) {

@@ -805,6 +805,50 @@ out:
     rm_tmpdir(dir);
 }
 
+/* A batch over MAX_BATCH_BYTES (4 MiB) is written and synced in parts; the
+ * queue wait of a record in a later part ended when the writer took the
+ * whole batch, so its wait for the earlier part's write and sync was in no
+ * histogram. Three 3 MiB records, appended in one go: two make the first
+ * part, the third waits for them (however the writer splits the queue, it
+ * is never taken before the first record is done). */
+static void test_split_batch_queue_wait(void)
+{
+    char dir[128], err[512];
+    mk_tmpdir(dir, sizeof(dir), "splitq");
+    const size_t B = 3u << 20;
+    hb_journal_t *j = open_j(dir, 64u << 20, 0, one_sink, 1, err, sizeof(err));
+    ok(j != NULL, "open (%s)", err);
+    if (!j)
+        goto out;
+    tappend_t *ts[3];
+    for (int i = 0; i < 3; i++)
+        ts[i] = make_append(i, B, HB_STAGE_DURABLE);
+    hb_journal_hold(1); /* one wake-up for the three: one batch, two parts */
+    for (int i = 0; i < 3; i++)
+        hb_journal_append(j, &ts[i]->a);
+    hb_journal_release_held();
+    hb_journal_hold(0);
+    int all = wait_all(ts, 3);
+    ok(all, "three 3 MiB appends completed within %d s", APPEND_WAIT_S);
+    if (all) {
+        /* 0 if a writer that was not asleep took the first one alone and
+         * finished it before the third came */
+        uint64_t behind_us =
+            ts[0]->a.done_us > ts[2]->a.queued_us ? ts[0]->a.done_us - ts[2]->a.queued_us : 0;
+        hb_journal_hists_t h;
+        hb_journal_histograms(j, &h);
+        ok(h.queue_s.count == 3 && h.queue_s.sum >= (double)behind_us / 1e6,
+           "the third record's queue wait covers the first part's write and sync (%.6f s in "
+           "all, at least %.6f s)",
+           h.queue_s.sum, (double)behind_us / 1e6);
+    }
+    hb_journal_close(j); /* the writer finishes the queue: done with all three */
+    for (int i = 0; i < 3; i++)
+        free_append(ts[i]);
+out:
+    rm_tmpdir(dir);
+}
+
 static void test_torn_tail(void)
 {
     char dir[128], err[512], seg[4096];
@@ -2289,6 +2333,7 @@ int main(void)
     test_stage_written();
     test_written_not_touched_after_done();
     test_big_records();
+    test_split_batch_queue_wait();
     test_torn_tail();
     test_power_cut_mid_batch();
     test_corruption();
