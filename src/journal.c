@@ -91,7 +91,7 @@ typedef int (*fault_fn)(const char *op, void *arg);
 
 /* A histogram for /metrics: counts per bucket (not cumulative), the last
  * one past every bound. Any thread adds (the handoff one is added to by
- * every HTTP loop) and reads. */
+ * every HTTP loop and the admin loop) and reads. */
 typedef struct hist {
     _Atomic uint64_t counts[HB_JOURNAL_HIST_MAX + 1];
     _Atomic uint64_t sum; /* in the unit of the bounds times 1e6 */
