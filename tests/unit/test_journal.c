@@ -586,11 +586,11 @@ static void test_basic(void)
        "one write per batch, at most one sync per batch (%" PRIu64 " syncs)", hs.count);
     /* a wait ends when the writer takes the batch, before the journal is
      * done with it: a stamp left at 0 would make one far longer */
-    ok(hq.count == N && hq.sum <= (double)in_journal_us / 1e6,
+    ok(hq.count == (uint64_t)N && hq.sum <= (double)in_journal_us / 1e6,
        "queue histogram: one wait per record (%" PRIu64 "), %g s in all, at most the %g s "
        "from append to done",
        hq.count, hq.sum, (double)in_journal_us / 1e6);
-    ok(hh.count == N / 2 && hh.sum == (double)handoff_us / 1e6,
+    ok(hh.count == (uint64_t)N / 2 && hh.sum == (double)handoff_us / 1e6,
        "handoff histogram: one per record handed off (%" PRIu64 " of %d), %g s in all (%g s)",
        hh.count, N / 2, hh.sum, (double)handoff_us / 1e6);
 
