@@ -543,7 +543,9 @@ cpuidle_desc() {
     local d=/sys/devices/system/cpu/cpuidle p=/sys/module/haltpoll/parameters/guest_halt_poll_ns
     if [[ -r $d/current_driver ]]; then
         printf 'cpuidle %s' "$(cat "$d/current_driver")"
-        [[ -r $p ]] && printf ', guest_halt_poll_ns %s' "$(cat "$p")"
+        # (an if, not &&: without haltpoll, as on bare metal, the function
+        # must not fail, which under set -e ends a caller that assigns it)
+        if [[ -r $p ]]; then printf ', guest_halt_poll_ns %s' "$(cat "$p")"; fi
     else
         printf 'cpuidle: none'
     fi

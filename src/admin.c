@@ -216,6 +216,7 @@ static void journal_replay(hb_admin_t *a, struct evhttp_request *req, const char
 /* One redriven event on its way through the journal writer. */
 typedef struct redrive {
     hb_append_t a; /* first: the journal hands back &a */
+    hb_journal_t *journal;
     struct evhttp_request *req;
     struct event *ev; /* on the admin base: the writer thread wakes it */
     int gone;         /* the client closed the connection: nobody to answer */
@@ -232,6 +233,9 @@ static void redrive_answer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     redrive_t *r = arg;
+    /* as an HTTP loop does: every record queued has its hand-off counted,
+     * or the two histograms' counts part after a redrive */
+    hb_journal_handed_off(r->journal, &r->a, hb_mono_us());
     if (!r->gone) {
         evhttp_connection_set_closecb(evhttp_request_get_connection(r->req), NULL, NULL);
         struct evbuffer *b = evbuffer_new();
@@ -374,6 +378,7 @@ static void dead_letter_redrive(hb_admin_t *a, struct evhttp_request *req, const
     r->a.len = hb_record_prepare(&rec, r->a.buf);
     r->a.stage = HB_STAGE_DURABLE;
     r->a.done = redrive_appended;
+    r->journal = a->journal;
     r->req = req;
     r->ev = event_new(a->base, -1, 0, redrive_answer, r);
     if (!r->ev)

@@ -298,6 +298,11 @@ class Redrive(BridgeTestCase):
             f.write(b"".join(l for l, _ in pairs))
         out, _ = self.redrive("--file", dump)
         self.assertIn("2 journaled again, 2 published by every sink", out)
+        # each redriven record's hand-off to the admin loop is counted, as
+        # its queue wait is: the two histograms count the same records
+        m = self.b.metrics()
+        self.assertEqual([hbtest.metric_sum(m, "hookbridge_journal_%s_seconds_count" % h)
+                          for h in ("queue", "handoff")], [2, 2])
         self.b.wait_events(count=2, timeout=60)
         objs = [json.loads(l) for l in self.b.sink_lines()]
         self.assertEqual([(o["id"], o["received_at"]) for o in objs],
