@@ -111,10 +111,22 @@ static void hist_add(hist_t *h, const double *bounds, size_t n, double v)
     while (i < n && v > bounds[i])
         i++;
     atomic_fetch_add(&h->counts[i], 1);
-    /* rounded, not truncated: whole microseconds passed in as seconds may
-     * come back a hair short (249 / 1e6 * 1e6 < 249), and truncating lost
-     * a microsecond of about 1.5 % of the queue waits and hand-offs */
+    /* rounded, not truncated: v * 1e6 can land a hair below a whole
+     * number (249 / 1e6 * 1e6 < 249) */
     atomic_fetch_add(&h->sum, (uint64_t)(v * 1e6 + 0.5));
+}
+
+/* A wait from from_us to to_us (hb_mono_us) in a wait_bounds histogram:
+ * whole microseconds straight into the sum, with no round trip through
+ * seconds; a clock read on another thread a hair earlier counts as 0. */
+static void wait_add(hist_t *h, uint64_t from_us, uint64_t to_us)
+{
+    uint64_t us = to_us > from_us ? to_us - from_us : 0;
+    size_t i = 0;
+    while (i < NBOUNDS(wait_bounds) && (double)us > wait_bounds[i] * 1e6)
+        i++;
+    atomic_fetch_add(&h->counts[i], 1);
+    atomic_fetch_add(&h->sum, us);
 }
 
 static void hist_read(const hist_t *h, const double *bounds, size_t n, hb_journal_hist_t *out)
@@ -1089,8 +1101,7 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
          * which no histogram of its own counts */
         if (len == 0)
             taken = hb_mono_us();
-        hist_add(&j->h_queue, wait_bounds, NBOUNDS(wait_bounds),
-                 taken > a->queued_us ? (double)(taken - a->queued_us) / 1e6 : 0);
+        wait_add(&j->h_queue, a->queued_us, taken);
         if (len == 0) {
             if (j->wpos >= j->segment_bytes || want_prealloc(j))
                 rotate(j);
@@ -1582,8 +1593,7 @@ void hb_journal_histograms(const hb_journal_t *j, hb_journal_hists_t *out)
 
 void hb_journal_handed_off(hb_journal_t *j, const hb_append_t *a, uint64_t now_us)
 {
-    hist_add(&j->h_handoff, wait_bounds, NBOUNDS(wait_bounds),
-             now_us > a->done_us ? (double)(now_us - a->done_us) / 1e6 : 0);
+    wait_add(&j->h_handoff, a->done_us, now_us);
 }
 
 void hb_journal_retained(const hb_journal_t *j, uint64_t *bytes, uint64_t *oldest_ms)
