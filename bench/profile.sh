@@ -17,6 +17,7 @@
 # Kernel symbols are blurred on a VM without a PMU (cpu-clock samples land
 # where interrupts are enabled again, e.g. finish_task_switch): trust the
 # kernel's total and the system calls per request more than its symbols.
+# KEEP_PERF=DIR keeps perf.data (and the pids) there.
 # Needs root for perf on every thread (it installs linux-perf if missing).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -135,6 +136,11 @@ perf report -i "$TMP/perf.data" --pid "$pid_list" --percentage relative --no-chi
         { pct = $1; sub(/%/, "", pct)
           printf "%6.2f%%  %6.2f µs  %-16s %s\n", pct, pct * cpu / 100, $2, $3 }' >"$TMP/threads"
 
+# KEEP_PERF=DIR keeps perf.data and the pids for further `perf report`s
+# (e.g. --comm hb-sink-file --sort symbol).
+if [[ -n "${KEEP_PERF:-}" ]]; then
+    mkdir -p "$KEEP_PERF" && cp "$TMP/perf.data" "$KEEP_PERF/" && echo "$pid_list" >"$KEEP_PERF/pids"
+fi
 mkdir -p "$outdir"
 out="$outdir/$(date -u +%Y%m%d-%H%M%S)-$(hostname -s)-profile-$sink${ack:+-$ack}.txt"
 {
