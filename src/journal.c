@@ -67,6 +67,11 @@
  * or was not made whole ahead of time (see keeper_main) */
 #define SPARE_WAIT_MS 1000
 #define MAX_BATCH_BYTES (4u << 20) /* a batch bigger than this is split */
+/* A step of the writer this slow holds every answer of its batch: said in
+ * the log (at most hb_log_limited's burst per interval), so that an
+ * operator whose p99 jumps can tell the disk from the bridge. Intercom
+ * deprioritises endpoints slower than 500 ms. */
+#define SLOW_STEP_MS 100
 #define ZERO_CHUNK (1u << 20)
 
 typedef struct segment {
@@ -1008,6 +1013,21 @@ static void rotate(hb_journal_t *j)
     atomic_fetch_add(&j->bytes, wpos);
 }
 
+/* `records`: how many answers waited for the step (0: the batch being
+ * built, not counted). */
+static void slow_step(const char *what, double seconds, uint64_t records)
+{
+    if (seconds * 1e3 < SLOW_STEP_MS)
+        return;
+    char n[48] = "the batch's deliveries";
+    if (records)
+        snprintf(n, sizeof(n), "%" PRIu64 " deliver%s", records, records == 1 ? "y" : "ies");
+    hb_log_limited(HB_LOG_WARN, C, "slow-step",
+                   "%s took %.0f ms and %s waited for it: the disk is slow "
+                   "(hookbridge_journal_fdatasync_seconds has the distribution)",
+                   what, seconds * 1e3, n);
+}
+
 /* Write wbuf[0..len) (records first..next_seq-1 and their commit mark),
  * make it durable, and hand the appends back. */
 static void emit(hb_journal_t *j, size_t len, uint64_t first, hb_append_t *durable,
@@ -1033,7 +1053,9 @@ static void emit(hb_journal_t *j, size_t len, uint64_t first, hb_append_t *durab
     finish(written, 0);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = inject(j, "sync") < 0 ? -1 : fdatasync(j->fd), e = errno;
-    hist_add(&j->h_sync, seconds_bounds, NBOUNDS(seconds_bounds), since_s(&t0));
+    double sync_s = since_s(&t0);
+    hist_add(&j->h_sync, seconds_bounds, NBOUNDS(seconds_bounds), sync_s);
+    slow_step("fdatasync", sync_s, j->next_seq - first);
     if (rc < 0) {
         /* After a failed sync nothing can be said of those pages (a later
          * sync that succeeds proves nothing about them): the batch is
@@ -1103,8 +1125,12 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
             taken = hb_mono_us();
         wait_add(&j->h_queue, a->queued_us, taken);
         if (len == 0) {
-            if (j->wpos >= j->segment_bytes || want_prealloc(j))
+            if (j->wpos >= j->segment_bytes || want_prealloc(j)) {
+                struct timespec r0;
+                clock_gettime(CLOCK_MONOTONIC, &r0);
                 rotate(j);
+                slow_step("segment rotation", since_s(&r0), 0);
+            }
             /* retained segments are room: the keeper deletes them first
              * once the journal is over its low-water mark */
             bytes = atomic_load(&j->bytes);

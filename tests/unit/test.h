@@ -17,12 +17,15 @@
 
 #include "hb/fmacros.h"
 
+#include "hb/log.h"
+
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int test_count_, test_failed_;
 
@@ -149,6 +152,31 @@ __attribute__((unused)) static unsigned char *test_slurp(const char *path, size_
     if (len)
         *len = n;
     return buf;
+}
+
+/* Capture what the log thread writes (fd 2) into a fresh file. */
+static char test_cap_path_[] = "/tmp/hb-test-log-XXXXXX";
+static int test_cap_saved_ = -1;
+
+__attribute__((unused)) static void test_capture_begin(void)
+{
+    int fd = mkstemp(test_cap_path_);
+    test_cap_saved_ = dup(2);
+    dup2(fd, 2);
+    close(fd);
+}
+
+/* Everything logged since test_capture_begin; the caller frees. */
+__attribute__((unused)) static char *test_capture_end(void)
+{
+    hb_log_flush();
+    dup2(test_cap_saved_, 2);
+    close(test_cap_saved_);
+    size_t len;
+    char *s = (char *)test_slurp(test_cap_path_, &len);
+    unlink(test_cap_path_);
+    memcpy(test_cap_path_ + strlen(test_cap_path_) - 6, "XXXXXX", 6);
+    return s ? s : strdup("");
 }
 
 #endif

@@ -1631,10 +1631,63 @@ static int fault_fn(const char *op, void *arg)
     return 0;
 }
 
+/* A journal of 1 MiB for one sink whose write and sync steps ask `fl`. */
+static hb_journal_t *open_faulty(const char *dir, uint64_t segment_bytes, faults_t *fl, char *err,
+                                 size_t errlen)
+{
+    hb_journal_opts_t o = {.dir = dir,
+                           .max_bytes = 1 << 20,
+                           .segment_bytes = segment_bytes,
+                           .sinks = one_sink,
+                           .n_sinks = 1,
+                           .fault = fault_fn,
+                           .fault_arg = fl};
+    hb_journal_t *j = hb_journal_open(&o, err, errlen);
+    ok(j != NULL, "open (%s)", err);
+    return j;
+}
+
 static int body_k(const hb_record_t *r)
 {
     const char *p = memmem(r->body, r->body_len, "\"k\":", 4);
     return p ? atoi(p + 4) : -1;
+}
+
+/* A fdatasync of 100 ms or more is said in the log with how many
+ * deliveries waited for it; a quick one is not. The fault hook runs inside
+ * the timed sync, so its sleep stands in for a slow disk. */
+static void test_slow_sync_logged(void)
+{
+    char dir[128], err[512];
+    mk_tmpdir(dir, sizeof(dir), "slowsync");
+    faults_t fl = {.sync_delay_ms = 0};
+    hb_journal_t *j = open_faulty(dir, 0, &fl, err, sizeof(err));
+    if (!j)
+        goto out;
+    char *logged[2];
+    for (int slow = 0; slow < 2; slow++) {
+        fl.sync_delay_ms = slow ? 150 : 0; /* the writer is idle between rounds */
+        tappend_t *t = make_append(slow, 200, HB_STAGE_DURABLE);
+        test_capture_begin();
+        hb_journal_append(j, &t->a);
+        int done = wait_all(&t, 1);
+        logged[slow] = test_capture_end();
+        ok(done && t->a.err == 0, "append %d durable", slow);
+        if (done)
+            free_append(t);
+    }
+    ok(strstr(logged[0], "took") == NULL, "a quick sync is not logged: '%s'", logged[0]);
+    ok(strstr(logged[1], "[journal] fdatasync took") != NULL &&
+           strstr(logged[1], "1 delivery waited for it") != NULL,
+       "a 150 ms sync is logged with the deliveries it held: '%s'", logged[1]);
+    const char *ms = strstr(logged[1], "took ");
+    ok(ms && atoi(ms + 5) >= 150 && atoi(ms + 5) < 60000, "with its duration in ms (%d)",
+       ms ? atoi(ms + 5) : -1);
+    free(logged[0]);
+    free(logged[1]);
+    hb_journal_close(j);
+out:
+    rm_tmpdir(dir);
 }
 
 /* Issue 9, item 7: when the clean-up after a failed write or fdatasync
@@ -1650,15 +1703,7 @@ static void test_failed_sync_reuses_no_acknowledged_seq(void)
     const size_t B = 300;
     enum { N = 240 };
     faults_t fl = {.fail_write = 3, .fail_sync = 2, .sync_delay_ms = 3};
-    hb_journal_opts_t o = {.dir = dir,
-                           .max_bytes = 1 << 20,
-                           .segment_bytes = 16384,
-                           .sinks = one_sink,
-                           .n_sinks = 1,
-                           .fault = fault_fn,
-                           .fault_arg = &fl};
-    hb_journal_t *j = hb_journal_open(&o, err, sizeof(err));
-    ok(j != NULL, "open (%s)", err);
+    hb_journal_t *j = open_faulty(dir, 16384, &fl, err, sizeof(err));
     if (!j)
         goto out;
     tappend_t *ts[N];
@@ -1720,8 +1765,7 @@ static void test_failed_sync_reuses_no_acknowledged_seq(void)
             break;
         hb_journal_close(j);
         fl.fail_write = fl.fail_sync = 0;
-        j = hb_journal_open(&o, err, sizeof(err));
-        ok(j != NULL, "reopen after the failures (%s)", err);
+        j = open_faulty(dir, 16384, &fl, err, sizeof(err)); /* reopened after the failures */
         if (!j)
             break;
     }
@@ -2347,6 +2391,7 @@ int main(void)
     test_cursor_ahead_of_records();
     test_prealloc();
     test_failed_sync_reuses_no_acknowledged_seq();
+    test_slow_sync_logged();
     test_open_syncs_before_trusting_records();
     test_legacy_segment_is_not_appended_to();
     test_open_errors();

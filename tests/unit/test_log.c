@@ -12,31 +12,6 @@
 
 #include <jansson.h>
 
-static char cap_path[] = "/tmp/hb-test-log-XXXXXX";
-static int cap_saved = -1;
-
-/* Send fd 2 (where the log thread writes) to a fresh file. */
-static void capture_begin(void)
-{
-    int fd = mkstemp(cap_path);
-    cap_saved = dup(2);
-    dup2(fd, 2);
-    close(fd);
-}
-
-/* Everything logged since capture_begin; the caller frees. */
-static char *capture_end(void)
-{
-    hb_log_flush();
-    dup2(cap_saved, 2);
-    close(cap_saved);
-    size_t len;
-    char *s = (char *)test_slurp(cap_path, &len);
-    unlink(cap_path);
-    memcpy(cap_path + strlen(cap_path) - 6, "XXXXXX", 6);
-    return s ? s : strdup("");
-}
-
 static int count_lines(const char *s)
 {
     int n = 0;
@@ -61,20 +36,20 @@ static void test_escape(void)
 static void test_line_escaped(void)
 {
     const char path[] = "/x\x1b]0;owned\x07\xff\xfe\ny";
-    capture_begin();
+    test_capture_begin();
     hb_log_set_json(0);
     hb_log_write(HB_LOG_WARN, "http", "404 to 127.0.0.1: no endpoint at %s", path);
-    char *s = capture_end();
+    char *s = test_capture_end();
     is_int(count_lines(s), 1, "text: one line, not split by the quoted newline");
     ok(strstr(s, "no endpoint at /x\\x1b]0;owned\\x07\\xff\\xfe\\x0ay\n") != NULL,
        "text: every byte that is not printable ASCII escaped: %s", s);
     free(s);
 
-    capture_begin();
+    test_capture_begin();
     hb_log_set_json(1);
     hb_log_write(HB_LOG_WARN, "http", "404 to 127.0.0.1: no endpoint at %s \"q\"", path);
     hb_log_set_json(0);
-    s = capture_end();
+    s = test_capture_end();
     is_int(count_lines(s), 1, "json: one line");
     json_error_t e;
     json_t *o = json_loads(s, 0, &e);
@@ -95,14 +70,14 @@ static void test_limiter(void)
         allowed += hb_log_allow("http", "test-401");
     is_int(allowed, 3, "3 of 10 lines of one reason pass in one interval");
     ok(hb_log_allow("http", "test-404"), "another reason has its own budget");
-    capture_begin();
-    char *s = capture_end(); /* the flush runs the summary sweep */
+    test_capture_begin();
+    char *s = test_capture_end(); /* the flush runs the summary sweep */
     ok(strstr(s, "[http] 7 more like this (test-401) in the last ") != NULL,
        "one summary line for the 7 held back: %s", s);
     ok(strstr(s, "test-404") == NULL, "no summary for a reason with nothing held back");
     free(s);
-    capture_begin();
-    s = capture_end();
+    test_capture_begin();
+    s = test_capture_end();
     ok(strstr(s, "more like this") == NULL, "a summary is said once, not again: %s", s);
     free(s);
 
@@ -114,17 +89,17 @@ static void test_limiter(void)
     for (int i = 0; i < 5; i++)
         allowed += hb_log_allow("http", "test-401");
     is_int(allowed, 2, "after the interval, the next window's budget passes");
-    capture_begin();
-    free(capture_end());
+    test_capture_begin();
+    free(test_capture_end());
 
     /* the macro: limited lines, and nothing counted below the level */
     hb_log_set_limit(2, 60000);
-    capture_begin();
+    test_capture_begin();
     for (int i = 0; i < 5; i++)
         hb_log_limited(HB_LOG_WARN, "http", "test-macro", "refused %d", i);
     for (int i = 0; i < 5; i++)
         hb_log_limited(HB_LOG_DEBUG, "http", "test-macro-debug", "debug %d", i);
-    s = capture_end();
+    s = test_capture_end();
     ok(strstr(s, "refused 1\n") && !strstr(s, "refused 2"), "hb_log_limited: 2 lines: %s", s);
     ok(strstr(s, "3 more like this (test-macro)") != NULL, "and one summary for 3");
     ok(!strstr(s, "test-macro-debug"), "a level not logged is not counted either");
@@ -151,8 +126,8 @@ static void test_limiter_threads(void)
     for (int i = 0; i < 4; i++)
         pthread_join(t[i], NULL);
     is_int(atomic_load(&mt_allowed), 5, "4 threads x 5000: exactly the burst passes in a window");
-    capture_begin();
-    char *s = capture_end();
+    test_capture_begin();
+    char *s = test_capture_end();
     ok(strstr(s, "19995 more like this (test-mt)") != NULL, "every other call counted: %s", s);
     free(s);
 }
