@@ -351,7 +351,8 @@ hb_answered_200() {
 }
 
 # journal_sums: "fdatasync_seconds_sum fdatasync_count records_sum batches
-# queue_seconds_sum queue_count handoff_seconds_sum handoff_count" from the
+# queue_seconds_sum queue_count handoff_seconds_sum handoff_count
+# fdatasyncs_under_100ms" from the
 # bridge's /metrics; nothing when it has no fdatasync count (or no /metrics
 # answered), so that a missing "before" is not taken for zero. (A bridge
 # without the queue and hand-off histograms gives 0 0 for them.)
@@ -365,8 +366,9 @@ journal_sums() {
         /^hookbridge_journal_queue_seconds_count / { qc = $2 }
         /^hookbridge_journal_handoff_seconds_sum / { h = $2 }
         /^hookbridge_journal_handoff_seconds_count / { hc = $2 }
-        END { if (sc != "") printf "%s %s %s %s %s %s %s %s\n", s + 0, sc + 0, r + 0, rc + 0,
-                  q + 0, qc + 0, h + 0, hc + 0 }'
+        /^hookbridge_journal_fdatasync_seconds_bucket\{le="0.1"\} / { f = $2 }
+        END { if (sc != "") printf "%s %s %s %s %s %s %s %s %s\n", s + 0, sc + 0, r + 0, rc + 0,
+                  q + 0, qc + 0, h + 0, hc + 0, f == "" ? "-" : f + 0 }'
 }
 
 # What reached the sink, counted at the sink, not by the bridge.
@@ -462,7 +464,7 @@ warm_up() {
 # the bridge) the wait until the sink has everything, with the server's CPU
 # counted over both. Sets W_* (wrk's figures), ANSWERED, PUBLISHED, DRAIN_S, CPU_US,
 # BROKER_US, RSS_KB, OTHERS_CORES, WRK_CORES, and (for the bridge) SYNC_US, BATCH,
-# QUEUE_US, HANDOFF_US.
+# QUEUE_US, HANDOFF_US, SLOW_SYNCS.
 measure() {
     local server_pids="$1" broker_pid="$2" url="$3" conns="$4" drain="$5"
     # shellcheck disable=SC2086
@@ -494,14 +496,16 @@ measure() {
         'BEGIN { printf "%.2f", c / hz / (ns / 1e9) }')"
     # The journal while wrk ran: the mean fdatasync, records per batch, and
     # per record the mean wait for the writer and hand-off back.
-    SYNC_US="-" BATCH="-" QUEUE_US="-" HANDOFF_US="-"
+    # SLOW_SYNCS: how many of those fdatasyncs took 100 ms or more (a
+    # stalled disk shows in the p99 of every connection at once).
+    SYNC_US="-" BATCH="-" QUEUE_US="-" HANDOFF_US="-" SLOW_SYNCS="-"
     if [[ -n "$j0" && -n "$j1" ]]; then
-        read -r SYNC_US BATCH QUEUE_US HANDOFF_US < <(awk -v a="$j0" -v b="$j1" '
+        read -r SYNC_US BATCH QUEUE_US HANDOFF_US SLOW_SYNCS < <(awk -v a="$j0" -v b="$j1" '
             function mean_us(i) { d = y[i + 1] - x[i + 1]; return d > 0 ? sprintf("%.0f", (y[i] - x[i]) / d * 1e6) : "-" }
             BEGIN {
             split(a, x, " "); split(b, y, " "); n = y[2] - x[2]
-            if (n > 0) printf "%.0f %.1f %s %s\n", (y[1] - x[1]) / n * 1e6, (y[3] - x[3]) / n, mean_us(5), mean_us(7)
-            else print "- - - -" }')
+            if (n > 0) printf "%.0f %.1f %s %s %s\n", (y[1] - x[1]) / n * 1e6, (y[3] - x[3]) / n, mean_us(5), mean_us(7), x[9] == "-" || y[9] == "-" ? "-" : n - (y[9] - x[9])
+            else print "- - - - -" }')
     fi
     PUBLISHED="-" DRAIN_S="-" ANSWERED=$((W_requests - W_non2xx))
     if ((drain)); then

@@ -38,6 +38,12 @@ function us_col(k, f,   i) {
     return sprintf("%.0f µs", median(k, f))
 }
 
+# a count summed over the rounds, or "-" when a round lacks it (older .tsv)
+function sum_col(k, f,   i) {
+    for (i = 1; i <= cnt[k]; i++) if (v[rows[k, i], f] !~ /^[0-9]+$/) return "-"
+    return sum(k, f)
+}
+
 NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
 {
     n++
@@ -128,13 +134,13 @@ END {
         if (!nb++) {
             print "\n### The journal's fdatasync, and a serial model of what it costs\n"
             print "A server that answers only after its delivery is synced waits at least one `fdatasync` (its mean while wrk ran, from `/metrics`) per request. `serial model` is the rate, as a ratio to the ceiling, if that wait added to the ceiling's own round trip (connections / the ceiling's req/s): connections / (connections / ceiling + fdatasync). It is not an upper bound: the ceiling's round trip is mostly queueing for its busy worker, and a server that keeps working on other connections' requests while a sync runs overlaps the sync with that queueing. One sync per request bounds the rate by connections / (a lone request's round trip + fdatasync), not measured here.\n"
-            print "`queue` is a record's mean wait for the journal writer after its append (the HTTP loop gathering a burst, or a sync in progress), `hand-off` the mean time from its sync to its HTTP loop taking up the answer (a cross-thread wake-up; on a VM one that brings an idle vCPU back costs tens of µs), both from `/metrics`; with the `fdatasync` and the write they are the request's time in the journal.\n"
-            print "| sink | ack | workers | conns | fdatasync | records per batch | queue | hand-off | req/s × ceiling | serial model × ceiling | share of the model |"
-            print "|---|---|---|---|---|---|---|---|---|---|---|"
+            print "`queue` is a record's mean wait for the journal writer after its append (the HTTP loop gathering a burst, or a sync in progress), `hand-off` the mean time from its sync to its HTTP loop taking up the answer (a cross-thread wake-up; on a VM one that brings an idle vCPU back costs tens of µs), both from `/metrics`; with the `fdatasync` and the write they are the request's time in the journal. `over 100 ms` counts the fdatasyncs that took longer, summed over the runs: every connection waits through one, so a few of them make the p99 (the bridge logs each as a warning).\n"
+            print "| sink | ack | workers | conns | fdatasync | over 100 ms | records per batch | queue | hand-off | req/s × ceiling | serial model × ceiling | share of the model |"
+            print "|---|---|---|---|---|---|---|---|---|---|---|---|"
         }
         sink = f[2]; if (f[1] == "hookbridge-real-kafka") sink = sink ", real broker"
-        printf "| %s | %s | %s | %s | %.0f µs | %.1f | %s | %s | %s | %s | %.0f %% |\n", sink, f[3], f[4], c, T, \
-            median(k, "batch"), us_col(k, "queue_us"), us_col(k, "handoff_us"), q_rps[k], bound[k], \
+        printf "| %s | %s | %s | %s | %.0f µs | %s | %.1f | %s | %s | %s | %s | %.0f %% |\n", sink, f[3], f[4], c, T, \
+            sum_col(k, "slow_syncs"), median(k, "batch"), us_col(k, "queue_us"), us_col(k, "handoff_us"), q_rps[k], bound[k], \
             100 * q_rpsv[k] / model
     }
 

@@ -116,7 +116,7 @@ RES_TSV="${RES_MD%.md}.tsv"
 printf '%s\t' round server sink ack workers conns duration_s requests rps p50_ms p99_ms max_ms \
     errors non2xx answered_200 published status cpu_us_per_req broker_cpu_us_per_req \
     peak_rss_mb drain_s wrk_cores others_cores sync_us batch queue_us handoff_us pair_rps \
-    pair_cpu_us >"$RES_TSV"
+    pair_cpu_us slow_syncs >"$RES_TSV"
 echo note >>"$RES_TSV"
 
 # ---------------------------------------------------------------- the runs
@@ -197,7 +197,7 @@ record() {
     printf '%s\t' "$round" "$server" "$sink" "$ack" "$w" "$c" "$duration" "$W_requests" "$W_rps" \
         "$W_p50_ms" "$W_p99_ms" "$W_max_ms" "$W_errors" "$W_non2xx" "$answered" "$PUBLISHED" \
         "$status" "$CPU_US" "$BROKER_US" "$(awk -v k="$RSS_KB" 'BEGIN { printf "%.1f", k / 1024 }')" \
-        "$DRAIN_S" "$WRK_CORES" "$OTHERS_CORES" "$SYNC_US" "$BATCH" "$QUEUE_US" "$HANDOFF_US" "${PAIR_RPS:--}" "${PAIR_CPU:--}" >>"$RES_TSV"
+        "$DRAIN_S" "$WRK_CORES" "$OTHERS_CORES" "$SYNC_US" "$BATCH" "$QUEUE_US" "$HANDOFF_US" "${PAIR_RPS:--}" "${PAIR_CPU:--}" "${SLOW_SYNCS:--}" >>"$RES_TSV"
     printf '%s\n' "$note" >>"$RES_TSV"
     ((++done_runs))
     log "[$done_runs/$total] $server $sink ack=$ack workers=$w c=$c: $W_rps req/s, p99 $W_p99_ms ms," \
