@@ -352,7 +352,7 @@ hb_answered_200() {
 
 # journal_sums: "fdatasync_seconds_sum fdatasync_count records_sum batches
 # queue_seconds_sum queue_count handoff_seconds_sum handoff_count
-# fdatasyncs_under_100ms" from the
+# fdatasyncs_up_to_100ms" from the
 # bridge's /metrics; nothing when it has no fdatasync count (or no /metrics
 # answered), so that a missing "before" is not taken for zero. (A bridge
 # without the queue and hand-off histograms gives 0 0 for them.)
@@ -496,7 +496,7 @@ measure() {
         'BEGIN { printf "%.2f", c / hz / (ns / 1e9) }')"
     # The journal while wrk ran: the mean fdatasync, records per batch, and
     # per record the mean wait for the writer and hand-off back.
-    # SLOW_SYNCS: how many of those fdatasyncs took 100 ms or more (a
+    # SLOW_SYNCS: how many of those fdatasyncs took over 100 ms (a
     # stalled disk shows in the p99 of every connection at once).
     SYNC_US="-" BATCH="-" QUEUE_US="-" HANDOFF_US="-" SLOW_SYNCS="-"
     if [[ -n "$j0" && -n "$j1" ]]; then
