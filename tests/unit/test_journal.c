@@ -1642,6 +1642,7 @@ static hb_journal_t *open_faulty(const char *dir, uint64_t segment_bytes, faults
                            .n_sinks = 1,
                            .fault = fault_fn,
                            .fault_arg = fl};
+    err[0] = '\0'; /* hb_journal_open writes it only on failure */
     hb_journal_t *j = hb_journal_open(&o, err, errlen);
     ok(j != NULL, "open (%s)", err);
     return j;
