@@ -1031,9 +1031,8 @@ static void slow_step(const char *what, double seconds, uint64_t records)
     if (records)
         snprintf(n, sizeof(n), "%" PRIu64 " deliver%s", records, records == 1 ? "y" : "ies");
     hb_log_limited(HB_LOG_WARN, C, "slow-step",
-                   "%s took %.0f ms and %s waited for it: the disk is slow "
-                   "(hookbridge_journal_fdatasync_seconds has the distribution)",
-                   what, seconds * 1e3, n);
+                   "%s took %.0f ms and %s waited for it: the disk is slow", what, seconds * 1e3,
+                   n);
 }
 
 /* Write wbuf[0..len) (records first..next_seq-1 and their commit mark),
@@ -1063,7 +1062,8 @@ static void emit(hb_journal_t *j, size_t len, uint64_t first, hb_append_t *durab
     int rc = inject(j, "sync") < 0 ? -1 : fdatasync(j->fd), e = errno;
     double sync_s = since_s(&t0);
     hist_add(&j->h_sync, seconds_bounds, NBOUNDS(seconds_bounds), sync_s);
-    slow_step("fdatasync", sync_s, j->next_seq - first);
+    if (rc == 0) /* a failed sync is logged once, as the failure below */
+        slow_step("fdatasync", sync_s, j->next_seq - first);
     if (rc < 0) {
         /* After a failed sync nothing can be said of those pages (a later
          * sync that succeeds proves nothing about them): the batch is
