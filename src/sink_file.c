@@ -31,6 +31,19 @@
  * durable: the early writeback is a hint, and its errors are fdatasync's
  * to report.
  *
+ * Output that a sync has covered is dropped from the page cache
+ * (POSIX_FADV_DONTNEED): the bridge never reads it again, and a reader
+ * following the file reads lines within the sync cadence, while they are
+ * still cached. Kept, the page cache grows by the whole output, and in a
+ * container that counts as the bridge's memory: in a microbenchmark on the
+ * project's VM (1,700-byte lines, 64 KB writes, a sync every 4 MB, 2 GB) a
+ * 128 MB memory cgroup sat at its limit, reclaiming, against 6 MB with the
+ * pages dropped. The writes also get cheaper, as they reuse the pages just
+ * freed instead of ones not touched lately (which on a VM that hands free
+ * memory back to the host fault in the hypervisor): write(2) 0.7-0.9 us
+ * per line against 1.2-2.2, the advice 0.15 us more. In the bench at 32
+ * connections the sink thread's CPU per request did not move measurably.
+ *
  * @locality: sink thread (blocking I/O is fine there). */
 #include "hb/fmacros.h"
 
@@ -53,6 +66,7 @@
 #define SYNC_BYTES (4u << 20)
 #define WRITE_BYTES (64u << 10)
 #define WRITEBACK_BYTES (1u << 20)
+#define DROP_ALIGN 4096
 
 typedef struct file_sink {
     hb_sink_t *sink;
@@ -60,6 +74,7 @@ typedef struct file_sink {
     int fd;
     off_t size, synced; /* bytes written, and covered by a sync */
     off_t flushing;     /* early writeback started up to here (or synced) */
+    off_t dropped;      /* the page cache was told to drop what is before this */
     char *buf;
     size_t len, cap;
     hb_msg_t *batch, **batch_tail;       /* formatted in buf, not written yet */
@@ -120,6 +135,7 @@ static int try_open(file_sink_t *f)
         goto fail;
     }
     f->size = f->synced = f->flushing = st.st_size;
+    f->dropped = st.st_size & ~(off_t)(DROP_ALIGN - 1);
     hb_sink_set_status(f->sink, 1, NULL);
     return 0;
 fail:
@@ -213,6 +229,18 @@ static int write_batch(file_sink_t *f)
     return 0;
 }
 
+/* Synced output leaves the page cache (see the top of this file): only
+ * whole pages, so that the one still being filled stays. Advice only:
+ * nothing depends on it having worked. */
+static void drop_behind(file_sink_t *f)
+{
+    off_t to = f->synced & ~(off_t)(DROP_ALIGN - 1);
+    if (to <= f->dropped)
+        return;
+    (void)posix_fadvise(f->fd, f->dropped, to - f->dropped, POSIX_FADV_DONTNEED);
+    f->dropped = to;
+}
+
 static void sync_now(file_sink_t *f)
 {
     evtimer_del(f->sync_ev);
@@ -223,6 +251,7 @@ static void sync_now(file_sink_t *f)
         return;
     }
     f->synced = f->flushing = f->size;
+    drop_behind(f);
     finish_list(&f->unsynced, &f->unsynced_tail, HB_SINK_OK, NULL);
 }
 
