@@ -12,10 +12,12 @@
  *    closes the batch with a commit mark (record.h), writes it with one
  *    pwrite at the segment's write offset and calls fdatasync once; only
  *    then are the batch's appends done and readers woken. Appends that
- *    arrive meanwhile form the next batch (group commit). A separate sync
- *    stage was tried: it overlaps a write of a few microseconds with the
- *    sync and costs a thread hand-off per batch, which on two cores was
- *    more CPU per request than it saved;
+ *    arrive meanwhile form the next batch (group commit). Appends under
+ *    ack = written are done once written, and their batches share syncs
+ *    (SYNC_DEFER_US). A separate sync stage was tried: it overlaps a
+ *    write of a few microseconds with the sync and costs a thread
+ *    hand-off per batch, which on two cores was more CPU per request
+ *    than it saved;
  *  - the keeper persists sink cursors, deletes published segments (once
  *    journal.retain / retain_bytes let them go: retained bytes count as
  *    free room, and over the low-water mark nothing is retained) and
@@ -31,7 +33,8 @@
  *    records and marks from before the segment's first sequence number
  *    there, as it ignores a zero tail.
  *
- * Failure: a batch whose write or sync fails is answered 503; the writer
+ * Failure: a batch whose write fails is answered 503, and so is one whose
+ * sync fails, with every batch written since the last good sync; the writer
  * goes back to the durable end and writes over the failed bytes. Nothing is
  * truncated on that path, so no clean-up can fail half-way, and recovery
  * never counts the failed bytes: they carry no valid commit mark.
@@ -73,6 +76,17 @@
  * deprioritises endpoints slower than 500 ms. */
 #define SLOW_STEP_MS 100
 #define ZERO_CHUNK (1u << 20)
+/* ack = written: a batch of such appends is answered once written, and
+ * while more keep coming the writer goes on to the next one; one
+ * fdatasync covers them all once the writer has had nothing to do for
+ * SYNC_IDLE_US, or the oldest unsynced batch is SYNC_DEFER_US old, or
+ * SYNC_DEFER_BYTES wait. Syncing each such batch, as for ack = durable,
+ * made every next batch wait for the previous one's sync, so written was
+ * no faster than durable. The bound is what a power loss (or a failed
+ * sync) may take of what was answered 200, and how late sinks see it. */
+#define SYNC_IDLE_US 1000
+#define SYNC_DEFER_US 5000
+#define SYNC_DEFER_BYTES (1u << 20)
 
 typedef struct segment {
     uint64_t first_seq;
@@ -191,6 +205,11 @@ struct hb_journal {
     uint64_t next_seq;
     unsigned char *wbuf;
     size_t wcap;
+    /* batches written and not synced yet (ack = written only): where the
+     * first one starts, its first seq, and when it was written */
+    int unsynced;
+    uint64_t unsynced_pos, unsynced_seq, unsynced_us;
+    uint64_t sync_defer_us; /* SYNC_DEFER_US unless a test says otherwise */
 
     /* keeper thread only */
     uint64_t last_persist_ms, spare_fail_ms, spare_need_ms, retain_seen;
@@ -1035,8 +1054,53 @@ static void slow_step(const char *what, double seconds, uint64_t records)
                    n);
 }
 
-/* Write wbuf[0..len) (records first..next_seq-1 and their commit mark),
- * make it durable, and hand the appends back. */
+/* fdatasync what was written since the last sync (the unsynced span), then
+ * hand back `durable`. A failed sync takes the whole span back: the writer
+ * returns to its start and writes over it, and its sequence numbers go to
+ * the next appends. */
+static void sync_span(hb_journal_t *j, hb_append_t *durable)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = inject(j, "sync") < 0 ? -1 : fdatasync(j->fd), e = errno;
+    double sync_s = since_s(&t0);
+    hist_add(&j->h_sync, seconds_bounds, NBOUNDS(seconds_bounds), sync_s);
+    uint64_t records = j->next_seq - j->unsynced_seq;
+    j->unsynced = 0;
+    if (rc == 0) /* a failed sync is logged once, as the failure below */
+        slow_step("fdatasync", sync_s, records);
+    if (rc < 0) {
+        /* After a failed sync nothing can be said of those pages (a later
+         * sync that succeeds proves nothing about them): the span is
+         * answered 503 and written over. Deliveries already answered
+         * under ack = written are lost with it: the risk that mode takes. */
+        hb_error(C,
+                 "journal fdatasync failed: %s; answering the batch 503 (%" PRIu64
+                 " records taken back)",
+                 strerror(e), records);
+        j->next_seq = j->unsynced_seq;
+        j->wpos = j->unsynced_pos;
+        atomic_store(&j->failed, 1);
+        finish(durable, e);
+        return;
+    }
+    pthread_mutex_lock(&j->lock);
+    segment_t *s = &j->segs[j->nsegs - 1];
+    s->end_seq = j->next_seq;
+    atomic_fetch_add(&j->bytes, j->wpos - s->durable_size);
+    s->durable_size = j->wpos;
+    j->synced = j->wpos;
+    pthread_mutex_unlock(&j->lock);
+    atomic_store(&j->durable_seq, j->next_seq - 1);
+    atomic_store(&j->failed, 0);
+    j->progress_owed = 1; /* the sinks are woken by writer_main */
+    finish(durable, 0);
+}
+
+/* Write wbuf[0..len) (records first..next_seq-1 and their commit mark)
+ * and hand `written` back; then make it durable and hand `durable` back,
+ * unless the batch has no such appends and its sync may wait (see
+ * SYNC_DEFER_US). */
 static void emit(hb_journal_t *j, size_t len, uint64_t first, hb_append_t *durable,
                  hb_append_t *written)
 {
@@ -1051,42 +1115,23 @@ static void emit(hb_journal_t *j, size_t len, uint64_t first, hb_append_t *durab
         int e = errno;
         hb_error(C, "journal write failed: %s; answering %" PRIu64 " deliveries 503", strerror(e),
                  j->next_seq - first);
-        j->next_seq = first; /* nothing of it is durable; its bytes get written over */
+        j->next_seq = first; /* its bytes get written over; an unsynced span before it stays */
         atomic_store(&j->failed, 1);
         finish(written, e);
         finish(durable, e);
         return;
     }
     finish(written, 0);
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc = inject(j, "sync") < 0 ? -1 : fdatasync(j->fd), e = errno;
-    double sync_s = since_s(&t0);
-    hist_add(&j->h_sync, seconds_bounds, NBOUNDS(seconds_bounds), sync_s);
-    if (rc == 0) /* a failed sync is logged once, as the failure below */
-        slow_step("fdatasync", sync_s, j->next_seq - first);
-    if (rc < 0) {
-        /* After a failed sync nothing can be said of those pages (a later
-         * sync that succeeds proves nothing about them): the batch is
-         * answered 503 and written over. Deliveries already answered
-         * under ack = written are lost with it: the risk that mode takes. */
-        hb_error(C, "journal fdatasync failed: %s; answering the batch 503", strerror(e));
-        j->next_seq = first;
-        atomic_store(&j->failed, 1);
-        finish(durable, e);
-        return;
+    if (!j->unsynced) {
+        j->unsynced = 1;
+        j->unsynced_pos = j->wpos;
+        j->unsynced_seq = first;
+        j->unsynced_us = hb_mono_us();
     }
     j->wpos += len;
-    pthread_mutex_lock(&j->lock);
-    segment_t *s = &j->segs[j->nsegs - 1];
-    s->end_seq = j->next_seq;
-    atomic_fetch_add(&j->bytes, j->wpos - s->durable_size);
-    s->durable_size = j->wpos;
-    j->synced = j->wpos;
-    pthread_mutex_unlock(&j->lock);
-    atomic_store(&j->durable_seq, j->next_seq - 1);
-    atomic_store(&j->failed, 0);
-    j->progress_owed = 1; /* the sinks are woken by writer_main */
-    finish(durable, 0);
+    if (durable || j->wpos - j->unsynced_pos >= SYNC_DEFER_BYTES ||
+        hb_mono_us() - j->unsynced_us >= j->sync_defer_us)
+        sync_span(j, durable);
 }
 
 /* A segment that grows as it is written (the first one, made at open, or
@@ -1134,6 +1179,8 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
         wait_add(&j->h_queue, a->queued_us, taken);
         if (len == 0) {
             if (j->wpos >= j->segment_bytes || want_prealloc(j)) {
+                if (j->unsynced) /* the segment left behind is whole on disk */
+                    sync_span(j, NULL);
                 struct timespec r0;
                 clock_gettime(CLOCK_MONOTONIC, &r0);
                 rotate(j);
@@ -1236,7 +1283,27 @@ static void *writer_main(void *arg)
         }
         while (!j->qhead && !j->stop) {
             j->writer_waiting = 1;
-            pthread_cond_wait(&j->wcond, &j->lock);
+            if (!j->unsynced) {
+                pthread_cond_wait(&j->wcond, &j->lock);
+            } else {
+                /* an unsynced span (ack = written): synced once nothing
+                 * came for SYNC_IDLE_US, or when it is due */
+                uint64_t now = hb_mono_us(), due = j->unsynced_us + j->sync_defer_us;
+                if (due > now + SYNC_IDLE_US)
+                    due = now + SYNC_IDLE_US;
+                if (due > now) {
+                    struct timespec ts;
+                    clock_gettime(CLOCK_MONOTONIC, &ts);
+                    uint64_t ns = (uint64_t)ts.tv_nsec + (due - now) * 1000u;
+                    ts.tv_sec += (time_t)(ns / 1000000000u);
+                    ts.tv_nsec = (long)(ns % 1000000000u);
+                    pthread_cond_timedwait(&j->wcond, &j->lock, &ts);
+                }
+                if (!j->qhead && hb_mono_us() >= due) {
+                    j->writer_waiting = 0;
+                    break;
+                }
+            }
             j->writer_waiting = 0;
         }
         hb_append_t *batch = j->qhead;
@@ -1245,6 +1312,8 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&j->lock);
         if (batch)
             write_batch(j, batch);
+        else if (j->unsynced)
+            sync_span(j, NULL);
         else if (stop)
             break;
     }
@@ -1367,6 +1436,7 @@ hb_journal_t *hb_journal_open(const hb_journal_opts_t *o, char *err, size_t errl
     j->retain_bytes = o->retain_bytes;
     j->fault = o->fault;
     j->fault_arg = o->fault_arg;
+    j->sync_defer_us = o->sync_defer_us ? o->sync_defer_us : SYNC_DEFER_US;
     j->segment_bytes = o->segment_bytes;
     if (!j->segment_bytes) {
         j->segment_bytes = o->max_bytes / 8;
@@ -1380,7 +1450,7 @@ hb_journal_t *hb_journal_open(const hb_journal_opts_t *o, char *err, size_t errl
     for (size_t i = 0; i < o->n_sinks; i++)
         j->sink_names[i] = hb_strdup(o->sinks[i]);
     pthread_mutex_init(&j->lock, NULL);
-    pthread_cond_init(&j->wcond, NULL);
+    cond_init_mono(&j->wcond); /* the writer's waits for a due sync */
     cond_init_mono(&j->kcond);
 
     uint64_t vals[HB_JOURNAL_MAX_SINKS] = {0};

@@ -85,6 +85,9 @@ typedef struct hb_journal_opts {
      * errno it returns fails that step as the system call would. */
     int (*fault)(const char *op, void *arg);
     void *fault_arg;
+    /* Tests: how long batches of ack = written appends may go unsynced
+     * while more keep coming (0: the default, 5 ms). */
+    uint64_t sync_defer_us;
 } hb_journal_opts_t;
 
 hb_journal_t *hb_journal_open(const hb_journal_opts_t *opts, char *err, size_t errlen);

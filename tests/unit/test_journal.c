@@ -1613,14 +1613,28 @@ typedef struct faults {
     atomic_int writes, syncs;
     int fail_write, fail_sync; /* 1-based call to fail; 0 = none */
     int sync_delay_ms;         /* lets appends pile up into bigger batches */
+    int write_delay_ms;
+    int hold_write;              /* 1-based write held until `release` */
+    atomic_int holding, release; /* the writer waits in that write; let it go */
+    uint64_t sync_defer_us;      /* hb_journal_opts_t's, 0: the default */
+    int no_prealloc;             /* hb_journal_opts_t's */
     atomic_int open_synced, scanned_before_sync;
 } faults_t;
 
 static int fault_fn(const char *op, void *arg)
 {
     faults_t *f = arg;
-    if (strcmp(op, "write") == 0)
-        return atomic_fetch_add(&f->writes, 1) + 1 == f->fail_write ? ENOSPC : 0;
+    if (strcmp(op, "write") == 0) {
+        int n = atomic_fetch_add(&f->writes, 1) + 1;
+        if (n == f->hold_write) {
+            atomic_store(&f->holding, 1);
+            for (int i = 0; i < 30000 && !atomic_load(&f->release); i++)
+                sleep_ms(1);
+        }
+        if (f->write_delay_ms)
+            sleep_ms(f->write_delay_ms);
+        return n == f->fail_write ? ENOSPC : 0;
+    }
     if (strcmp(op, "sync") == 0) {
         if (f->sync_delay_ms)
             sleep_ms(f->sync_delay_ms);
@@ -1641,7 +1655,9 @@ static hb_journal_t *open_faulty(const char *dir, uint64_t segment_bytes, faults
                            .sinks = one_sink,
                            .n_sinks = 1,
                            .fault = fault_fn,
-                           .fault_arg = fl};
+                           .fault_arg = fl,
+                           .sync_defer_us = fl->sync_defer_us,
+                           .no_prealloc = fl->no_prealloc};
     err[0] = '\0'; /* hb_journal_open writes it only on failure */
     hb_journal_t *j = hb_journal_open(&o, err, errlen);
     ok(j != NULL, "open (%s)", err);
@@ -1652,6 +1668,184 @@ static int body_k(const hb_record_t *r)
 {
     const char *p = memmem(r->body, r->body_len, "\"k\":", 4);
     return p ? atoi(p + 4) : -1;
+}
+
+/* Wait (up to 10 s) until cond(j, arg) holds; returns whether it did. */
+static int wait_until(int (*cond)(hb_journal_t *j, void *arg), hb_journal_t *j, void *arg)
+{
+    for (int i = 0; i < 10000; i++) {
+        if (cond(j, arg))
+            return 1;
+        sleep_ms(1);
+    }
+    return cond(j, arg);
+}
+
+static int is_holding(hb_journal_t *j, void *arg)
+{
+    (void)j;
+    return atomic_load(&((faults_t *)arg)->holding);
+}
+
+static int durable_at(hb_journal_t *j, void *arg)
+{
+    return hb_journal_durable_seq(j) >= *(uint64_t *)arg;
+}
+
+static int has_failed(hb_journal_t *j, void *arg)
+{
+    (void)arg;
+    return hb_journal_failed(j);
+}
+
+/* Appends A (its write held) then B1..B3 queued behind it, all under
+ * ack = written, in a journal that lets such batches go unsynced for a
+ * minute while more keep coming: both batches are answered once written,
+ * the second without waiting for a sync of the first. */
+static hb_journal_t *written_pair(const char *dir, faults_t *fl, tappend_t **ts, char *err,
+                                  size_t errlen)
+{
+    fl->hold_write = 1;
+    fl->sync_defer_us = 60u * 1000 * 1000;
+    fl->no_prealloc = 1; /* no switch to a spare segment, which syncs first */
+    hb_journal_t *j = open_faulty(dir, 0, fl, err, errlen);
+    if (!j)
+        return NULL;
+    ts[0] = make_append(0, 200, HB_STAGE_WRITTEN);
+    hb_journal_append(j, &ts[0]->a);
+    ok(wait_until(is_holding, j, fl), "the writer holds in the first batch's write");
+    for (int i = 1; i < 4; i++) {
+        ts[i] = make_append(i, 200, HB_STAGE_WRITTEN);
+        hb_journal_append(j, &ts[i]->a);
+    }
+    atomic_store(&fl->release, 1);
+    ok(wait_all(ts, 4), "the 4 ack = written appends are answered");
+    int good = 1;
+    for (int i = 0; i < 4; i++)
+        if (ts[i]->a.err != 0 || ts[i]->a.seq != (uint64_t)i + 1)
+            good = 0;
+    ok(good, "... with err 0 and seqs 1..4");
+    return j;
+}
+
+/* ack = written: batches written back to back share one fdatasync, taken
+ * once the writer is idle. Before, each batch was synced before the next
+ * was written, so written answers waited for the previous batch's sync
+ * and the mode was no faster than durable. */
+static void test_written_batches_share_a_sync(void)
+{
+    char dir[128], err[512];
+    mk_tmpdir(dir, sizeof(dir), "wshare");
+    faults_t fl = {0};
+    tappend_t *ts[4];
+    hb_journal_t *j = written_pair(dir, &fl, ts, err, sizeof(err));
+    if (!j)
+        goto out;
+    uint64_t last = 4;
+    ok(wait_until(durable_at, j, &last),
+       "the idle writer makes them durable (durable seq %" PRIu64 ")", hb_journal_durable_seq(j));
+    is_int(atomic_load(&fl.writes), 2, "two batches written");
+    is_int(atomic_load(&fl.syncs), 1,
+           "one fdatasync covers both (before: one per batch, the second batch waiting for the "
+           "first's)");
+    is_int(hb_journal_failed(j), 0, "not failed");
+    hb_journal_close(j);
+    for (int i = 0; i < 4; i++)
+        free_append(ts[i]);
+    fl.hold_write = 0;
+    j = open_faulty(dir, 0, &fl, err, sizeof(err));
+    is_int(j ? read_check(j, 0, 1, 0, 200) : -1, 4, "all 4 readable after close and reopen");
+    hb_journal_close(j);
+out:
+    rm_tmpdir(dir);
+}
+
+/* A failed sync takes back every batch it was to cover: the deliveries
+ * answered under ack = written are lost (the risk that mode takes, as
+ * after a power loss), nothing of them is readable, their sequence numbers
+ * go to the next appends, and the journal stays usable. */
+static void test_written_failed_sync_takes_the_span_back(void)
+{
+    char dir[128], err[512];
+    mk_tmpdir(dir, sizeof(dir), "wfail");
+    faults_t fl = {.fail_sync = 1};
+    tappend_t *ts[4];
+    hb_journal_t *j = written_pair(dir, &fl, ts, err, sizeof(err));
+    if (!j)
+        goto out;
+    ok(wait_until(has_failed, j, NULL), "the injected sync failure is seen");
+    is_int(atomic_load(&fl.syncs), 1, "one sync, for both batches");
+    is_int(hb_journal_durable_seq(j), 0, "nothing of the span is durable");
+    fl.fail_sync = 0; /* the writer is idle: no race */
+    uint64_t seq = 0;
+    is_int(append_one(j, 10, 200, &seq), 0, "an ack = durable append after the failure");
+    is_int(seq, 1, "takes seq 1: the failed span's numbers are reused");
+    is_int(hb_journal_failed(j), 0, "a later good sync cleared the failed state");
+    is_int(read_check(j, 0, 1, 10, 200), 1, "the reader sees that record alone");
+    hb_journal_close(j);
+    for (int i = 0; i < 4; i++)
+        free_append(ts[i]);
+    fl.hold_write = 0;
+    j = open_faulty(dir, 0, &fl, err, sizeof(err));
+    if (j) {
+        /* the span was written over from its start by that one record;
+         * what follows it is the span's own later batch, whose bytes may
+         * still be whole: recovery may take those back (they were answered
+         * 200, nothing is lost by it), but nothing else */
+        hb_journal_reader_t *r = hb_journal_reader_new(j, 0);
+        hb_record_t rec;
+        int n = 0, match = 1;
+        while (hb_journal_reader_next(r, &rec) == 1) {
+            if (rec.seq != (uint64_t)n + 1 || body_k(&rec) != (n == 0 ? 10 : n))
+                match = 0;
+            n++;
+        }
+        hb_journal_reader_free(r);
+        ok(match && (n == 1 || n == 4),
+           "after reopen: that record first, then at most the span's whole later batch (%d "
+           "records)",
+           n);
+    }
+    hb_journal_close(j);
+out:
+    rm_tmpdir(dir);
+}
+
+/* Under ack = written the writer never idles while appends keep coming
+ * faster than it writes (each write here takes 2 ms, an append comes every
+ * 0.5 ms for 75 ms or more): the age limit still makes them durable while
+ * they come, within about 7 ms of being queued, not only once they stop.
+ * Without it, only the first record was durable by the last append. */
+static void test_written_synced_while_busy(void)
+{
+    char dir[128], err[512];
+    mk_tmpdir(dir, sizeof(dir), "wbusy");
+    faults_t fl = {.write_delay_ms = 2};
+    hb_journal_t *j = open_faulty(dir, 0, &fl, err, sizeof(err));
+    if (!j)
+        goto out;
+    enum { N = 150 };
+    tappend_t *ts[N];
+    uint64_t durable_during = 0;
+    for (int i = 0; i < N; i++) {
+        ts[i] = make_append(i, 200, HB_STAGE_WRITTEN);
+        hb_journal_append(j, &ts[i]->a);
+        usleep(500);
+        if (i == N - 1)
+            durable_during = hb_journal_durable_seq(j);
+    }
+    ok(wait_all(ts, N), "%d ack = written appends answered", N);
+    ok(durable_during >= N / 2,
+       "records were made durable while appends kept coming (durable seq %" PRIu64
+       " when the last was queued, after %d writes and %d syncs)",
+       durable_during, atomic_load(&fl.writes), atomic_load(&fl.syncs));
+    uint64_t last = N;
+    ok(wait_until(durable_at, j, &last), "and all of them once they stopped");
+    hb_journal_close(j);
+    for (int i = 0; i < N; i++)
+        free_append(ts[i]);
+out:
+    rm_tmpdir(dir);
 }
 
 /* A fdatasync of 100 ms or more is said in the log with how many
@@ -2393,6 +2587,9 @@ int main(void)
     test_prealloc();
     test_failed_sync_reuses_no_acknowledged_seq();
     test_slow_sync_logged();
+    test_written_batches_share_a_sync();
+    test_written_failed_sync_takes_the_span_back();
+    test_written_synced_while_busy();
     test_open_syncs_before_trusting_records();
     test_legacy_segment_is_not_appended_to();
     test_open_errors();
