@@ -555,6 +555,16 @@ cpuidle_desc() {
     fi
 }
 
+# Which hookbridge ran: the repository's commit, unless HB_BIN named another
+# binary, whose commit the repository cannot tell (before/after runs).
+hb_bin_desc() {
+    if [[ "$HB_BIN" != "$BUILD_DIR/hookbridge" ]]; then
+        echo "the binary HB_BIN=$HB_BIN (its commit is not recorded; the repository was at $1)"
+    else
+        echo "commit $1 (src/ last changed in $(git log -1 --format=%h -- src include 2>/dev/null || echo '?'))"
+    fi
+}
+
 describe_setup() {
     local rev dirty=""
     rev="$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
@@ -562,7 +572,7 @@ describe_setup() {
     cat <<EOF2
 - machine: $NCPU × $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r), Debian $(cat /etc/debian_version 2>/dev/null || echo '?'); journal on $(df --output=fstype "$TMP" | tail -n1); $(cpuidle_desc)
 - **the machine is shared**: the load generator runs on the same 2 cores, and other agents may be compiling (the \`others\` column says how many cores they took while wrk ran). Compare ratios to the ceiling, measured in the same run, rather than absolute figures.
-- hookbridge: commit $rev$dirty (src/ last changed in $(git log -1 --format=%h -- src include 2>/dev/null || echo '?')), $("$HB_BIN" --version 2>&1 | sed -n 1p)
+- hookbridge: $(hb_bin_desc "$rev$dirty"), $("$HB_BIN" --version 2>&1 | sed -n 1p)
 - ceiling: $(nginx -v 2>&1 | sed 's/^nginx version: //'), libnginx-mod-http-lua $(dpkg-query -W -f '${Version}' libnginx-mod-http-lua 2>/dev/null || echo '?'), 1 worker, Lua \`ngx.req.read_body()\` then 200
 - TLS as wrk negotiates it: hookbridge ${TLS_HB:-not run}; nginx ${TLS_NGINX:-not run}; one self-signed P-256 certificate for both
 - load: \`wrk -t1 -c<conns> -d${duration}s\` over TLS keep-alive, after ${WARMUP} s of the same load not measured (a fresh bridge's first spare segment is made then), $(wc -c <"$BODY") bytes body (\`bench/body.json\`, \`X-Hub-Signature\` HMAC-SHA1), wrk $(wrk -v 2>&1 | awk 'NR == 1 {print $2}')
