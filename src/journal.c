@@ -35,9 +35,11 @@
  *
  * Failure: a batch whose write fails is answered 503, and so is one whose
  * sync fails, with every batch written since the last good sync; the writer
- * goes back to the durable end and writes over the failed bytes. Nothing is
- * truncated on that path, so no clean-up can fail half-way, and recovery
- * never counts the failed bytes: they carry no valid commit mark.
+ * goes back to the durable end and writes over the failed bytes, after a
+ * failed sync once it has zeroed them (clear_tail; until then it answers
+ * 503). Nothing is truncated on that path, so no clean-up can fail
+ * half-way, and recovery never counts the failed bytes: they are zeros, or
+ * a failed write's, which carry no valid commit mark.
  *
  * Readers only ever read up to a segment's durable size, so they never see
  * a record that a crash could still take back. */
@@ -209,6 +211,7 @@ struct hb_journal {
      * first one starts, its first seq, and when it was written */
     int unsynced;
     uint64_t unsynced_pos, unsynced_seq, unsynced_us;
+    int tail_dirty;         /* a failed span's bytes are not cleared yet (clear_tail) */
     uint64_t sync_defer_us; /* SYNC_DEFER_US unless a test says otherwise */
 
     /* keeper thread only */
@@ -998,6 +1001,12 @@ static void rotate(hb_journal_t *j)
         return;
     }
     pthread_mutex_lock(&j->lock);
+    if (j->next_seq <= j->segs[j->nsegs - 1].first_seq) {
+        /* nothing durable in the active segment (a failed sync took it
+         * back): the next one would take its name */
+        pthread_mutex_unlock(&j->lock);
+        return;
+    }
     int use_spare = j->spare_ready;
     j->spare_ready = 0;
     segment_t *s = seg_add(j, j->next_seq);
@@ -1040,13 +1049,14 @@ static void rotate(hb_journal_t *j)
     atomic_fetch_add(&j->bytes, wpos);
 }
 
-/* `records`: how many answers waited for the step (0: the batch being
- * built, not counted). */
+/* `records`: how many answers waited for the step; 0: none counted (the
+ * batch being built, or after a sync of ack = written deliveries, already
+ * answered, the ones queued behind it). */
 static void slow_step(const char *what, double seconds, uint64_t records)
 {
     if (seconds * 1e3 < SLOW_STEP_MS)
         return;
-    char n[48] = "the batch's deliveries";
+    char n[48] = "the deliveries queued behind it";
     if (records)
         snprintf(n, sizeof(n), "%" PRIu64 " deliver%s", records, records == 1 ? "y" : "ies");
     hb_log_limited(HB_LOG_WARN, C, "slow-step",
@@ -1054,35 +1064,68 @@ static void slow_step(const char *what, double seconds, uint64_t records)
                    n);
 }
 
+/* After a failed sync, the failed span's bytes are zeroed and synced before
+ * anything is written after them. Left in place, a later batch of the span
+ * could follow the batches written over its start with the very sequence
+ * numbers they continue and a valid commit mark, and recovery would take
+ * back records whose sync failed (pages that a write-back error left clean
+ * may not be on the disk at all). 0, or -1 (tail_dirty stays set and
+ * batches are answered 503 until it works). */
+static int clear_tail(hb_journal_t *j)
+{
+    if (j->whigh > j->wpos && zero_range(j, j->wpos, j->whigh) < 0) {
+        j->tail_dirty = 1;
+        return -1;
+    }
+    j->whigh = j->wpos;
+    j->tail_dirty = 0;
+    return 0;
+}
+
+static uint64_t count_list(const hb_append_t *a)
+{
+    uint64_t n = 0;
+    for (; a; a = a->next)
+        n++;
+    return n;
+}
+
 /* fdatasync what was written since the last sync (the unsynced span), then
  * hand back `durable`. A failed sync takes the whole span back: the writer
- * returns to its start and writes over it, and its sequence numbers go to
- * the next appends. */
-static void sync_span(hb_journal_t *j, hb_append_t *durable)
+ * returns to its start and writes over it (clear_tail), and its sequence
+ * numbers go to the next appends. 0, or -1 when the sync failed. */
+static int sync_span(hb_journal_t *j, hb_append_t *durable)
 {
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = inject(j, "sync") < 0 ? -1 : fdatasync(j->fd), e = errno;
     double sync_s = since_s(&t0);
     hist_add(&j->h_sync, seconds_bounds, NBOUNDS(seconds_bounds), sync_s);
-    uint64_t records = j->next_seq - j->unsynced_seq;
+    uint64_t records = j->next_seq - j->unsynced_seq, waiting = count_list(durable);
     j->unsynced = 0;
     if (rc == 0) /* a failed sync is logged once, as the failure below */
-        slow_step("fdatasync", sync_s, records);
+        slow_step("fdatasync", sync_s, waiting);
     if (rc < 0) {
         /* After a failed sync nothing can be said of those pages (a later
          * sync that succeeds proves nothing about them): the span is
          * answered 503 and written over. Deliveries already answered
          * under ack = written are lost with it: the risk that mode takes. */
-        hb_error(C,
-                 "journal fdatasync failed: %s; answering the batch 503 (%" PRIu64
-                 " records taken back)",
-                 strerror(e), records);
+        if (waiting)
+            hb_error(C, "journal fdatasync failed: %s; answering %" PRIu64 " deliveries 503",
+                     strerror(e), waiting);
+        if (records > waiting)
+            hb_error(C,
+                     "journal fdatasync failed: %s; %" PRIu64 " deliveries answered under "
+                     "ack = written are lost",
+                     strerror(e), records - waiting);
         j->next_seq = j->unsynced_seq;
         j->wpos = j->unsynced_pos;
         atomic_store(&j->failed, 1);
+        if (clear_tail(j) < 0)
+            hb_error(C, "cannot clear the failed bytes: %s; answering 503 until it works",
+                     strerror(errno));
         finish(durable, e);
-        return;
+        return -1;
     }
     pthread_mutex_lock(&j->lock);
     segment_t *s = &j->segs[j->nsegs - 1];
@@ -1095,6 +1138,7 @@ static void sync_span(hb_journal_t *j, hb_append_t *durable)
     atomic_store(&j->failed, 0);
     j->progress_owed = 1; /* the sinks are woken by writer_main */
     finish(durable, 0);
+    return 0;
 }
 
 /* Write wbuf[0..len) (records first..next_seq-1 and their commit mark)
@@ -1167,6 +1211,7 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
     size_t len = 0;
     uint32_t bcrc = 0;
     uint64_t first = 0, bytes = 0;
+    int tail_tried = 0; /* clear_tail at most once per call: a failing disk is slow */
 
     for (hb_append_t *a = batch, *next; a; a = next) {
         next = a->next;
@@ -1178,9 +1223,13 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
             taken = hb_mono_us();
         wait_add(&j->h_queue, a->queued_us, taken);
         if (len == 0) {
-            if (j->wpos >= j->segment_bytes || want_prealloc(j)) {
-                if (j->unsynced) /* the segment left behind is whole on disk */
-                    sync_span(j, NULL);
+            /* the segment left behind must be whole on disk: after a
+             * failed sync the writer stays in it (next_seq may be back
+             * at its first record, the next segment's name) */
+            int rotating = j->wpos >= j->segment_bytes || want_prealloc(j);
+            if (rotating && j->unsynced && sync_span(j, NULL) < 0)
+                rotating = 0;
+            if (rotating) {
                 struct timespec r0;
                 clock_gettime(CLOCK_MONOTONIC, &r0);
                 rotate(j);
@@ -1191,6 +1240,8 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
             bytes = atomic_load(&j->bytes);
             uint64_t kept = atomic_load(&j->retained_bytes);
             bytes = bytes > kept ? bytes - kept : 0;
+            if (j->unsynced) /* written, not counted in j->bytes until synced */
+                bytes += j->wpos - j->unsynced_pos;
             first = j->next_seq;
             bcrc = 0;
             if (j->wpos == 0) { /* a new file announces its format */
@@ -1200,7 +1251,12 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
                 len = HB_COMMIT_SIZE;
             }
         }
-        if (bytes + len + a->len + HB_COMMIT_SIZE > j->max_bytes) {
+        if (len == 0 && j->tail_dirty && (tail_tried || clear_tail(j) < 0)) {
+            tail_tried = 1;
+            a->err = EIO;
+            a->next = refused;
+            refused = a;
+        } else if (bytes + len + a->len + HB_COMMIT_SIZE > j->max_bytes) {
             if (!atomic_exchange(&j->full, 1))
                 hb_warn(C,
                         "journal full (%" PRIu64 " of %" PRIu64 " bytes): refusing new "
@@ -1936,8 +1992,8 @@ int hb_journal_scan(const char *dir, void (*on_record)(const hb_record_t *r, voi
     j->readonly = 1;
     j->dir = hb_strdup(dir);
     pthread_mutex_init(&j->lock, NULL);
-    pthread_cond_init(&j->wcond, NULL);
-    pthread_cond_init(&j->kcond, NULL);
+    cond_init_mono(&j->wcond); /* as hb_journal_open's, though nothing waits here */
+    cond_init_mono(&j->kcond);
     offline_t o = {.j = j, .on_record = on_record, .arg = arg};
     hb_journal_opts_t opts = {.dir = dir, .on_record = offline_record, .on_record_arg = &o};
     int rc = -1;

@@ -1742,8 +1742,9 @@ static void test_written_batches_share_a_sync(void)
     if (!j)
         goto out;
     uint64_t last = 4;
-    ok(wait_until(durable_at, j, &last),
-       "the idle writer makes them durable (durable seq %" PRIu64 ")", hb_journal_durable_seq(j));
+    int durable = wait_until(durable_at, j, &last);
+    ok(durable, "the idle writer makes them durable (durable seq %" PRIu64 ")",
+       hb_journal_durable_seq(j));
     is_int(atomic_load(&fl.writes), 2, "two batches written");
     is_int(atomic_load(&fl.syncs), 1,
            "one fdatasync covers both (before: one per batch, the second batch waiting for the "
@@ -1788,24 +1789,68 @@ static void test_written_failed_sync_takes_the_span_back(void)
     fl.hold_write = 0;
     j = open_faulty(dir, 0, &fl, err, sizeof(err));
     if (j) {
-        /* the span was written over from its start by that one record;
-         * what follows it is the span's own later batch, whose bytes may
-         * still be whole: recovery may take those back (they were answered
-         * 200, nothing is lost by it), but nothing else */
-        hb_journal_reader_t *r = hb_journal_reader_new(j, 0);
-        hb_record_t rec;
-        int n = 0, match = 1;
-        while (hb_journal_reader_next(r, &rec) == 1) {
-            if (rec.seq != (uint64_t)n + 1 || body_k(&rec) != (n == 0 ? 10 : n))
-                match = 0;
-            n++;
-        }
-        hb_journal_reader_free(r);
-        ok(match && (n == 1 || n == 4),
-           "after reopen: that record first, then at most the span's whole later batch (%d "
-           "records)",
-           n);
+        /* the failed span's bytes were zeroed: nothing of it comes back
+         * (a later batch of it, left whole, would follow that record with
+         * the very seqs it continues and a valid commit mark) */
+        is_int(read_check(j, 0, 1, 10, 200), 1, "after reopen: that record alone");
     }
+    hb_journal_close(j);
+out:
+    rm_tmpdir(dir);
+}
+
+static int spare_ready(const char *dir)
+{
+    char p[256];
+    struct stat st;
+    snprintf(p, sizeof(p), "%s/spare", dir);
+    return stat(p, &st) == 0;
+}
+
+/* A segment switch after a failed sync of a span that began at the active
+ * segment's first record: next_seq went back to that record, so the next
+ * segment would have taken the active one's name (the spare renamed over
+ * it, two list entries for one file, the active file deleted once a sink
+ * passed it, and a durable record answered 200 lost with it). The writer
+ * now stays in the segment. */
+static void test_failed_sync_before_rotation(void)
+{
+    char dir[128], err[512];
+    mk_tmpdir(dir, sizeof(dir), "wrot");
+    faults_t fl = {.fail_sync = 1, .hold_write = 1, .sync_defer_us = 60u * 1000 * 1000};
+    hb_journal_t *j = open_faulty(dir, 64 * 1024, &fl, err, sizeof(err));
+    if (!j)
+        goto out;
+    for (int i = 0; i < 10000 && !spare_ready(dir); i++)
+        sleep_ms(1);
+    ok(spare_ready(dir), "a spare segment is ready: the first one, growing, is left at once");
+    tappend_t *ts[2];
+    ts[0] = make_append(0, 200, HB_STAGE_WRITTEN);
+    hb_journal_append(j, &ts[0]->a);
+    ok(wait_until(is_holding, j, &fl), "the writer holds in the first batch's write");
+    ts[1] = make_append(1, 200, HB_STAGE_WRITTEN);
+    hb_journal_append(j, &ts[1]->a);
+    atomic_store(&fl.release, 1);
+    ok(wait_all(ts, 2), "both answered");
+    uint64_t one = 1;
+    ok(wait_until(durable_at, j, &one), "the second one made durable");
+    is_int(atomic_load(&fl.syncs), 2, "after the failed sync before the switch, and its own");
+    is_int(ts[1]->a.seq, 1, "the second took seq 1: the first's was taken back");
+    uint64_t seq = 0;
+    is_int(append_one(j, 2, 200, &seq), 0, "an ack = durable append");
+    is_int(seq, 2, "takes seq 2");
+    hb_journal_ack(j, 0, 1);
+    sleep_ms(800); /* the keeper's passes: it deletes what every sink passed */
+    is_int(append_one(j, 3, 200, &seq), 0, "another one");
+    is_int(seq, 3, "takes seq 3");
+    is_int(read_check(j, 1, 2, 2, 200), 2, "both readable live");
+    hb_journal_close(j);
+    for (int i = 0; i < 2; i++)
+        free_append(ts[i]);
+    fl.hold_write = 0;
+    j = open_faulty(dir, 64 * 1024, &fl, err, sizeof(err));
+    is_int(j ? read_check(j, 1, 2, 2, 200) : -1, 2,
+           "the durable records answered 200 after the failure survive a reopen");
     hb_journal_close(j);
 out:
     rm_tmpdir(dir);
@@ -1814,8 +1859,9 @@ out:
 /* Under ack = written the writer never idles while appends keep coming
  * faster than it writes (each write here takes 2 ms, an append comes every
  * 0.5 ms for 75 ms or more): the age limit still makes them durable while
- * they come, within about 7 ms of being queued, not only once they stop.
- * Without it, only the first record was durable by the last append. */
+ * they come, not only once they stop. Without it, only the first record
+ * was durable by the last append; with it, 133-144 of 150 (a sync every
+ * 5 ms and its own time): 10 leaves room for a slow disk. */
 static void test_written_synced_while_busy(void)
 {
     char dir[128], err[512];
@@ -1835,7 +1881,7 @@ static void test_written_synced_while_busy(void)
             durable_during = hb_journal_durable_seq(j);
     }
     ok(wait_all(ts, N), "%d ack = written appends answered", N);
-    ok(durable_during >= N / 2,
+    ok(durable_during >= 10,
        "records were made durable while appends kept coming (durable seq %" PRIu64
        " when the last was queued, after %d writes and %d syncs)",
        durable_during, atomic_load(&fl.writes), atomic_load(&fl.syncs));
@@ -2589,6 +2635,7 @@ int main(void)
     test_slow_sync_logged();
     test_written_batches_share_a_sync();
     test_written_failed_sync_takes_the_span_back();
+    test_failed_sync_before_rotation();
     test_written_synced_while_busy();
     test_open_syncs_before_trusting_records();
     test_legacy_segment_is_not_appended_to();
