@@ -1856,6 +1856,46 @@ out:
     rm_tmpdir(dir);
 }
 
+/* A span's unsynced bytes count against max_bytes: they are on their way
+ * to the disk like any durable record, though not in the journal's
+ * durable byte count until their sync. Here 700 KiB written and not
+ * synced leave room in the 1 MiB journal for one more 200 KiB append, not
+ * three (all three fitted before). */
+static void test_written_span_counts_against_max_bytes(void)
+{
+    char dir[128], err[512];
+    mk_tmpdir(dir, sizeof(dir), "wfull");
+    faults_t fl = {.hold_write = 1, .sync_defer_us = 60u * 1000 * 1000, .no_prealloc = 1};
+    hb_journal_t *j = open_faulty(dir, 4u << 20, &fl, err, sizeof(err));
+    if (!j)
+        goto out;
+    tappend_t *ts[4];
+    ts[0] = make_append(0, 700u << 10, HB_STAGE_WRITTEN);
+    hb_journal_append(j, &ts[0]->a);
+    ok(wait_until(is_holding, j, &fl), "the writer holds in the first batch's write");
+    for (int i = 1; i < 4; i++) {
+        ts[i] = make_append(i, 200u << 10, HB_STAGE_WRITTEN);
+        hb_journal_append(j, &ts[i]->a);
+    }
+    atomic_store(&fl.release, 1);
+    ok(wait_all(ts, 4), "all four answered");
+    int taken = 0, full = 0;
+    for (int i = 1; i < 4; i++) {
+        if (ts[i]->a.err == 0)
+            taken++;
+        else if (ts[i]->a.err == ENOSPC)
+            full++;
+    }
+    is_int(ts[0]->a.err, 0, "the 700 KiB one is taken");
+    ok(taken == 1 && full == 2, "of three 200 KiB ones, %d taken and %d refused as full (1 and 2)",
+       taken, full);
+    hb_journal_close(j);
+    for (int i = 0; i < 4; i++)
+        free_append(ts[i]);
+out:
+    rm_tmpdir(dir);
+}
+
 /* Under ack = written the writer never idles while appends keep coming
  * faster than it writes (each write here takes 2 ms, an append comes every
  * 0.5 ms for 75 ms or more): the age limit still makes them durable while
@@ -2636,6 +2676,7 @@ int main(void)
     test_written_batches_share_a_sync();
     test_written_failed_sync_takes_the_span_back();
     test_failed_sync_before_rotation();
+    test_written_span_counts_against_max_bytes();
     test_written_synced_while_busy();
     test_open_syncs_before_trusting_records();
     test_legacy_segment_is_not_appended_to();
