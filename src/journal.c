@@ -207,10 +207,10 @@ struct hb_journal {
     uint64_t next_seq;
     unsigned char *wbuf;
     size_t wcap;
-    /* batches written and not synced yet (ack = written only): where the
-     * first one starts, its first seq, and when it was written */
-    int unsynced;
-    uint64_t unsynced_pos, unsynced_seq, unsynced_us;
+    /* batches written past j->synced and not synced yet (ack = written
+     * only, see span_open): the first one's first seq, and when it was
+     * written */
+    uint64_t unsynced_seq, unsynced_us;
     int tail_dirty;         /* a failed span's bytes are not cleared yet (clear_tail) */
     uint64_t sync_defer_us; /* SYNC_DEFER_US unless a test says otherwise */
 
@@ -273,6 +273,17 @@ static void cond_init_mono(pthread_cond_t *c)
     pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
     pthread_cond_init(c, &a);
     pthread_condattr_destroy(&a);
+}
+
+/* The CLOCK_MONOTONIC deadline `us` from now, for a cond_init_mono wait. */
+static struct timespec mono_after_us(uint64_t us)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + us * 1000u;
+    ts.tv_sec += (time_t)(ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    return ts;
 }
 
 /* ---- segments list (caller holds j->lock) ---- */
@@ -1082,6 +1093,13 @@ static int clear_tail(hb_journal_t *j)
     return 0;
 }
 
+/* Whether batches were written past the last sync (ack = written). The
+ * writer alone writes j->synced, so it reads it without the lock. */
+static int span_open(const hb_journal_t *j)
+{
+    return j->wpos > j->synced;
+}
+
 static uint64_t count_list(const hb_append_t *a)
 {
     uint64_t n = 0;
@@ -1101,11 +1119,12 @@ static int sync_span(hb_journal_t *j, hb_append_t *durable)
     int rc = inject(j, "sync") < 0 ? -1 : fdatasync(j->fd), e = errno;
     double sync_s = since_s(&t0);
     hist_add(&j->h_sync, seconds_bounds, NBOUNDS(seconds_bounds), sync_s);
-    uint64_t records = j->next_seq - j->unsynced_seq, waiting = count_list(durable);
-    j->unsynced = 0;
-    if (rc == 0) /* a failed sync is logged once, as the failure below */
-        slow_step("fdatasync", sync_s, waiting);
+    /* the list is walked only for a line that is logged; a failed sync is
+     * logged once, as the failure below */
+    if (rc == 0 && sync_s * 1e3 >= SLOW_STEP_MS)
+        slow_step("fdatasync", sync_s, count_list(durable));
     if (rc < 0) {
+        uint64_t records = j->next_seq - j->unsynced_seq, waiting = count_list(durable);
         /* After a failed sync nothing can be said of those pages (a later
          * sync that succeeds proves nothing about them): the span is
          * answered 503 and written over. Deliveries already answered
@@ -1119,7 +1138,7 @@ static int sync_span(hb_journal_t *j, hb_append_t *durable)
                      "ack = written are lost",
                      strerror(e), records - waiting);
         j->next_seq = j->unsynced_seq;
-        j->wpos = j->unsynced_pos;
+        j->wpos = j->synced;
         atomic_store(&j->failed, 1);
         if (clear_tail(j) < 0)
             hb_error(C, "cannot clear the failed bytes: %s; answering 503 until it works",
@@ -1166,14 +1185,12 @@ static void emit(hb_journal_t *j, size_t len, uint64_t first, hb_append_t *durab
         return;
     }
     finish(written, 0);
-    if (!j->unsynced) {
-        j->unsynced = 1;
-        j->unsynced_pos = j->wpos;
+    if (!span_open(j)) {
         j->unsynced_seq = first;
         j->unsynced_us = hb_mono_us();
     }
     j->wpos += len;
-    if (durable || j->wpos - j->unsynced_pos >= SYNC_DEFER_BYTES ||
+    if (durable || j->wpos - j->synced >= SYNC_DEFER_BYTES ||
         hb_mono_us() - j->unsynced_us >= j->sync_defer_us)
         sync_span(j, durable);
 }
@@ -1227,7 +1244,7 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
              * failed sync the writer stays in it (next_seq may be back
              * at its first record, the next segment's name) */
             int rotating = j->wpos >= j->segment_bytes || want_prealloc(j);
-            if (rotating && j->unsynced && sync_span(j, NULL) < 0)
+            if (rotating && span_open(j) && sync_span(j, NULL) < 0)
                 rotating = 0;
             if (rotating) {
                 struct timespec r0;
@@ -1240,8 +1257,7 @@ static void write_batch(hb_journal_t *j, hb_append_t *batch)
             bytes = atomic_load(&j->bytes);
             uint64_t kept = atomic_load(&j->retained_bytes);
             bytes = bytes > kept ? bytes - kept : 0;
-            if (j->unsynced) /* written, not counted in j->bytes until synced */
-                bytes += j->wpos - j->unsynced_pos;
+            bytes += j->wpos - j->synced; /* an open span: not in j->bytes until synced */
             first = j->next_seq;
             bcrc = 0;
             if (j->wpos == 0) { /* a new file announces its format */
@@ -1339,7 +1355,7 @@ static void *writer_main(void *arg)
         }
         while (!j->qhead && !j->stop) {
             j->writer_waiting = 1;
-            if (!j->unsynced) {
+            if (!span_open(j)) {
                 pthread_cond_wait(&j->wcond, &j->lock);
             } else {
                 /* an unsynced span (ack = written): synced once nothing
@@ -1348,11 +1364,7 @@ static void *writer_main(void *arg)
                 if (due > now + SYNC_IDLE_US)
                     due = now + SYNC_IDLE_US;
                 if (due > now) {
-                    struct timespec ts;
-                    clock_gettime(CLOCK_MONOTONIC, &ts);
-                    uint64_t ns = (uint64_t)ts.tv_nsec + (due - now) * 1000u;
-                    ts.tv_sec += (time_t)(ns / 1000000000u);
-                    ts.tv_nsec = (long)(ns % 1000000000u);
+                    struct timespec ts = mono_after_us(due - now);
                     pthread_cond_timedwait(&j->wcond, &j->lock, &ts);
                 }
                 if (!j->qhead && hb_mono_us() >= due) {
@@ -1368,7 +1380,7 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&j->lock);
         if (batch)
             write_batch(j, batch);
-        else if (j->unsynced)
+        else if (span_open(j))
             sync_span(j, NULL);
         else if (stop)
             break;
@@ -1429,13 +1441,7 @@ static void *keeper_main(void *arg)
         pthread_mutex_lock(&j->lock);
         if (stop)
             break;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += CURSOR_PERSIST_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = mono_after_us(CURSOR_PERSIST_MS * 1000u);
         if (!j->kstop)
             pthread_cond_timedwait(&j->kcond, &j->lock, &ts);
     }

@@ -1698,6 +1698,19 @@ static int has_failed(hb_journal_t *j, void *arg)
     return hb_journal_failed(j);
 }
 
+/* Appends ts[0] and holds the writer in its write (fl->hold_write = 1),
+ * queues ts[1..n) behind it, then lets the writer go: two batches, the
+ * second complete before the writer takes it. Whether all n were answered. */
+static int hold_then_queue(hb_journal_t *j, faults_t *fl, tappend_t **ts, int n)
+{
+    hb_journal_append(j, &ts[0]->a);
+    ok(wait_until(is_holding, j, fl), "the writer holds in the first batch's write");
+    for (int i = 1; i < n; i++)
+        hb_journal_append(j, &ts[i]->a);
+    atomic_store(&fl->release, 1);
+    return wait_all(ts, n);
+}
+
 /* Appends A (its write held) then B1..B3 queued behind it, all under
  * ack = written, in a journal that lets such batches go unsynced for a
  * minute while more keep coming: both batches are answered once written,
@@ -1711,15 +1724,9 @@ static hb_journal_t *written_pair(const char *dir, faults_t *fl, tappend_t **ts,
     hb_journal_t *j = open_faulty(dir, 0, fl, err, errlen);
     if (!j)
         return NULL;
-    ts[0] = make_append(0, 200, HB_STAGE_WRITTEN);
-    hb_journal_append(j, &ts[0]->a);
-    ok(wait_until(is_holding, j, fl), "the writer holds in the first batch's write");
-    for (int i = 1; i < 4; i++) {
+    for (int i = 0; i < 4; i++)
         ts[i] = make_append(i, 200, HB_STAGE_WRITTEN);
-        hb_journal_append(j, &ts[i]->a);
-    }
-    atomic_store(&fl->release, 1);
-    ok(wait_all(ts, 4), "the 4 ack = written appends are answered");
+    ok(hold_then_queue(j, fl, ts, 4), "the 4 ack = written appends are answered");
     int good = 1;
     for (int i = 0; i < 4; i++)
         if (ts[i]->a.err != 0 || ts[i]->a.seq != (uint64_t)i + 1)
@@ -1825,13 +1832,9 @@ static void test_failed_sync_before_rotation(void)
         sleep_ms(1);
     ok(spare_ready(dir), "a spare segment is ready: the first one, growing, is left at once");
     tappend_t *ts[2];
-    ts[0] = make_append(0, 200, HB_STAGE_WRITTEN);
-    hb_journal_append(j, &ts[0]->a);
-    ok(wait_until(is_holding, j, &fl), "the writer holds in the first batch's write");
-    ts[1] = make_append(1, 200, HB_STAGE_WRITTEN);
-    hb_journal_append(j, &ts[1]->a);
-    atomic_store(&fl.release, 1);
-    ok(wait_all(ts, 2), "both answered");
+    for (int i = 0; i < 2; i++)
+        ts[i] = make_append(i, 200, HB_STAGE_WRITTEN);
+    ok(hold_then_queue(j, &fl, ts, 2), "both answered");
     uint64_t one = 1;
     ok(wait_until(durable_at, j, &one), "the second one made durable");
     is_int(atomic_load(&fl.syncs), 2, "after the failed sync before the switch, and its own");
@@ -1870,15 +1873,9 @@ static void test_written_span_counts_against_max_bytes(void)
     if (!j)
         goto out;
     tappend_t *ts[4];
-    ts[0] = make_append(0, 700u << 10, HB_STAGE_WRITTEN);
-    hb_journal_append(j, &ts[0]->a);
-    ok(wait_until(is_holding, j, &fl), "the writer holds in the first batch's write");
-    for (int i = 1; i < 4; i++) {
-        ts[i] = make_append(i, 200u << 10, HB_STAGE_WRITTEN);
-        hb_journal_append(j, &ts[i]->a);
-    }
-    atomic_store(&fl.release, 1);
-    ok(wait_all(ts, 4), "all four answered");
+    for (int i = 0; i < 4; i++)
+        ts[i] = make_append(i, i ? 200u << 10 : 700u << 10, HB_STAGE_WRITTEN);
+    ok(hold_then_queue(j, &fl, ts, 4), "all four answered");
     int taken = 0, full = 0;
     for (int i = 1; i < 4; i++) {
         if (ts[i]->a.err == 0)
